@@ -1,0 +1,365 @@
+"""The one place that talks to podman.
+
+Trees live in a per-store containers-storage; stage images live in the user's
+ordinary podman storage and are seen by every store read-only, as an
+additional image store, so a new store needs no copies of them.  For each
+store a `podman system service` is started (or found, after a crash) on a
+socket under the runtime directory, and podman-py talks to it.  Image builds
+and imports of stage images go through the podman CLI, which streams build
+output as it happens and writes to the ordinary storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import resource
+import shutil
+import socket
+import struct
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import podman
+import podman.errors
+
+API = "/v4.0.0/libpod"
+EMPTY_IMAGE = "localhost/osbuild-oci/empty:latest"
+
+
+class EngineError(Exception):
+    """Podman could not do what was asked; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass
+class ContainerSpec:
+    """What a stage or assembler container gets: its image, the tree, nothing else."""
+
+    image: str
+    mounts: list[Mount] = field(default_factory=list)
+    network: bool = False
+    capabilities: list[str] = field(default_factory=list)
+    stdin: bytes = b""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    labels: dict[str, str]
+    layers: list[str]
+    names: list[str]
+
+
+def _runtime_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/run/osbuild-oci")
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/osbuild-oci-{os.getuid()}") / "osbuild-oci"
+
+
+def _podman_cli(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+    if shutil.which("podman") is None:
+        raise EngineError("podman is not installed; run scripts/setup-host (or apt-get install podman)")
+    proc = subprocess.run(["podman", *args], text=True, capture_output=capture)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or "").strip().splitlines()[-1:] if capture else []
+        raise EngineError(f"podman {args[0]} failed: {' '.join(detail) or f'exit {proc.returncode}'}")
+    return proc
+
+
+@dataclass(frozen=True)
+class DefaultStorage:
+    """The user's ordinary podman storage, where stage images are built."""
+
+    graph_root: str
+    driver: str
+    driver_options: dict[str, str]
+
+    @classmethod
+    def detect(cls) -> "DefaultStorage":
+        info = json.loads(_podman_cli("info", "--format", "json").stdout)
+        store = info["store"]
+        opts = {k: str(v) for k, v in (store.get("graphOptions") or {}).items() if isinstance(v, (str, int))}
+        return cls(store["graphRoot"], store["graphDriverName"], opts)
+
+
+def stage_storage_build(context: Path, containerfile: Path, tag: str, labels: dict[str, str],
+                        build_args: dict[str, str] | None = None) -> None:
+    """Build an image into the default storage, streaming podman's output to the terminal."""
+    args = ["build", "--network=host", "-f", str(containerfile), "-t", tag]
+    for key, value in labels.items():
+        args += ["--label", f"{key}={value}"]
+    for key, value in (build_args or {}).items():
+        args += ["--build-arg", f"{key}={value}"]
+    _podman_cli(*args, str(context), capture=False)
+
+
+def stage_storage_import(tarball: Path, tag: str) -> None:
+    _podman_cli("import", str(tarball), tag)
+
+
+def stage_storage_image(ref: str) -> ImageInfo | None:
+    proc = _podman_cli("image", "inspect", ref, check=False)
+    if proc.returncode != 0:
+        return None
+    return _image_info(json.loads(proc.stdout)[0])
+
+
+def _image_info(attrs: dict) -> ImageInfo:
+    return ImageInfo(id=attrs["Id"], labels=attrs.get("Labels") or {},
+                     layers=list((attrs.get("RootFS") or {}).get("Layers") or []),
+                     names=list(attrs.get("RepoTags") or []))
+
+
+def ulimits() -> list[dict]:
+    """Limits every container gets: the host's own, capped where runc cannot set more.
+
+    podman's defaults (nofile=1048576) exceed the hard limit of many VMs and CI
+    runners, where every container then fails to start.
+    """
+    out = []
+    for name, rlimit, cap in (("nofile", resource.RLIMIT_NOFILE, 65536), ("nproc", resource.RLIMIT_NPROC, 16384)):
+        _, hard = resource.getrlimit(rlimit)
+        value = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+        out.append({"Name": name, "Soft": value, "Hard": value})
+    return out
+
+
+class Engine:
+    """A podman service for one store, and the operations the orchestrator needs of it."""
+
+    def __init__(self, store: Path):
+        self.store = store.resolve()
+        key = hashlib.sha256(str(self.store).encode()).hexdigest()[:16]
+        self.run_dir = _runtime_dir() / key
+        self.socket_path = self.run_dir / "podman.sock"
+        self._service: subprocess.Popen | None = None
+        self._client: podman.PodmanClient | None = None
+        self._containers: set[str] = set()
+
+    # -- service lifecycle -------------------------------------------------
+
+    def podman_args(self) -> list[str]:
+        """Global podman flags that select this store; also what a user passes to reach it."""
+        default = DefaultStorage.detect()
+        args = ["--root", str(self.store / "storage"), "--runroot", str(self.run_dir / "run"),
+                "--tmpdir", str(self.run_dir / "tmp"), "--storage-driver", default.driver]
+        for key, value in default.driver_options.items():
+            if key.startswith(f"{default.driver}.") and "imagestore" not in key:
+                args += ["--storage-opt", f"{key}={value}"]
+        if Path(default.graph_root).resolve() != (self.store / "storage").resolve():
+            args += ["--storage-opt", f"{default.driver}.imagestore={default.graph_root}"]
+        return args
+
+    def __enter__(self) -> "Engine":
+        self.store.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self._ping():
+            log = open(self.run_dir / "service.log", "ab")
+            self._service = subprocess.Popen(
+                ["podman", *self.podman_args(), "system", "service", "--time=0", f"unix://{self.socket_path}"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            deadline = time.monotonic() + 20
+            while not self._ping():
+                if self._service.poll() is not None or time.monotonic() > deadline:
+                    tail = (self.run_dir / "service.log").read_text(errors="replace").strip().splitlines()[-3:]
+                    raise EngineError(f"podman service for store {self.store} did not start: {' '.join(tail)}")
+                time.sleep(0.02)
+        self._client = podman.PodmanClient(base_url=f"unix://{self.socket_path}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for cid in list(self._containers):
+            self.remove_container(cid)
+        if self._client is not None:
+            self._client.close()
+        if self._service is not None:
+            self._service.terminate()
+            try:
+                self._service.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._service.kill()
+                self._service.wait()
+
+    def _ping(self) -> bool:
+        if not self.socket_path.exists():
+            return False
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.socket_path))
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: d\r\n\r\n")
+            return b" 200 " in sock.recv(64)
+        except OSError:
+            return False
+        finally:
+            sock.close()
+
+    @property
+    def client(self) -> podman.PodmanClient:
+        assert self._client is not None, "Engine used outside its with-block"
+        return self._client
+
+    # -- images ------------------------------------------------------------
+
+    def image(self, ref: str) -> ImageInfo | None:
+        try:
+            return _image_info(self.client.images.get(ref).attrs)
+        except podman.errors.ImageNotFound:
+            return None
+        except podman.errors.APIError as err:
+            raise EngineError(f"cannot inspect image {ref}: {err.explanation or err}") from None
+
+    def images(self, repository: str) -> list[ImageInfo]:
+        """Images with a tag in the given repository (for listing the store)."""
+        out = []
+        for img in self.client.images.list():
+            tags = [t for t in (img.attrs.get("RepoTags") or []) if t.rsplit(":", 1)[0] == repository]
+            if tags:
+                out.append(ImageInfo(id=img.id, labels=img.attrs.get("Labels") or {}, layers=[], names=tags))
+        return out
+
+    def tag(self, image_id: str, ref: str) -> None:
+        repo, tag = ref.rsplit(":", 1)
+        self.client.images.get(image_id).tag(repo, tag)
+
+    def untag(self, ref: str) -> None:
+        self._api("POST", f"/images/{ref}/untag")
+
+    def remove_image(self, ref: str) -> None:
+        try:
+            self.client.images.remove(ref, force=True)
+        except podman.errors.ImageNotFound:
+            pass
+
+    def ensure_empty_image(self) -> str:
+        """An image with no layers at all, the base of a tree that starts from nothing."""
+        info = self.image(EMPTY_IMAGE)
+        if info is None:
+            containerfile = io.StringIO("FROM scratch\nLABEL org.osbuild-oci.empty=true\n")
+            image, _ = self.client.images.build(fileobj=containerfile, tag=EMPTY_IMAGE)
+            return image.id
+        return info.id
+
+    # -- containers ----------------------------------------------------------
+
+    def working_container(self, image_id: str) -> tuple[str, str]:
+        """A never-started container of the image, mounted; returns (id, host path of its root)."""
+        ctr = self.client.containers.create(image_id, command=["/nonexistent"], network_mode="none")
+        self._containers.add(ctr.id)
+        return ctr.id, self._api("POST", f"/containers/{ctr.id}/mount").strip()
+
+    def commit(self, container_id: str, ref: str) -> str:
+        repo, tag = ref.rsplit(":", 1)
+        image = self.client.containers.get(container_id).commit(repository=repo, tag=tag, format="oci")
+        return image.id
+
+    def remove_container(self, container_id: str) -> None:
+        try:
+            self.client.containers.get(container_id).remove(force=True)
+        except podman.errors.NotFound:
+            pass
+        self._containers.discard(container_id)
+
+    def run(self, spec: ContainerSpec, on_output: Callable[[int, bytes], None]) -> int:
+        """Run a container to completion, feeding it stdin; return its exit status."""
+        kwargs: dict = dict(
+            stdin_open=True, cap_drop=["ALL"], cap_add=list(spec.capabilities), ulimits=ulimits(),
+            mounts=[{"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}
+                    for m in spec.mounts],
+            network_mode=("bridge" if os.geteuid() == 0 else "host") if spec.network else "none",
+        )
+        ctr = self.client.containers.create(spec.image, **kwargs)
+        self._containers.add(ctr.id)
+        try:
+            with self._attach(ctr.id) as stream:
+                ctr.start()
+                stream.send(spec.stdin)
+                stream.shutdown(socket.SHUT_WR)
+                for fd, chunk in _frames(stream):
+                    on_output(fd, chunk)
+            return int(ctr.wait())
+        finally:
+            self.remove_container(ctr.id)
+
+    def _attach(self, container_id: str) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(str(self.socket_path))
+        sock.sendall((f"POST {API}/containers/{container_id}/attach?stdin=true&stdout=true&stderr=true&stream=true "
+                      "HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = sock.recv(4096)
+            if not data:
+                raise EngineError(f"podman closed the attach connection of container {container_id}")
+            head += data
+        status_line = head.split(b"\r\n", 1)[0].decode(errors="replace")
+        if " 101 " not in status_line and " 200 " not in status_line:
+            raise EngineError(f"cannot attach to container {container_id}: {status_line}")
+        leftover = head.split(b"\r\n\r\n", 1)[1]
+        return _BufferedSocket(sock, leftover)
+
+    def _api(self, method: str, path: str) -> str:
+        response = getattr(self.client.api, method.lower())(path)
+        if response.status_code >= 300:
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            raise EngineError(f"podman {method} {path}: {message}")
+        return response.text
+
+
+class _BufferedSocket:
+    """A socket whose first bytes were already read while parsing the HTTP upgrade."""
+
+    def __init__(self, sock: socket.socket, leftover: bytes):
+        self.sock, self.leftover = sock, leftover
+
+    def __enter__(self) -> "_BufferedSocket":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def shutdown(self, how: int) -> None:
+        self.sock.shutdown(how)
+
+    def recv(self, size: int) -> bytes:
+        if self.leftover:
+            data, self.leftover = self.leftover[:size], self.leftover[size:]
+            return data
+        return self.sock.recv(size)
+
+
+def _recv_exact(stream: _BufferedSocket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = stream.recv(size - len(data))
+        if not chunk:
+            return data
+        data += chunk
+    return data
+
+
+def _frames(stream: _BufferedSocket) -> Iterator[tuple[int, bytes]]:
+    """Demultiplex podman's attach stream: 8-byte header (stream, 0, 0, 0, size), payload."""
+    while True:
+        header = _recv_exact(stream, 8)
+        if len(header) < 8:
+            return
+        fd, size = header[0], struct.unpack(">I", header[4:])[0]
+        yield fd, _recv_exact(stream, size)

@@ -1,0 +1,71 @@
+"""The two kinds of failure a user sees, and how a schema error becomes a sentence.
+
+A UserError is the user's to fix (exit 2, nothing ran); a BuildError happened
+while building (exit 1).  Neither prints a traceback.
+"""
+
+from __future__ import annotations
+
+import jsonschema
+
+
+class UserError(Exception):
+    """Bad input: says what is wrong, where in the JSON, and how to fix it."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, where: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class BuildError(Exception):
+    """The build itself failed: a stage exited non-zero, podman refused, a registry is down."""
+
+    exit_code = 1
+
+
+def json_path(base: str, parts) -> str:
+    """Render a jsonschema path as `stages[2].options.packages`."""
+    out = base
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def describe_validation_error(error: jsonschema.ValidationError, base: str = "") -> UserError:
+    """Turn the most relevant schema violation into one sentence with a fix."""
+    where = json_path(base, error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        hint = f"allowed: {', '.join(allowed)}" if allowed else "no options are allowed here"
+        return UserError(f"unknown option {', '.join(repr(e) for e in extra)}; {hint}", where)
+    if error.validator == "required":
+        return UserError(f"{error.message}; add it", where)
+    if error.validator == "type":
+        expected = error.validator_value
+        return UserError(f"expected {expected if isinstance(expected, str) else ' or '.join(expected)}, "
+                         f"got {_json_type(error.instance)} {_short(error.instance)}", where)
+    if error.validator == "enum":
+        return UserError(f"{_short(error.instance)} is not one of {', '.join(map(repr, error.validator_value))}",
+                         where)
+    return UserError(error.message, where)
+
+
+def _json_type(value) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,133 @@
+"""Build the stage and assembler images of a source tree into the ordinary podman storage.
+
+No registry is reachable on the machines we build on, so the chain starts from
+mmdebstrap: a Debian minbase tarball imported as an image, then the top-level
+Containerfile (the common base), then one image per folder.  Every image
+carries a digest of its sources (and of its base) in a label; an image whose
+sources did not change is not rebuilt, so its id, and every tree built with
+it, stays valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import jsonschema
+
+from . import engine
+from .errors import UserError
+from .stageimage import (LABEL_KIND, LABEL_NAME, LABEL_SCHEMA, LABEL_SOURCE, LOCAL_PREFIX, local_ref)
+
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+MINBASE = f"{LOCAL_PREFIX}/debian-minbase:{SUITE}"
+STAGE_BASE = f"{LOCAL_PREFIX}/stage-base:latest"
+KINDS = {"stage-images": "stage", "assemblers": "assembler"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One folder that builds into one image."""
+
+    name: str
+    kind: str
+    path: Path
+
+    @property
+    def ref(self) -> str:
+        return local_ref(self.name)
+
+
+def find_sources(root: Path) -> list[Source]:
+    out = []
+    for folder, kind in KINDS.items():
+        for path in sorted((root / folder).glob("*/Containerfile")):
+            out.append(Source(path.parent.name, kind, path.parent))
+    return out
+
+
+def _digest(paths: list[Path], extra: str) -> str:
+    h = hashlib.sha256(extra.encode())
+    for path in sorted(paths):
+        h.update(str(path.name).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
+
+
+def _load_schema(source: Source) -> str:
+    path = source.path / "schema.json"
+    try:
+        schema = json.loads(path.read_text())
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except FileNotFoundError:
+        raise UserError(f"{source.path}: no schema.json beside the Containerfile; every stage needs one") from None
+    except (ValueError, jsonschema.SchemaError) as err:
+        raise UserError(f"{path}: not a valid JSON schema: {str(err).splitlines()[0]}") from None
+    return json.dumps(schema, separators=(",", ":"), sort_keys=True)
+
+
+def _up_to_date(ref: str, digest: str) -> bool:
+    info = engine.stage_storage_image(ref)
+    return info is not None and info.labels.get(LABEL_SOURCE) == digest
+
+
+def _image_id(ref: str) -> str:
+    info = engine.stage_storage_image(ref)
+    if info is None:
+        raise engine.EngineError(f"{ref} is missing right after it was built")
+    return info.id
+
+
+def ensure_minbase(log: Callable[[str], None]) -> str:
+    """Import a Debian minbase made by mmdebstrap, once; it is the root of every stage image."""
+    info = engine.stage_storage_image(MINBASE)
+    if info:
+        return info.id
+    log(f"creating {MINBASE} with mmdebstrap (once, about 15 s)")
+    with tempfile.TemporaryDirectory() as tmp:
+        tarball = Path(tmp) / "minbase.tar"
+        proc = subprocess.run(["mmdebstrap", "--variant=minbase", "--include=python3", "--quiet", SUITE,
+                               str(tarball), MIRROR])
+        if proc.returncode != 0:
+            raise engine.EngineError(f"mmdebstrap could not create the {SUITE} base (exit {proc.returncode})")
+        engine.stage_storage_import(tarball, MINBASE)
+    return _image_id(MINBASE)
+
+
+def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) -> list[tuple[Source, bool]]:
+    """Build what changed; return each source with whether it was (re)built."""
+    sources = find_sources(root)
+    if only:
+        unknown = sorted(set(only) - {s.name for s in sources})
+        if unknown:
+            raise UserError(f"no stage or assembler folder named {', '.join(unknown)} under {root}")
+        sources = [s for s in sources if s.name in only]
+    minbase_id = ensure_minbase(log)
+    base_digest = _digest([root / "Containerfile", *_files(root / "stagelib")], minbase_id)
+    if not _up_to_date(STAGE_BASE, base_digest):
+        log(f"building {STAGE_BASE}")
+        engine.stage_storage_build(root / "stagelib", root / "Containerfile", STAGE_BASE,
+                                   {LABEL_SOURCE: base_digest}, {"BASE": MINBASE})
+    base_id = _image_id(STAGE_BASE)
+    results = []
+    for source in sources:
+        schema = _load_schema(source)
+        digest = _digest(_files(source.path), base_id)
+        if _up_to_date(source.ref, digest):
+            results.append((source, False))
+            continue
+        log(f"building {source.ref}")
+        engine.stage_storage_build(source.path, source.path / "Containerfile", source.ref,
+                                   {LABEL_NAME: source.name, LABEL_KIND: source.kind, LABEL_SCHEMA: schema,
+                                    LABEL_SOURCE: digest})
+        results.append((source, True))
+    return results
