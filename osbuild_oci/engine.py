@@ -51,6 +51,7 @@ class ContainerSpec:
     mounts: list[Mount] = field(default_factory=list)
     network: bool = False
     capabilities: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
     stdin: bytes = b""
 
 
@@ -154,7 +155,8 @@ class Engine:
         """Global podman flags that select this store; also what a user passes to reach it."""
         default = DefaultStorage.detect()
         args = ["--root", str(self.store / "storage"), "--runroot", str(self.run_dir / "run"),
-                "--tmpdir", str(self.run_dir / "tmp"), "--storage-driver", default.driver]
+                "--tmpdir", str(self.run_dir / "tmp"), "--events-backend", "file",
+                "--storage-driver", default.driver]
         for key, value in default.driver_options.items():
             if key.startswith(f"{default.driver}.") and "imagestore" not in key:
                 args += ["--storage-opt", f"{key}={value}"]
@@ -242,11 +244,17 @@ class Engine:
         except podman.errors.ImageNotFound:
             pass
 
+    def prune(self) -> None:
+        """Drop leftover containers and the layers no tagged image uses any more."""
+        for ctr in self.client.containers.list(all=True):
+            ctr.remove(force=True)
+        self.client.images.prune()
+
     def ensure_empty_image(self) -> str:
         """An image with no layers at all, the base of a tree that starts from nothing."""
         info = self.image(EMPTY_IMAGE)
         if info is None:
-            containerfile = io.StringIO("FROM scratch\nLABEL org.osbuild-oci.empty=true\n")
+            containerfile = io.StringIO("FROM scratch\n")
             image, _ = self.client.images.build(fileobj=containerfile, tag=EMPTY_IMAGE)
             return image.id
         return info.id
@@ -259,10 +267,16 @@ class Engine:
         self._containers.add(ctr.id)
         return ctr.id, self._api("POST", f"/containers/{ctr.id}/mount").strip()
 
-    def commit(self, container_id: str, ref: str) -> str:
+    def commit(self, container_id: str, ref: str, labels: dict[str, str]) -> str:
+        """Store the container's changes as one new layer on its image, tagged ref."""
         repo, tag = ref.rsplit(":", 1)
-        image = self.client.containers.get(container_id).commit(repository=repo, tag=tag, format="oci")
+        changes = [f"LABEL {key}={json.dumps(value)}" for key, value in labels.items()]
+        image = self.client.containers.get(container_id).commit(repository=repo, tag=tag, format="oci",
+                                                                 changes=changes)
         return image.id
+
+    def changes(self, container_id: str) -> list:
+        return json.loads(self._api("GET", f"/containers/{container_id}/changes") or "[]") or []
 
     def remove_container(self, container_id: str) -> None:
         try:
@@ -275,6 +289,7 @@ class Engine:
         """Run a container to completion, feeding it stdin; return its exit status."""
         kwargs: dict = dict(
             stdin_open=True, cap_drop=["ALL"], cap_add=list(spec.capabilities), ulimits=ulimits(),
+            environment=dict(spec.env),
             mounts=[{"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}
                     for m in spec.mounts],
             network_mode=("bridge" if os.geteuid() == 0 else "host") if spec.network else "none",

@@ -43,12 +43,16 @@ def json_path(base: str, parts) -> str:
 def describe_validation_error(error: jsonschema.ValidationError, base: str = "") -> UserError:
     """Turn the most relevant schema violation into one sentence with a fix."""
     where = json_path(base, error.absolute_path)
+    if where == "(top level)" and error.validator != "type":
+        where = ""
     schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
-        hint = f"allowed: {', '.join(allowed)}" if allowed else "no options are allowed here"
-        return UserError(f"unknown option {', '.join(repr(e) for e in extra)}; {hint}", where)
+        hint = f"allowed here: {', '.join(allowed)}" if allowed else "nothing is allowed here"
+        if len(extra) == 1:
+            return UserError(f"unknown property; {hint}", json_path(where, extra))
+        return UserError(f"unknown properties {', '.join(map(repr, extra))}; {hint}", where)
     if error.validator == "required":
         return UserError(f"{error.message}; add it", where)
     if error.validator == "type":

@@ -1,0 +1,172 @@
+"""The `osbuild-oci` command line.
+
+User mistakes exit 2 with one line naming what and where; build failures exit
+1; neither prints a traceback.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import pipeline as pipeline_model
+from . import runner, stagebuild
+from .engine import Engine, EngineError, stage_storage_image
+from .errors import BuildError, UserError
+from .events import Reporter
+from .stageimage import LABEL_CAPABILITIES, LABEL_KIND, LABEL_NETWORK, LABEL_SCHEMA, local_ref
+from .store import LABEL_STAGE, ObjectStore, tree_ref
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _default_store() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "osbuild-oci" / "store"
+
+
+STORE = typer.Option(None, "--store", envvar="OSBUILD_OCI_STORE", file_okay=False,
+                     help="Directory of the object store (its own containers-storage) "
+                          "[default: ~/.cache/osbuild-oci/store]")
+
+app = typer.Typer(help="Build operating-system images from pipelines of OCI stage images.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+stages_app = typer.Typer(help="Build, list and inspect stage and assembler images.", no_args_is_help=True)
+store_app = typer.Typer(help="Inspect and clean an object store.", no_args_is_help=True)
+app.add_typer(stages_app, name="stages")
+app.add_typer(store_app, name="store")
+out = Console(highlight=False)
+
+
+@contextmanager
+def open_store(store: Optional[Path]) -> Iterator[ObjectStore]:
+    """The store, locked against a second osbuild-oci process, with its podman service running."""
+    path = (store or _default_store()).resolve()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--store {path} is not a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"store {path} is in use by another osbuild-oci process; wait for it or use "
+                            "another --store") from None
+        with Engine(path) as engine:
+            yield ObjectStore(engine)
+
+
+@app.command()
+def build(
+    pipeline: Path = typer.Argument(..., help="JSON file describing the pipeline", dir_okay=False),
+    output: Path = typer.Option(..., "--output", "-o", help="Empty (or new) directory for the assembler's output"),
+    store: Optional[Path] = STORE,
+    json_events: bool = typer.Option(False, "--json", help="Print one JSON object per event on stdout"),
+    tag: List[str] = typer.Option([], "--tag", help="Also tag the final tree image with this name (repeatable)"),
+) -> None:
+    """Build PIPELINE: run the stages the store lacks, then the assembler into OUTPUT."""
+    try:
+        model = pipeline_model.load(pipeline)
+        runner.check_output(output)
+    except UserError as err:
+        raise UserError(err.message, f"{pipeline}: {err.where}" if err.where else str(pipeline)) from None
+    with open_store(store) as objects:
+        try:
+            the_plan = runner.plan(model, objects.engine, objects)
+        except UserError as err:
+            raise UserError(err.message, f"{pipeline}: {err.where}" if err.where else str(pipeline)) from None
+        final = runner.run(the_plan, objects.engine, objects, Reporter(json_events),
+                           output if the_plan.assembler else None)
+        for name in tag:
+            if final is None:
+                raise UserError("--tag: the pipeline has no stages and no base, so there is no tree to tag")
+            objects.engine.tag(objects.tree_image(final).id, name if ":" in name.rsplit("/", 1)[-1]
+                               else f"{name}:latest")
+
+
+@stages_app.command("build")
+def stages_build(
+    only: List[str] = typer.Option([], "--only", help="Build only this stage or assembler (repeatable)"),
+    source: Path = typer.Option(REPO, "--source", help="Source tree with stage-images/ and assemblers/",
+                                file_okay=False),
+) -> None:
+    """Build every stage and assembler folder into a local image; unchanged ones are kept."""
+    for src, built in stagebuild.build_all(source, only or None, lambda msg: print(msg, file=sys.stderr)):
+        out.print(f"{src.ref}  {'built' if built else 'up to date'}")
+
+
+@stages_app.command("list")
+def stages_list(json_out: bool = typer.Option(False, "--json", help="JSON output")) -> None:
+    """List the stage and assembler images this checkout provides, and whether they are built."""
+    rows = []
+    for src in stagebuild.find_sources(REPO):
+        info = stage_storage_image(src.ref)
+        labels = info.labels if info else {}
+        rows.append({"name": src.name, "image": src.ref, "id": info.id if info else None,
+                     "kind": labels.get(LABEL_KIND), "network": labels.get(LABEL_NETWORK, "false") == "true",
+                     "capabilities": labels.get(LABEL_CAPABILITIES, "").split()})
+    if json_out:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "kind", "image id", "network", "capabilities")
+    for r in rows:
+        table.add_row(r["name"], r["kind"] or "-", (r["id"] or "not built")[:12], "yes" if r["network"] else "no",
+                      " ".join(r["capabilities"]))
+    out.print(table)
+
+
+@stages_app.command("show")
+def stages_show(name: str) -> None:
+    """Print the options schema a stage image carries."""
+    info = stage_storage_image(local_ref(name))
+    if info is None or LABEL_SCHEMA not in info.labels:
+        raise UserError(f"no stage image {local_ref(name)}; run `osbuild-oci stages list`")
+    print(json.dumps(json.loads(info.labels[LABEL_SCHEMA]), indent=2))
+
+
+@store_app.command("list")
+def store_list(store: Optional[Path] = STORE,
+               json_out: bool = typer.Option(False, "--json", help="JSON output")) -> None:
+    """List the trees in the store."""
+    with open_store(store) as objects:
+        trees = [{"tree": name.rsplit(":", 1)[1], "image": name, "stage": info.labels.get(LABEL_STAGE, "")}
+                 for info in objects.trees() for name in info.names if name.startswith(tree_ref(""))]
+    if json_out:
+        print(json.dumps(trees, indent=2))
+        return
+    for t in trees:
+        out.print(f"{t['tree']}  {t['stage']}")
+
+
+@store_app.command("clean")
+def store_clean(store: Optional[Path] = STORE) -> None:
+    """Remove every tree from the store (stage images are not touched)."""
+    with open_store(store) as objects:
+        for info in objects.trees():
+            objects.engine.remove_image(info.id)
+        objects.engine.prune()
+
+
+@store_app.command("podman-args")
+def store_podman_args(store: Optional[Path] = STORE) -> None:
+    """Print the podman flags that select the store, for `podman $(osbuild-oci store podman-args) run ...`."""
+    print(" ".join(Engine((store or _default_store()).resolve()).podman_args()))
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except (BuildError, EngineError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

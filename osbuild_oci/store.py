@@ -1,0 +1,81 @@
+"""The object store: every tree is an image in the store's containers-storage.
+
+A tree's image is tagged `localhost/osbuild-oci/trees:<tree id>`; its newest
+layer holds exactly the change set of the stage that made it.  The seed's
+semantics are kept: `has_tree`, `get_tree` (a read-only view, empty for None)
+and `new_tree` (writable, initialised from a base, committed only when the
+block exits without an exception).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from .engine import Engine, ImageInfo
+from .errors import BuildError
+
+TREES = "localhost/osbuild-oci/trees"
+LABEL_TREE = "org.osbuild-oci.tree-id"
+LABEL_STAGE = "org.osbuild-oci.stage"
+
+
+def tree_ref(tree_id: str) -> str:
+    return f"{TREES}:{tree_id}"
+
+
+class ObjectStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def tree_image(self, tree_id: str) -> ImageInfo | None:
+        """The tree's image, only if it really is that tree (a checked cache hit)."""
+        info = self.engine.image(tree_ref(tree_id))
+        if info is None:
+            return None
+        if info.labels.get(LABEL_TREE) == tree_id or info.id == tree_id:
+            return info
+        return None
+
+    def has_tree(self, tree_id: str) -> bool:
+        return self.tree_image(tree_id) is not None
+
+    def adopt(self, image_id: str) -> str:
+        """Make any image a tree of this store; its id is the image id (the base image digest)."""
+        if not self.has_tree(image_id):
+            self.engine.tag(image_id, tree_ref(image_id))
+        return image_id
+
+    def _base_image(self, tree_id: str | None) -> str:
+        if tree_id is None:
+            return self.engine.ensure_empty_image()
+        info = self.tree_image(tree_id)
+        if info is None:
+            raise BuildError(f"tree {tree_id} is not in the store")
+        return info.id
+
+    @contextmanager
+    def get_tree(self, tree_id: str | None) -> Iterator[str]:
+        """A view of the tree for readers; fails if the reader changed it anyway."""
+        container, path = self.engine.working_container(self._base_image(tree_id))
+        try:
+            yield path
+            if self.engine.changes(container):
+                raise BuildError(f"tree {tree_id} was altered by a reader that must only read it")
+        finally:
+            self.engine.remove_container(container)
+
+    @contextmanager
+    def new_tree(self, tree_id: str, base_id: str | None, stage: str = "") -> Iterator[str]:
+        container, path = self.engine.working_container(self._base_image(base_id))
+        try:
+            yield path
+            self.engine.commit(container, tree_ref(tree_id), {LABEL_TREE: tree_id, LABEL_STAGE: stage})
+        finally:
+            self.engine.remove_container(container)
+
+    def trees(self) -> list[ImageInfo]:
+        return self.engine.images(TREES)
+
+    def remove_tree(self, tree_id: str) -> None:
+        self.engine.remove_image(tree_ref(tree_id))
