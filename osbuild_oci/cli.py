@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -162,6 +163,8 @@ def store_podman_args(store: Optional[Path] = STORE) -> None:
 
 
 def main() -> None:
+    # SIGTERM unwinds like an exception, so running containers and uncommitted trees are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         app()
     except UserError as err:

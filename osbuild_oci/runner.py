@@ -62,7 +62,9 @@ def resolve(engine: Engine, step: Step, kind: str) -> StageImage:
         raise UserError(f"no {kind} image {ref} for {step.name!r}; {hint}", f"{step.where}.name")
     image = StageImage.from_labels(step.name, ref, info.id, info.labels, step.where)
     if image.kind != kind:
-        raise UserError(f"{step.name} is a {image.kind} image, not a {kind}", f"{step.where}.name")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise UserError(f"{step.name} is a {image.kind} image; it cannot be used as {article} {kind}",
+                        f"{step.where}.name")
     image.check_options(step.options, step.where)
     return image
 

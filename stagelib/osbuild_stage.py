@@ -43,7 +43,7 @@ def main(body: Callable[..., None]) -> None:
         if "output" in args:
             params.append(args["output"])
         body(*params)
-    except StageError as err:
+    except (StageError, OSError) as err:
         print(f"{name}: {err}", file=sys.stderr)
         sys.exit(1)
     except (ValueError, KeyError) as err:

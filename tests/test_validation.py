@@ -1,0 +1,81 @@
+"""Bad input: one clear line naming the JSON path, exit 2, no container, store unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import REPO, osbuild, podman
+from test_cache import containers_created, tree_tags
+
+GOOD_STAGE = {"name": "org.osbuild.noop", "options": {}}
+
+CASES = [
+    ("syntax", '{"name": "x",\n  "stages": [\n    {"name" "org.osbuild.noop"}]}', "line 3, column 13"),
+    ("not-object", "[]", "(top level): expected object, got array"),
+    ("no-name", {"stages": [GOOD_STAGE]}, "'name' is a required property"),
+    ("stages-type", {"name": "x", "stages": "org.osbuild.noop"}, "stages: expected array, got string"),
+    ("unknown-key", {"name": "x", "stages": [], "stagse": []}, "stagse: unknown property"),
+    ("stage-no-name", {"name": "x", "stages": [GOOD_STAGE, {"options": {}}]}, "stages[1]: 'name' is a required"),
+    ("stage-name-pattern", {"name": "x", "stages": [{"name": "Org Osbuild"}]}, "stages[0].name: 'Org Osbuild'"),
+    ("unknown-stage", {"name": "x", "stages": [GOOD_STAGE, {"name": "org.osbuild.nope"}]},
+     "stages[1].name: no stage image localhost/osbuild-oci/org.osbuild.nope:latest"),
+    ("unknown-option", {"name": "x", "stages": [{"name": "org.osbuild.mkdir", "options": {"pahts": []}}]},
+     "stages[0].options.pahts: unknown property; allowed here: files, paths"),
+    ("option-type", {"name": "x", "stages": [{"name": "org.osbuild.mkdir", "options": {"paths": "/srv"}}]},
+     "stages[0].options.paths: expected array, got string"),
+    ("nested-option", {"name": "x", "stages": [{"name": "org.osbuild.mkdir",
+                                                "options": {"paths": [{"path": "/a"}, {"path": 7}]}}]},
+     "stages[0].options.paths[1].path: expected string, got integer"),
+    ("options-type", {"name": "x", "stages": [{"name": "org.osbuild.noop", "options": []}]},
+     "stages[0].options: expected object, got array"),
+    ("assembler-no-name", {"name": "x", "stages": [GOOD_STAGE], "assembler": {"options": {}}},
+     "assembler: 'name' is a required property"),
+    ("assembler-is-stage", {"name": "x", "stages": [GOOD_STAGE], "assembler": {"name": "org.osbuild.noop"}},
+     "assembler.name: org.osbuild.noop is a stage image; it cannot be used as an assembler"),
+    ("missing-base-tree", {"name": "x", "base": "ab" * 32, "stages": [GOOD_STAGE]}, "base: no tree abab"),
+    ("no-schema-label", {"name": "x", "stages": [{"name": "plain",
+                                                  "image": "localhost/osbuild-oci/debian-minbase:bookworm"}]},
+     "has no org.osbuild-oci.schema label"),
+]
+
+
+@pytest.fixture(scope="module")
+def populated_store(tmp_path_factory, stage_images):
+    """A store that already holds a tree, so 'unchanged' means something."""
+    store = tmp_path_factory.mktemp("validation") / "store"
+    proc = osbuild("build", REPO / "pipelines" / "noop.json", "--store", store, "-o", store.parent / "out")
+    assert proc.returncode == 0, proc.stderr
+    return store
+
+
+@pytest.mark.parametrize("name,pipeline,expected", CASES, ids=[c[0] for c in CASES])
+def test_malformed_pipeline_is_refused_before_anything_runs(populated_store, tmp_path, name, pipeline, expected):
+    path = tmp_path / f"{name}.json"
+    path.write_text(pipeline if isinstance(pipeline, str) else json.dumps(pipeline))
+    before = (containers_created(populated_store), tree_tags(populated_store))
+    proc = osbuild("build", path, "--store", populated_store, "-o", tmp_path / "out")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: {path}: ")
+    assert expected in lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert (containers_created(populated_store), tree_tags(populated_store)) == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_pipeline_file(tmp_path):
+    proc = osbuild("build", tmp_path / "nope.json", "--store", tmp_path / "s", "-o", tmp_path / "out")
+    assert proc.returncode == 2
+    assert "nope.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_output_directory_must_be_empty(populated_store, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.img").write_text("x")
+    proc = osbuild("build", REPO / "pipelines" / "noop.json", "--store", populated_store, "-o", out)
+    assert proc.returncode == 2
+    assert f"output directory {out} is not empty" in proc.stderr
