@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import sys
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from rich.table import Table
 
 from . import pipeline as pipeline_model
 from . import runner, stagebuild
-from .engine import Engine, EngineError, stage_storage_image
+from .engine import Engine, EngineError, stage_storage_image, unmount_below
 from .errors import BuildError, UserError
 from .events import Reporter
 from .stageimage import LABEL_CAPABILITIES, LABEL_KIND, LABEL_NETWORK, LABEL_SCHEMA, local_ref
@@ -154,6 +155,18 @@ def store_clean(store: Optional[Path] = STORE) -> None:
         for info in objects.trees():
             objects.engine.remove_image(info.id)
         objects.engine.prune()
+
+
+@store_app.command("delete")
+def store_delete(store: Optional[Path] = STORE) -> None:
+    """Delete the whole store directory: trees, podman state and the mounts podman left."""
+    path = (store or _default_store()).resolve()
+    if not (path / "storage").is_dir():
+        raise UserError(f"{path} is not an osbuild-oci store (no storage/ inside); refusing to delete it")
+    with open_store(path) as objects:
+        objects.engine.prune()
+    unmount_below(path)
+    shutil.rmtree(path)
 
 
 @store_app.command("podman-args")

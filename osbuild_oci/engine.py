@@ -12,7 +12,6 @@ output as it happens and writes to the ordinary storage.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import resource
@@ -137,6 +136,15 @@ def ulimits() -> list[dict]:
     return out
 
 
+def unmount_below(path: Path) -> None:
+    """Undo the mounts containers-storage leaves under a store, so the directory can be removed."""
+    prefix = str(path.resolve()).rstrip("/") + "/"
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1].encode().decode("unicode_escape") for line in mounts]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
 class Engine:
     """A podman service for one store, and the operations the orchestrator needs of it."""
 
@@ -250,13 +258,15 @@ class Engine:
             ctr.remove(force=True)
         self.client.images.prune()
 
-    def ensure_empty_image(self) -> str:
-        """An image with no layers at all, the base of a tree that starts from nothing."""
+    def empty_image(self) -> str:
+        """The image with no layers at all, base of a tree that starts from nothing.
+
+        It is built by `osbuild-oci stages build` into the ordinary storage (a build
+        through the API service leaves its working container mounted).
+        """
         info = self.image(EMPTY_IMAGE)
         if info is None:
-            containerfile = io.StringIO("FROM scratch\n")
-            image, _ = self.client.images.build(fileobj=containerfile, tag=EMPTY_IMAGE)
-            return image.id
+            raise EngineError(f"{EMPTY_IMAGE} is missing; run `osbuild-oci stages build` first")
         return info.id
 
     # -- containers ----------------------------------------------------------

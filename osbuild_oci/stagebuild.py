@@ -103,6 +103,14 @@ def ensure_minbase(log: Callable[[str], None]) -> str:
     return _image_id(MINBASE)
 
 
+def ensure_empty() -> None:
+    """The zero-layer image that trees without a base start from; every store sees it."""
+    if engine.stage_storage_image(engine.EMPTY_IMAGE) is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "Containerfile").write_text("FROM scratch\n")
+            engine.stage_storage_build(Path(tmp), Path(tmp) / "Containerfile", engine.EMPTY_IMAGE, {})
+
+
 def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) -> list[tuple[Source, bool]]:
     """Build what changed; return each source with whether it was (re)built."""
     sources = find_sources(root)
@@ -111,6 +119,7 @@ def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) ->
         if unknown:
             raise UserError(f"no stage or assembler folder named {', '.join(unknown)} under {root}")
         sources = [s for s in sources if s.name in only]
+    ensure_empty()
     minbase_id = ensure_minbase(log)
     base_digest = _digest([root / "Containerfile", *_files(root / "stagelib")], minbase_id)
     if not _up_to_date(STAGE_BASE, base_digest):

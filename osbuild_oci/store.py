@@ -48,7 +48,7 @@ class ObjectStore:
 
     def _base_image(self, tree_id: str | None) -> str:
         if tree_id is None:
-            return self.engine.ensure_empty_image()
+            return self.engine.empty_image()
         info = self.tree_image(tree_id)
         if info is None:
             raise BuildError(f"tree {tree_id} is not in the store")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from osbuild_oci.engine import Engine
+from osbuild_oci.engine import Engine, unmount_below
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "osbuild_oci"]
@@ -60,6 +60,13 @@ def podman(store: Path, *args: str, check: bool = True) -> subprocess.CompletedP
 def tree_run(store: Path, image: str, *cmd: str) -> str:
     """Run a command in a tree image (no network) and return its stdout."""
     return podman(store, "run", "--rm", "--network=none", image, *cmd).stdout
+
+
+@pytest.fixture(scope="session", autouse=True)
+def release_store_mounts(tmp_path_factory):
+    """containers-storage leaves its stores mounted; undo that so pytest can remove them."""
+    yield
+    unmount_below(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")
