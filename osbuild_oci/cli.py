@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import pipeline as pipeline_model
-from . import runner, stagebuild
-from .engine import Engine, EngineError, stage_storage_image, unmount_below
+from . import registry, runner, stagebuild
+from .engine import Engine, EngineError, stage_storage_image, stage_storage_push, unmount_below
 from .errors import BuildError, UserError
 from .events import Reporter
 from .stageimage import LABEL_CAPABILITIES, LABEL_KIND, LABEL_NETWORK, LABEL_SCHEMA, local_ref
@@ -40,9 +40,12 @@ STORE = typer.Option(None, "--store", envvar="OSBUILD_OCI_STORE", file_okay=Fals
                      help="Directory of the object store (its own containers-storage) "
                           "[default: ~/.cache/osbuild-oci/store]")
 
+TLS_VERIFY = typer.Option(True, "--tls-verify/--no-tls-verify",
+                          help="Require HTTPS with a valid certificate; --no-tls-verify allows plain-HTTP registries")
+
 app = typer.Typer(help="Build operating-system images from pipelines of OCI stage images.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-stages_app = typer.Typer(help="Build, list and inspect stage and assembler images.", no_args_is_help=True)
+stages_app = typer.Typer(help="Build, list, inspect and publish stage and assembler images.", no_args_is_help=True)
 store_app = typer.Typer(help="Inspect and clean an object store.", no_args_is_help=True)
 app.add_typer(stages_app, name="stages")
 app.add_typer(store_app, name="store")
@@ -73,8 +76,17 @@ def build(
     store: Optional[Path] = STORE,
     json_events: bool = typer.Option(False, "--json", help="Print one JSON object per event on stdout"),
     tag: List[str] = typer.Option([], "--tag", help="Also tag the final tree image with this name (repeatable)"),
+    push: List[str] = typer.Option([], "--push", help="Push the final tree image to this reference (repeatable)"),
+    stages_from: Optional[str] = typer.Option(None, "--stages-from", metavar="REGISTRY/NAMESPACE",
+                                              help="Resolve stage names to REGISTRY/NAMESPACE/NAME:latest"),
+    cache_from: List[str] = typer.Option([], "--cache-from", metavar="REGISTRY/NAMESPACE/REPO",
+                                         help="Look up trees missing from the store here (tag = tree id)"),
+    cache_to: Optional[str] = typer.Option(None, "--cache-to", metavar="REGISTRY/NAMESPACE/REPO",
+                                           help="Push every tree of the pipeline here (tag = tree id)"),
+    tls_verify: bool = TLS_VERIFY,
 ) -> None:
     """Build PIPELINE: run the stages the store lacks, then the assembler into OUTPUT."""
+    remote = runner.Remote(stages_from, tuple(cache_from), cache_to, tls_verify)
     try:
         model = pipeline_model.load(pipeline)
         runner.check_output(output)
@@ -82,16 +94,18 @@ def build(
         raise UserError(err.message, f"{pipeline}: {err.where}" if err.where else str(pipeline)) from None
     with open_store(store) as objects:
         try:
-            the_plan = runner.plan(model, objects.engine, objects)
+            the_plan = runner.plan(model, objects.engine, objects, remote)
         except UserError as err:
             raise UserError(err.message, f"{pipeline}: {err.where}" if err.where else str(pipeline)) from None
         final = runner.run(the_plan, objects.engine, objects, Reporter(json_events),
-                           output if the_plan.assembler else None)
+                           output if the_plan.assembler else None, remote)
+        if (tag or push) and final is None:
+            raise UserError("--tag/--push: the pipeline has no stages and no base, so there is no tree")
         for name in tag:
-            if final is None:
-                raise UserError("--tag: the pipeline has no stages and no base, so there is no tree to tag")
             objects.engine.tag(objects.tree_image(final).id, name if ":" in name.rsplit("/", 1)[-1]
                                else f"{name}:latest")
+        for destination in push:
+            objects.push(final, destination, tls_verify)
 
 
 @stages_app.command("build")
@@ -102,7 +116,22 @@ def stages_build(
 ) -> None:
     """Build every stage and assembler folder into a local image; unchanged ones are kept."""
     for src, built in stagebuild.build_all(source, only or None, lambda msg: print(msg, file=sys.stderr)):
-        out.print(f"{src.ref}  {'built' if built else 'up to date'}")
+        print(f"{src.ref}  {'built' if built else 'up to date'}")
+
+
+@stages_app.command("push")
+def stages_push(
+    namespace: str = typer.Argument(..., metavar="REGISTRY/NAMESPACE"),
+    tls_verify: bool = TLS_VERIFY,
+) -> None:
+    """Publish every built stage and assembler image as REGISTRY/NAMESPACE/NAME, printing pinned references."""
+    if not registry.is_remote(namespace):
+        raise UserError(f"{namespace} names no registry; give REGISTRY/NAMESPACE such as registry.example.com/osbuild")
+    for src in stagebuild.find_sources(REPO):
+        if stage_storage_image(src.ref) is None:
+            raise UserError(f"{src.ref} is not built; run `osbuild-oci stages build` first")
+        digest = stage_storage_push(src.ref, local_ref(src.name, namespace), tls_verify)
+        print(f"{local_ref(src.name, namespace).rsplit(':', 1)[0]}@{digest}")
 
 
 @stages_app.command("list")
@@ -145,7 +174,7 @@ def store_list(store: Optional[Path] = STORE,
         print(json.dumps(trees, indent=2))
         return
     for t in trees:
-        out.print(f"{t['tree']}  {t['stage']}")
+        print(f"{t['tree']}  {t['stage']}")
 
 
 @store_app.command("clean")

@@ -18,14 +18,19 @@ import resource
 import shutil
 import socket
 import struct
+import tempfile
 import subprocess
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 import podman
+import podman.api
 import podman.errors
+
+from . import registry
 
 API = "/v4.0.0/libpod"
 EMPTY_IMAGE = "localhost/osbuild-oci/empty:latest"
@@ -33,6 +38,16 @@ EMPTY_IMAGE = "localhost/osbuild-oci/empty:latest"
 
 class EngineError(Exception):
     """Podman could not do what was asked; the message says what and where."""
+
+
+class RegistryError(EngineError):
+    """A registry did not give or take an image; `missing` when it answered that it has no such image."""
+
+    def __init__(self, ref: str, action: str, reason: str):
+        self.ref, self.reason = ref, reason
+        self.missing = any(s in reason for s in ("manifest unknown", "not found", "404"))
+        registry = ref.split("/", 1)[0]
+        super().__init__(f"cannot {action} {ref} (registry {registry}): {reason}")
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,14 @@ def stage_storage_build(context: Path, containerfile: Path, tag: str, labels: di
 
 def stage_storage_import(tarball: Path, tag: str) -> None:
     _podman_cli("import", str(tarball), tag)
+
+
+def stage_storage_push(ref: str, destination: str, tls_verify: bool) -> str:
+    """Push from the ordinary storage with the CLI (which reads the auth files); return the manifest digest."""
+    with tempfile.NamedTemporaryFile("r") as digest:
+        _podman_cli("push", f"--tls-verify={str(tls_verify).lower()}", "--digestfile", digest.name, ref,
+                    f"docker://{destination}")
+        return digest.read().strip()
 
 
 def stage_storage_image(ref: str) -> ImageInfo | None:
@@ -269,6 +292,38 @@ class Engine:
             raise EngineError(f"{EMPTY_IMAGE} is missing; run `osbuild-oci stages build` first")
         return info.id
 
+    # -- registries ------------------------------------------------------
+
+    def _registry_call(self, path: str, params: dict, ref: str, action: str) -> list[dict]:
+        creds = registry.credentials(ref)
+        headers = {"X-Registry-Auth": podman.api.encode_auth_header(creds)} if creds else {}
+        try:
+            response = self.client.api.post(path, params=params, headers=headers)
+        except podman.errors.APIError as err:
+            raise RegistryError(ref, action, str(err.explanation or err)) from None
+        messages = [json.loads(line) for line in response.text.splitlines() if line.strip().startswith("{")]
+        if response.status_code >= 400:
+            reason = messages[0].get("message", response.text) if messages else response.text
+            raise RegistryError(ref, action, _last_line(reason))
+        for message in messages:
+            if message.get("error"):
+                raise RegistryError(ref, action, _last_line(message["error"]))
+        return messages
+
+    def pull(self, ref: str, tls_verify: bool = True) -> ImageInfo:
+        """Pull into this store; a reference pinned by digest is verified by podman against it."""
+        self._registry_call("/images/pull", {"reference": ref, "tlsVerify": tls_verify, "policy": "always",
+                                              "quiet": True}, ref, "pull")
+        info = self.image(ref)
+        if info is None:
+            raise RegistryError(ref, "pull", "podman reported success but the image is not in the store")
+        return info
+
+    def push(self, image: str, destination: str, tls_verify: bool = True) -> None:
+        """Push layer by layer; blobs the registry already has are not uploaded again."""
+        self._registry_call(f"/images/{urllib.parse.quote(image, safe='')}/push",
+                            {"destination": destination, "tlsVerify": tls_verify}, destination, "push")
+
     # -- containers ----------------------------------------------------------
 
     def working_container(self, image_id: str) -> tuple[str, str]:
@@ -368,6 +423,11 @@ class _BufferedSocket:
             data, self.leftover = self.leftover[:size], self.leftover[size:]
             return data
         return self.sock.recv(size)
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no reason given"
 
 
 def _recv_exact(stream: _BufferedSocket, size: int) -> bytes:

@@ -36,8 +36,9 @@ class Reporter:
     def _stage_start(self, stage: str, index: int, total: int, id: str, **_) -> None:
         self.console.print(f"[cyan]▶ [{index + 1}/{total}] {stage}[/] [dim]{id[:12]}[/]")
 
-    def _stage_done(self, stage: str, index: int, total: int, id: str, cached: bool, seconds: float, **_) -> None:
-        state = "[dim]cached[/]" if cached else f"[green]done[/] in {seconds:.1f} s"
+    def _stage_done(self, stage: str, index: int, total: int, id: str, cached: bool, seconds: float, source: str,
+                    **_) -> None:
+        state = f"[dim]cached ({source})[/]" if cached else f"[green]done[/] in {seconds:.1f} s"
         self.console.print(f"[cyan]■ [{index + 1}/{total}] {stage}[/] {state} [dim]{id[:12]}[/]")
 
     def _assembler_start(self, assembler: str, **_) -> None:
@@ -46,6 +47,12 @@ class Reporter:
     def _assembler_done(self, assembler: str, seconds: float, output: str, files: list[str], **_) -> None:
         self.console.print(f"[cyan]■ assembler {assembler}[/] [green]done[/] in {seconds:.1f} s: "
                            + ", ".join(f"{output}/{f}" for f in files))
+
+    def _cache_unavailable(self, registry: str, error: str, **_) -> None:
+        self.console.print(f"[yellow]cache {registry} unavailable, building without it:[/] {error}")
+
+    def _tree_pushed(self, stage: str, image: str, seconds: float, **_) -> None:
+        self.console.print(f"[cyan]↑ {stage}[/] pushed to {image} in {seconds:.1f} s")
 
     def _build_done(self, tree: str, image: str, seconds: float, **_) -> None:
         self.console.print(f"[bold green]Built[/] in {seconds:.1f} s; final tree {image}")

@@ -26,9 +26,9 @@ LABEL_SOURCE = "org.osbuild-oci.source-digest"
 ALIASES = {"io.weldr.qcow2": "org.osbuild.qcow2"}
 
 
-def local_ref(name: str) -> str:
-    """The local image a stage name resolves to when no registry is named."""
-    return f"{LOCAL_PREFIX}/{ALIASES.get(name, name)}:latest"
+def local_ref(name: str, prefix: str = LOCAL_PREFIX) -> str:
+    """The image a stage name resolves to: built locally, or under a registry namespace (--stages-from)."""
+    return f"{prefix.rstrip('/')}/{ALIASES.get(name, name)}:latest"
 
 
 @dataclass(frozen=True)

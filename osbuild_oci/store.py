@@ -12,7 +12,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from .engine import Engine, ImageInfo
+from .engine import Engine, ImageInfo, RegistryError
 from .errors import BuildError
 
 TREES = "localhost/osbuild-oci/trees"
@@ -73,6 +73,23 @@ class ObjectStore:
             self.engine.commit(container, tree_ref(tree_id), {LABEL_TREE: tree_id, LABEL_STAGE: stage})
         finally:
             self.engine.remove_container(container)
+
+    def fetch(self, tree_id: str, repository: str, tls_verify: bool) -> bool:
+        """Pull REPOSITORY:<tree id> and keep it as that tree if it really is it; False if absent."""
+        try:
+            info = self.engine.pull(f"{repository}:{tree_id}", tls_verify)
+        except RegistryError as err:
+            if err.missing:
+                return False
+            raise
+        if info.labels.get(LABEL_TREE) != tree_id:
+            raise BuildError(f"{repository}:{tree_id} is not the tree it is tagged as (its "
+                             f"{LABEL_TREE} label says {info.labels.get(LABEL_TREE)!r}); refusing to use it")
+        self.engine.tag(info.id, tree_ref(tree_id))
+        return True
+
+    def push(self, tree_id: str, destination: str, tls_verify: bool) -> None:
+        self.engine.push(tree_ref(tree_id), destination, tls_verify)
 
     def trees(self) -> list[ImageInfo]:
         return self.engine.images(TREES)

@@ -7,8 +7,11 @@ checked with plain `podman` pointed at the store, as a user would.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "osbuild_oci"]
 
 
-def osbuild(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+def osbuild(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the CLI; never raises on a non-zero exit, tests assert on it."""
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, input=input, cwd=REPO)
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, **(env or {})})
 
 
 @dataclass
@@ -87,7 +91,8 @@ def build(tmp_path, shared_store, stage_images):
     """build(pipeline_dict_or_path, store=None, output=None, *extra) -> Result."""
     counter = iter(range(1000))
 
-    def _build(pipeline, store: Path | None = None, output: Path | None = None, *extra: str) -> Result:
+    def _build(pipeline, store: Path | None = None, output: Path | None = None, *extra: str,
+               env: dict | None = None) -> Result:
         n = next(counter)
         if isinstance(pipeline, dict):
             path = tmp_path / f"pipeline-{n}.json"
@@ -95,8 +100,44 @@ def build(tmp_path, shared_store, stage_images):
         else:
             path = Path(pipeline)
         out = output or tmp_path / f"out-{n}"
-        proc = osbuild("build", path, "--store", store or shared_store, "-o", out, "--json", *extra)
+        proc = osbuild("build", path, "--store", store or shared_store, "-o", out, "--json", *extra, env=env)
         events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         return Result(proc.returncode, proc.stdout, proc.stderr, events)
 
     return _build
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_registry(root: Path, htpasswd: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """Debian's docker-registry on a random loopback port, storing into root."""
+    port = _free_port()
+    auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n" if htpasswd else ""
+    config = root / "config.yml"
+    config.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+                      f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}")
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=open(root / "registry.log", "w"))
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((root / "registry.log").read_text())
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A plain-HTTP registry on 127.0.0.1, yielding (address, its data directory)."""
+    root = tmp_path_factory.mktemp("registry")
+    proc, address = start_registry(root)
+    yield address, root / "data"
+    proc.terminate()
+    proc.wait()
