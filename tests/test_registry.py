@@ -176,3 +176,16 @@ def test_credentials_come_from_the_auth_file(tmp_path, build, stage_images):
     finally:
         proc.terminate()
         proc.wait()
+
+
+def test_final_tree_is_tagged_and_pushed_under_the_users_names(registry, build, tmp_path, stage_images):
+    address, _ = registry
+    store = tmp_path / "store"
+    small = {"name": "named", "base": MINBASE,
+             "stages": [{"name": "org.osbuild.mkdir", "options": {"paths": [{"path": "/named"}]}}]}
+    result = build(small, store, None, "--tag", "localhost/mine/named", "--push", f"{address}/mine/named:v1", HTTP)
+    assert result.returncode == 0, result.stderr
+    local = podman(store, "image", "inspect", "--format", "{{.Id}}", "localhost/mine/named:latest").stdout
+    assert local == podman(store, "image", "inspect", "--format", "{{.Id}}", result.image).stdout
+    assert len(skopeo_inspect(f"{address}/mine/named:v1")["Layers"]) == len(
+        json.loads(podman(store, "image", "inspect", result.image).stdout)[0]["RootFS"]["Layers"])
