@@ -1,0 +1,115 @@
+"""The flagship: pipelines/debian-bookworm-qcow2.json builds a disk that boots to a ttyS0 login, BIOS and UEFI.
+
+The Debian tree is built once per session in the shared store; the other
+assemblers then run on the same cached tree.  qemu runs with TCG (KVM guests
+fail on the machines we build on).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, Result, osbuild, tree_run
+from test_assemblers import check_gpt_disk, root_file
+
+pytestmark = pytest.mark.slow
+
+PIPELINE = REPO / "pipelines" / "debian-bookworm-qcow2.json"
+OVMF = Path("/usr/share/OVMF")
+BOOT_TIMEOUT = 180
+
+
+def run_build(pipeline: dict, store: Path, output: Path) -> Result:
+    path = output.parent / f"{output.name}.json"
+    path.write_text(json.dumps(pipeline))
+    proc = osbuild("build", path, "--store", store, "-o", output, "--json")
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return Result(proc.returncode, proc.stdout, proc.stderr, events)
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> dict:
+    return json.loads(PIPELINE.read_text())
+
+
+@pytest.fixture(scope="module")
+def debian(pipeline, shared_store, stage_images, tmp_path_factory) -> tuple[Result, Path]:
+    output = tmp_path_factory.mktemp("debian") / "out"
+    result = run_build(pipeline, shared_store, output)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, output / pipeline["assembler"]["options"]["filename"]
+
+
+def test_disk_checks(debian, pipeline, tmp_path):
+    _, qcow2 = debian
+    subprocess.run(["qemu-img", "check", str(qcow2)], check=True, capture_output=True)
+    raw = tmp_path / "disk.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(qcow2), str(raw)], check=True)
+    root = check_gpt_disk(raw, pipeline["assembler"]["options"]["root_fs_uuid"], 2 * 1024 ** 3)
+    assert root_file(raw, root["start"], "/etc/hostname").strip() == "debian-oci"
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_boots_to_serial_login(debian, firmware, tmp_path):
+    _, qcow2 = debian
+    log = tmp_path / "serial.log"
+    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-monitor", "none",
+           "-serial", f"file:{log}", "-drive", f"file={qcow2},if=virtio,snapshot=on"]
+    if firmware == "uefi":
+        shutil.copy(OVMF / "OVMF_VARS_4M.fd", tmp_path / "vars.fd")
+        cmd += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={tmp_path / 'vars.fd'}"]
+    vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while b"debian-oci login:" not in (log.read_bytes() if log.exists() else b""):
+            assert vm.poll() is None, f"qemu exited: {vm.stderr.read().decode(errors='replace')}"
+            assert time.monotonic() < deadline, f"no login prompt on ttyS0 after {BOOT_TIMEOUT} s:\n" + \
+                log.read_text(errors="replace")[-3000:]
+            time.sleep(1)
+    finally:
+        vm.kill()
+        vm.wait()
+    console = log.read_text(errors="replace")
+    assert "GNU GRUB" in console
+    assert "fsck" in console, "the initramfs checks the root filesystem"
+
+
+def test_warm_rebuild_runs_only_the_assembler(debian, pipeline, shared_store, tmp_path):
+    first, _ = debian
+    again = run_build(pipeline, shared_store, tmp_path / "out")
+    assert again.returncode == 0, again.stderr
+    assert again.ran == []
+    assert [e["assembler"] for e in again.of("assembler-done")] == ["org.osbuild.qcow2"]
+    assert again.image == first.image
+    assert (tmp_path / "out" / pipeline["assembler"]["options"]["filename"]).exists()
+
+
+def test_tar_and_oci_archive_of_the_debian_tree(debian, pipeline, shared_store, tmp_path):
+    first, _ = debian
+    os_release = tree_run(shared_store, first.image, "cat", "/etc/os-release")
+    tar = run_build({**pipeline, "assembler": {"name": "org.osbuild.tar", "options": {"filename": "tree.tar"}}},
+                    shared_store, tmp_path / "tar")
+    assert tar.returncode == 0 and tar.ran == [], tar.stderr
+    with tarfile.open(tmp_path / "tar" / "tree.tar") as archive:
+        assert archive.extractfile("./etc/os-release").read().decode() == os_release
+        shadow = archive.getmember("./etc/shadow")
+        assert (shadow.mode, shadow.uid, shadow.gid) == (0o640, 0, 42), "owner and mode kept (group shadow)"
+    oci = run_build({**pipeline, "assembler": {"name": "org.osbuild.oci-archive", "options": {
+        "filename": "image.tar", "ref": "localhost/debian-oci:bookworm", "cmd": ["/bin/bash"]}}},
+        shared_store, tmp_path / "oci")
+    assert oci.returncode == 0 and oci.ran == [], oci.stderr
+    with tempfile.TemporaryDirectory(prefix="oci-") as runroot:  # podman wants a short runroot
+        storage = ["--root", str(tmp_path / "storage"), "--runroot", runroot, "--storage-driver", "vfs"]
+        subprocess.run(["podman", *storage, "load", "-q", "-i", str(tmp_path / "oci" / "image.tar")], check=True)
+        loaded = subprocess.run(["podman", *storage, "run", "--rm", "--network=none", "localhost/debian-oci:bookworm",
+                                 "cat", "/etc/os-release"], capture_output=True, text=True)
+    assert loaded.stdout == os_release, loaded.stderr
