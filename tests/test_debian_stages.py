@@ -98,6 +98,8 @@ def test_debootstrap_makes_a_debian_tree(base, build, shared_store):
     assert null.ischr() and (null.devmajor, null.devminor) == (1, 3)
     assert sh(shared_store, image, LEFTOVERS) == ""
     assert sh(shared_store, image, "wc -c < /etc/machine-id") == "0\n"
+    # dpkg's unsafe-io was for the build only.
+    assert sh(shared_store, image, "grep -rl unsafe-io /etc/dpkg /etc/apt || true") == ""
 
 
 def test_debootstrap_leaves_no_container_hostname_or_resolver(base, build, shared_store):
