@@ -80,7 +80,7 @@ def test_boots_to_serial_login(debian, firmware, tmp_path):
         vm.wait()
     console = log.read_text(errors="replace")
     assert "GNU GRUB" in console
-    assert "fsck" in console, "the initramfs checks the root filesystem"
+    assert "fsck.ext4 -a" in console, "the initramfs checks the root filesystem"
 
 
 def test_warm_rebuild_runs_only_the_assembler(debian, pipeline, shared_store, tmp_path):
