@@ -59,10 +59,28 @@ def describe_validation_error(error: jsonschema.ValidationError, base: str = "")
         expected = error.validator_value
         return UserError(f"expected {expected if isinstance(expected, str) else ' or '.join(expected)}, "
                          f"got {_json_type(error.instance)} {_short(error.instance)}", where)
+    if error.validator in ("oneOf", "anyOf"):
+        alternatives = error.validator_value
+        keys = [a.get("required") for a in alternatives if isinstance(a, dict)]
+        if keys and all(k and len(k) == 1 for k in keys) and len(keys) == len(alternatives):
+            names = ", ".join(k[0] for k in keys)
+            return UserError(f"give {'exactly one' if error.validator == 'oneOf' else 'at least one'} of: {names}",
+                             where)
+        described = "; ".join(a.get("description") or _schema_summary(a) for a in alternatives)
+        matched = "not exactly one" if error.validator == "oneOf" else "none"
+        return UserError(f"{_short(error.instance)} matches {matched} of the allowed forms: {described}", where)
     if error.validator == "enum":
         return UserError(f"{_short(error.instance)} is not one of {', '.join(map(repr, error.validator_value))}",
                          where)
     return UserError(error.message, where)
+
+
+def _schema_summary(schema) -> str:
+    if not isinstance(schema, dict):
+        return repr(schema)
+    parts = [str(schema.get("type", "value"))]
+    parts += [f"{k} {schema[k]}" for k in ("pattern", "minimum", "maximum", "enum") if k in schema]
+    return " ".join(parts)
 
 
 def _json_type(value) -> str:

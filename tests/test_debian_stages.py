@@ -281,7 +281,7 @@ BAD_OPTIONS = [
     ("org.osbuild.timezone", {"zone": "../../etc/passwd"}, "stages[1].options.zone:"),
     ("org.osbuild.users", {"users": {"alice": {"uid": "1000"}}},
      "stages[1].options.users.alice.uid: expected integer, got string"),
-    ("org.osbuild.fstab", {"filesystems": [{"path": "/", "vfs_type": "ext4"}]}, "stages[1].options.filesystems[0]:"),
+    ("org.osbuild.fstab", {"filesystems": [{"path": "/", "vfs_type": "ext4"}]}, "stages[1].options.filesystems[0]: give exactly one of: uuid, label, device"),
     ("org.osbuild.copy", {"files": [{"path": "etc/relative", "content": "x"}]}, "stages[1].options.files[0].path:"),
     ("org.osbuild.script", {"script": "true", "network": True}, "stages[1].options.network: unknown property"),
 ]
