@@ -14,8 +14,10 @@ tree=$work/tree
 disk=$work/disk.raw
 
 # The tree: Debian, with FSTYPE for the initramfs written before the kernel is installed.
+# dpkg skips fsync, as the debootstrap and apt stages do (and the setting does not stay in the tree).
 mmdebstrap --quiet --variant=minbase \
   --include=systemd-sysv,udev,kmod,e2fsprogs,passwd,initramfs-tools,linux-image-amd64 \
+  --dpkgopt=force-unsafe-io --customize-hook='rm "$1/etc/dpkg/dpkg.cfg.d/99mmdebstrap"' \
   --setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" && echo FSTYPE=ext4 > "$1/etc/initramfs-tools/conf.d/fstype.conf"' \
   bookworm "$tree" http://deb.debian.org/debian
 echo debian-oci > "$tree/etc/hostname"

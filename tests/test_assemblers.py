@@ -204,3 +204,12 @@ def test_assembler_cannot_change_the_tree(build, tmp_path, shared_store, evil_as
     assert (tmp_path / "evil" / "outcome").read_text() == "Read-only file system"
     assert evil.image == before.image
     assert podman(shared_store, "image", "inspect", "--format", "{{.Id}}", evil.image).stdout == tree_id
+
+
+def test_seed_name_io_weldr_qcow2(build, tmp_path):
+    result = build(small_tree({"name": "io.weldr.qcow2", "options": {"filename": "seed.qcow2", "root_fs_uuid": UUID}}),
+                   output=tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(tmp_path / "out" / "seed.qcow2")],
+                                     check=True, capture_output=True, text=True).stdout)
+    assert (info["format"], info["virtual-size"]) == ("qcow2", 2 * 1024 ** 3)
