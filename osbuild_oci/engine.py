@@ -160,12 +160,19 @@ def ulimits() -> list[dict]:
 
 
 def unmount_below(path: Path) -> None:
-    """Undo the mounts containers-storage leaves under a store, so the directory can be removed."""
+    """Undo the mounts containers-storage leaves under a store, so the directory can be removed.
+
+    The same point can be mounted more than once (stacked), so this repeats until none is left.
+    """
     prefix = str(path.resolve()).rstrip("/") + "/"
-    with open("/proc/self/mounts") as mounts:
-        points = [line.split()[1].encode().decode("unicode_escape") for line in mounts]
-    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True)
+    for _ in range(5):
+        with open("/proc/self/mounts") as mounts:
+            points = [line.split()[1].encode().decode("unicode_escape") for line in mounts]
+        points = sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+        if not points:
+            return
+        for point in points:
+            subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 class Engine:

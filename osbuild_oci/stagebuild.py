@@ -111,14 +111,25 @@ def ensure_empty() -> None:
             engine.stage_storage_build(Path(tmp), Path(tmp) / "Containerfile", engine.EMPTY_IMAGE, {})
 
 
+def _local_parent(source: Source, by_name: dict[str, Source]) -> Source | None:
+    """The folder whose image this one starts FROM, if any (it must be built, and hashed, first)."""
+    for line in (source.path / "Containerfile").read_text().splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0].upper() == "FROM" and words[1].startswith(LOCAL_PREFIX + "/"):
+            parent = by_name.get(words[1][len(LOCAL_PREFIX) + 1:].split(":", 1)[0])
+            if parent is not None and parent != source:
+                return parent
+    return None
+
+
 def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) -> list[tuple[Source, bool]]:
     """Build what changed; return each source with whether it was (re)built."""
     sources = find_sources(root)
+    by_name = {s.name: s for s in sources}
     if only:
-        unknown = sorted(set(only) - {s.name for s in sources})
+        unknown = sorted(set(only) - set(by_name))
         if unknown:
             raise UserError(f"no stage or assembler folder named {', '.join(unknown)} under {root}")
-        sources = [s for s in sources if s.name in only]
     ensure_empty()
     minbase_id = ensure_minbase(log)
     base_digest = _digest([root / "Containerfile", *_files(root / "stagelib")], minbase_id)
@@ -127,16 +138,22 @@ def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) ->
         engine.stage_storage_build(root / "stagelib", root / "Containerfile", STAGE_BASE,
                                    {LABEL_SOURCE: base_digest}, {"BASE": MINBASE})
     base_id = _image_id(STAGE_BASE)
-    results = []
-    for source in sources:
-        schema = _load_schema(source)
-        digest = _digest(_files(source.path), base_id)
-        if _up_to_date(source.ref, digest):
-            results.append((source, False))
-            continue
-        log(f"building {source.ref}")
-        engine.stage_storage_build(source.path, source.path / "Containerfile", source.ref,
-                                   {LABEL_NAME: source.name, LABEL_KIND: source.kind, LABEL_SCHEMA: schema,
-                                    LABEL_SOURCE: digest})
-        results.append((source, True))
-    return results
+    built: dict[str, bool] = {}
+
+    def build(source: Source) -> str:
+        if source.name not in built:
+            parent = _local_parent(source, by_name)
+            schema = _load_schema(source)
+            digest = _digest(_files(source.path), build(parent) if parent else base_id)
+            built[source.name] = not _up_to_date(source.ref, digest)
+            if built[source.name]:
+                log(f"building {source.ref}")
+                engine.stage_storage_build(source.path, source.path / "Containerfile", source.ref,
+                                           {LABEL_NAME: source.name, LABEL_KIND: source.kind, LABEL_SCHEMA: schema,
+                                            LABEL_SOURCE: digest})
+        return _image_id(source.ref)
+
+    wanted = [s for s in sources if not only or s.name in only]
+    for source in wanted:
+        build(source)
+    return [(s, built[s.name]) for s in wanted]

@@ -207,3 +207,24 @@ def test_stage_output_streams_and_tree_is_a_plain_image(build, tmp_path, testing
     listed = json.loads(osbuild("store", "list", "--store", store, "--json").stdout)
     assert [t["tree"] for t in listed] == [result.tree]
     assert listed[0]["stage"] == "org.osbuild.testing"
+
+
+def test_image_built_from_another_stage_image_follows_its_changes(tmp_path, stage_images):
+    make_testing_stage(tmp_path, "parent-one")
+    child = tmp_path / "stage-images" / "org.osbuild.testing-child"
+    child.mkdir()
+    (child / "Containerfile").write_text("FROM localhost/osbuild-oci/org.osbuild.testing:latest\n"
+                                         "ENV CHILD=1\n")
+    (child / "schema.json").write_text('{"type": "object"}')
+    first = osbuild("stages", "build", "--source", tmp_path, "--only", "org.osbuild.testing-child")
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "stage-images" / "org.osbuild.testing" / "stage").write_text(
+        TESTING_STAGE.replace("VERSION", "parent-two"))
+    second = osbuild("stages", "build", "--source", tmp_path, "--only", "org.osbuild.testing-child")
+    assert second.returncode == 0, second.stderr
+    assert "org.osbuild.testing-child:latest  built" in second.stdout
+    script = subprocess.run(["podman", "run", "--rm", "--network=none", "--entrypoint", "cat",
+                             "localhost/osbuild-oci/org.osbuild.testing-child:latest",
+                             "/usr/libexec/osbuild-oci/stage"], capture_output=True, text=True)
+    assert "parent-two" in script.stdout
+    make_testing_stage(tmp_path, "one")
