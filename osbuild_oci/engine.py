@@ -34,6 +34,10 @@ from . import registry
 
 API = "/v4.0.0/libpod"
 EMPTY_IMAGE = "localhost/osbuild-oci/empty:latest"
+# The service is stopped when the command ends; this idle timeout only reaps a service
+# whose osbuild-oci process was killed (open connections, a running stage's attach
+# among them, count as activity).
+ORPHAN_TIMEOUT = 3600
 
 
 class EngineError(Exception):
@@ -208,7 +212,8 @@ class Engine:
         if not self._ping():
             log = open(self.run_dir / "service.log", "ab")
             self._service = subprocess.Popen(
-                ["podman", *self.podman_args(), "system", "service", "--time=0", f"unix://{self.socket_path}"],
+                ["podman", *self.podman_args(), "system", "service", f"--time={ORPHAN_TIMEOUT}",
+                 f"unix://{self.socket_path}"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
             deadline = time.monotonic() + 20
             while not self._ping():
@@ -272,9 +277,6 @@ class Engine:
     def tag(self, image_id: str, ref: str) -> None:
         repo, tag = ref.rsplit(":", 1)
         self.client.images.get(image_id).tag(repo, tag)
-
-    def untag(self, ref: str) -> None:
-        self._api("POST", f"/images/{ref}/untag")
 
     def remove_image(self, ref: str) -> None:
         try:

@@ -93,6 +93,3 @@ class ObjectStore:
 
     def trees(self) -> list[ImageInfo]:
         return self.engine.images(TREES)
-
-    def remove_tree(self, tree_id: str) -> None:
-        self.engine.remove_image(tree_ref(tree_id))
