@@ -11,6 +11,7 @@ output as it happens and writes to the ordinary storage.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -18,8 +19,8 @@ import resource
 import shutil
 import socket
 import struct
-import tempfile
 import subprocess
+import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from typing import Callable, Iterator
 import podman
 import podman.api
 import podman.errors
+import requests
 
 from . import registry
 
@@ -50,8 +52,7 @@ class RegistryError(EngineError):
     def __init__(self, ref: str, action: str, reason: str):
         self.ref, self.reason = ref, reason
         self.missing = any(s in reason for s in ("manifest unknown", "not found", "404"))
-        registry = ref.split("/", 1)[0]
-        super().__init__(f"cannot {action} {ref} (registry {registry}): {reason}")
+        super().__init__(f"cannot {action} {ref} (registry {ref.split('/', 1)[0]}): {reason}")
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,20 @@ def unmount_below(path: Path) -> None:
             subprocess.run(["umount", "-l", point], capture_output=True)
 
 
+def _podman_errors(method: Callable) -> Callable:
+    """Turn podman-py's exceptions into an EngineError that names the operation, not a traceback."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except podman.errors.APIError as err:
+            raise EngineError(f"podman refused to {method.__name__.replace('_', ' ')} "
+                              f"{' '.join(map(str, args))[:200]}: {err.explanation or err}") from None
+        except requests.exceptions.ConnectionError as err:
+            raise EngineError(f"lost the podman service of this store ({self.socket_path}): {err}") from None
+    return wrapper
+
+
 class Engine:
     """A podman service for one store, and the operations the orchestrator needs of it."""
 
@@ -265,6 +280,7 @@ class Engine:
         except podman.errors.APIError as err:
             raise EngineError(f"cannot inspect image {ref}: {err.explanation or err}") from None
 
+    @_podman_errors
     def images(self, repository: str) -> list[ImageInfo]:
         """Images with a tag in the given repository (for listing the store)."""
         out = []
@@ -274,16 +290,19 @@ class Engine:
                 out.append(ImageInfo(id=img.id, labels=img.attrs.get("Labels") or {}, layers=[], names=tags))
         return out
 
+    @_podman_errors
     def tag(self, image_id: str, ref: str) -> None:
         repo, tag = ref.rsplit(":", 1)
         self.client.images.get(image_id).tag(repo, tag)
 
+    @_podman_errors
     def remove_image(self, ref: str) -> None:
         try:
             self.client.images.remove(ref, force=True)
         except podman.errors.ImageNotFound:
             pass
 
+    @_podman_errors
     def prune(self) -> None:
         """Drop leftover containers and the layers no tagged image uses any more."""
         for ctr in self.client.containers.list(all=True):
@@ -335,12 +354,14 @@ class Engine:
 
     # -- containers ----------------------------------------------------------
 
+    @_podman_errors
     def working_container(self, image_id: str) -> tuple[str, str]:
         """A never-started container of the image, mounted; returns (id, host path of its root)."""
         ctr = self.client.containers.create(image_id, command=["/nonexistent"], network_mode="none")
         self._containers.add(ctr.id)
         return ctr.id, self._api("POST", f"/containers/{ctr.id}/mount").strip()
 
+    @_podman_errors
     def commit(self, container_id: str, ref: str, labels: dict[str, str]) -> str:
         """Store the container's changes as one new layer on its image, tagged ref."""
         repo, tag = ref.rsplit(":", 1)
@@ -349,9 +370,11 @@ class Engine:
                                                                  changes=changes)
         return image.id
 
+    @_podman_errors
     def changes(self, container_id: str) -> list:
         return json.loads(self._api("GET", f"/containers/{container_id}/changes") or "[]") or []
 
+    @_podman_errors
     def remove_container(self, container_id: str) -> None:
         try:
             self.client.containers.get(container_id).remove(force=True)
@@ -359,6 +382,7 @@ class Engine:
             pass
         self._containers.discard(container_id)
 
+    @_podman_errors
     def run(self, spec: ContainerSpec, on_output: Callable[[int, bytes], None]) -> int:
         """Run a container to completion, feeding it stdin; return its exit status."""
         kwargs: dict = dict(
@@ -381,7 +405,7 @@ class Engine:
         finally:
             self.remove_container(ctr.id)
 
-    def _attach(self, container_id: str) -> socket.socket:
+    def _attach(self, container_id: str) -> "_BufferedSocket":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(str(self.socket_path))
         sock.sendall((f"POST {API}/containers/{container_id}/attach?stdin=true&stdout=true&stderr=true&stream=true "
