@@ -73,6 +73,9 @@ class ContainerSpec:
     env: dict[str, str] = field(default_factory=dict)
     stdin: bytes = b""
 
+    def __str__(self) -> str:
+        return f"a container of {self.image}"
+
 
 @dataclass(frozen=True)
 class ImageInfo:
@@ -187,8 +190,9 @@ def _podman_errors(method: Callable) -> Callable:
         try:
             return method(self, *args, **kwargs)
         except podman.errors.APIError as err:
-            raise EngineError(f"podman refused to {method.__name__.replace('_', ' ')} "
-                              f"{' '.join(map(str, args))[:200]}: {err.explanation or err}") from None
+            subject = str(args[0])[:200] if args else ""
+            raise EngineError(f"podman refused to {method.__name__.replace('_', ' ')} {subject}: "
+                              f"{err.explanation or err}") from None
         except requests.exceptions.ConnectionError as err:
             raise EngineError(f"lost the podman service of this store ({self.socket_path}): {err}") from None
     return wrapper
