@@ -15,7 +15,7 @@ from rich.console import Console
 class Reporter:
     def __init__(self, json_mode: bool):
         self.json_mode = json_mode
-        self.console = Console(stderr=True, highlight=False)
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def event(self, kind: str, **fields) -> None:
         if self.json_mode:
