@@ -69,6 +69,15 @@ def open_store(store: Optional[Path]) -> Iterator[ObjectStore]:
             yield ObjectStore(engine)
 
 
+@contextmanager
+def _naming(pipeline: Path) -> Iterator[None]:
+    """Prefix an input error with the pipeline file, so the user knows which file to fix."""
+    try:
+        yield
+    except UserError as err:
+        raise UserError(err.message, f"{pipeline}: {err.where}" if err.where else str(pipeline)) from None
+
+
 @app.command()
 def build(
     pipeline: Path = typer.Argument(..., help="JSON file describing the pipeline", dir_okay=False),
@@ -87,20 +96,16 @@ def build(
 ) -> None:
     """Build PIPELINE: run the stages the store lacks, then the assembler into OUTPUT."""
     remote = runner.Remote(stages_from, tuple(cache_from), cache_to, tls_verify)
-    try:
+    with _naming(pipeline):
         model = pipeline_model.load(pipeline)
         runner.check_output(output)
-    except UserError as err:
-        raise UserError(err.message, f"{pipeline}: {err.where}" if err.where else str(pipeline)) from None
+    if (tag or push) and not model.stages and model.base is None:
+        raise UserError("--tag/--push: the pipeline has no stages and no base, so there is no tree to name")
     with open_store(store) as objects:
-        try:
+        with _naming(pipeline):
             the_plan = runner.plan(model, objects.engine, objects, remote)
-        except UserError as err:
-            raise UserError(err.message, f"{pipeline}: {err.where}" if err.where else str(pipeline)) from None
         final = runner.run(the_plan, objects.engine, objects, Reporter(json_events),
                            output if the_plan.assembler else None, remote)
-        if (tag or push) and final is None:
-            raise UserError("--tag/--push: the pipeline has no stages and no base, so there is no tree")
         for name in tag:
             objects.engine.tag(objects.tree_image(final).id, name if ":" in name.rsplit("/", 1)[-1]
                                else f"{name}:latest")
