@@ -135,8 +135,9 @@ def stages_push(
     for src in stagebuild.find_sources(REPO):
         if stage_storage_image(src.ref) is None:
             raise UserError(f"{src.ref} is not built; run `osbuild-oci stages build` first")
-        digest = stage_storage_push(src.ref, local_ref(src.name, namespace), tls_verify)
-        print(f"{local_ref(src.name, namespace).rsplit(':', 1)[0]}@{digest}")
+        destination = local_ref(src.name, namespace)
+        digest = stage_storage_push(src.ref, destination, tls_verify)
+        print(f"{destination.rsplit(':', 1)[0]}@{digest}")
 
 
 @stages_app.command("list")

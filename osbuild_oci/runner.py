@@ -171,8 +171,6 @@ def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, reporter:
                 if store.fetch(tree_id, repo, remote.tls_verify):
                     return index + 1, repo
             except RegistryError as err:
-                if err.missing:
-                    continue
                 repos.remove(repo)
                 reporter.event("cache-unavailable", registry=repo, error=str(err))
     return 0, "store"

@@ -40,11 +40,10 @@ class ObjectStore:
     def has_tree(self, tree_id: str) -> bool:
         return self.tree_image(tree_id) is not None
 
-    def adopt(self, image_id: str) -> str:
+    def adopt(self, image_id: str) -> None:
         """Make any image a tree of this store; its id is the image id (the base image digest)."""
         if not self.has_tree(image_id):
             self.engine.tag(image_id, tree_ref(image_id))
-        return image_id
 
     def _base_image(self, tree_id: str | None) -> str:
         if tree_id is None:
