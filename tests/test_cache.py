@@ -228,3 +228,20 @@ def test_image_built_from_another_stage_image_follows_its_changes(tmp_path, stag
                              "/usr/libexec/osbuild-oci/stage"], capture_output=True, text=True)
     assert "parent-two" in script.stdout
     make_testing_stage(tmp_path, "one")
+
+
+def test_podman_refusing_a_container_is_one_line_not_a_traceback(build, tmp_path, stage_images):
+    source = tmp_path / "source"
+    make_testing_stage(source, "one")
+    folder = source / "stage-images" / "org.osbuild.testing-noentry"
+    folder.mkdir()
+    (folder / "Containerfile").write_text("FROM localhost/osbuild-oci/stage-base:latest\nLABEL x=no-entrypoint\n")
+    (folder / "schema.json").write_text('{"type": "object"}')
+    built = osbuild("stages", "build", "--source", source, "--only", "org.osbuild.testing-noentry")
+    assert built.returncode == 0, built.stderr
+    result = build({"name": "noentry", "stages": [{"name": "org.osbuild.testing-noentry"}]}, tmp_path / "store")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: podman refused to run a container of ")
+    assert "no command or entrypoint" in lines[-1]
+    assert "Traceback" not in result.stderr
