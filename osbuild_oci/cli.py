@@ -28,7 +28,7 @@ from .events import Reporter
 from .stageimage import LABEL_CAPABILITIES, LABEL_KIND, LABEL_NETWORK, LABEL_SCHEMA, local_ref
 from .store import LABEL_STAGE, ObjectStore, tree_ref
 
-REPO = Path(__file__).resolve().parent.parent
+SOURCES = Path(__file__).resolve().parent / "sources"
 
 
 def _default_store() -> Path:
@@ -116,7 +116,7 @@ def build(
 @stages_app.command("build")
 def stages_build(
     only: List[str] = typer.Option([], "--only", help="Build only this stage or assembler (repeatable)"),
-    source: Path = typer.Option(REPO, "--source", help="Source tree with stage-images/ and assemblers/",
+    source: Path = typer.Option(SOURCES, "--source", help="Source tree with base/, stages/ and assemblers/",
                                 file_okay=False),
 ) -> None:
     """Build every stage and assembler folder into a local image; unchanged ones are kept."""
@@ -132,7 +132,7 @@ def stages_push(
     """Publish every built stage and assembler image as REGISTRY/NAMESPACE/NAME, printing pinned references."""
     if not registry.is_remote(namespace):
         raise UserError(f"{namespace} names no registry; give REGISTRY/NAMESPACE such as registry.example.com/osbuild")
-    for src in stagebuild.find_sources(REPO):
+    for src in stagebuild.find_sources(SOURCES):
         if stage_storage_image(src.ref) is None:
             raise UserError(f"{src.ref} is not built; run `osbuild-oci stages build` first")
         destination = local_ref(src.name, namespace)
@@ -144,7 +144,7 @@ def stages_push(
 def stages_list(json_out: bool = typer.Option(False, "--json", help="JSON output")) -> None:
     """List the stage and assembler images this checkout provides, and whether they are built."""
     rows = []
-    for src in stagebuild.find_sources(REPO):
+    for src in stagebuild.find_sources(SOURCES):
         info = stage_storage_image(src.ref)
         labels = info.labels if info else {}
         rows.append({"name": src.name, "image": src.ref, "id": info.id if info else None,

@@ -28,7 +28,7 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 MINBASE = f"{LOCAL_PREFIX}/debian-minbase:{SUITE}"
 STAGE_BASE = f"{LOCAL_PREFIX}/stage-base:latest"
-KINDS = {"stage-images": "stage", "assemblers": "assembler"}
+KINDS = {"stages": "stage", "assemblers": "assembler"}
 
 
 @dataclass(frozen=True)
@@ -132,10 +132,10 @@ def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) ->
             raise UserError(f"no stage or assembler folder named {', '.join(unknown)} under {root}")
     ensure_empty()
     minbase_id = ensure_minbase(log)
-    base_digest = _digest([root / "Containerfile", *_files(root / "stagelib")], minbase_id)
+    base_digest = _digest(_files(root / "base"), minbase_id)
     if not _up_to_date(STAGE_BASE, base_digest):
         log(f"building {STAGE_BASE}")
-        engine.stage_storage_build(root / "stagelib", root / "Containerfile", STAGE_BASE,
+        engine.stage_storage_build(root / "base", root / "base" / "Containerfile", STAGE_BASE,
                                    {LABEL_SOURCE: base_digest}, {"BASE": MINBASE})
     base_id = _image_id(STAGE_BASE)
     built: dict[str, bool] = {}

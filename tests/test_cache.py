@@ -43,10 +43,9 @@ def tree_tags(store: Path) -> set[str]:
 def make_testing_stage(root: Path, version: str) -> None:
     """A source tree with one extra stage whose code the test can change and rebuild."""
     root.mkdir(parents=True, exist_ok=True)
-    for shared in ("Containerfile", "stagelib"):
-        if not (root / shared).exists():
-            (root / shared).symlink_to(REPO / shared)
-    folder = root / "stage-images" / "org.osbuild.testing"
+    if not (root / "base").exists():
+        (root / "base").symlink_to(REPO / "osbuild_oci" / "sources" / "base")
+    folder = root / "stages" / "org.osbuild.testing"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "Containerfile").write_text(
         "FROM localhost/osbuild-oci/stage-base:latest\n"
@@ -211,14 +210,14 @@ def test_stage_output_streams_and_tree_is_a_plain_image(build, tmp_path, testing
 
 def test_image_built_from_another_stage_image_follows_its_changes(tmp_path, stage_images):
     make_testing_stage(tmp_path, "parent-one")
-    child = tmp_path / "stage-images" / "org.osbuild.testing-child"
+    child = tmp_path / "stages" / "org.osbuild.testing-child"
     child.mkdir()
     (child / "Containerfile").write_text("FROM localhost/osbuild-oci/org.osbuild.testing:latest\n"
                                          "ENV CHILD=1\n")
     (child / "schema.json").write_text('{"type": "object"}')
     first = osbuild("stages", "build", "--source", tmp_path, "--only", "org.osbuild.testing-child")
     assert first.returncode == 0, first.stderr
-    (tmp_path / "stage-images" / "org.osbuild.testing" / "stage").write_text(
+    (tmp_path / "stages" / "org.osbuild.testing" / "stage").write_text(
         TESTING_STAGE.replace("VERSION", "parent-two"))
     second = osbuild("stages", "build", "--source", tmp_path, "--only", "org.osbuild.testing-child")
     assert second.returncode == 0, second.stderr
@@ -233,7 +232,7 @@ def test_image_built_from_another_stage_image_follows_its_changes(tmp_path, stag
 def test_podman_refusing_a_container_is_one_line_not_a_traceback(build, tmp_path, stage_images):
     source = tmp_path / "source"
     make_testing_stage(source, "one")
-    folder = source / "stage-images" / "org.osbuild.testing-noentry"
+    folder = source / "stages" / "org.osbuild.testing-noentry"
     folder.mkdir()
     (folder / "Containerfile").write_text("FROM localhost/osbuild-oci/stage-base:latest\nLABEL x=no-entrypoint\n")
     (folder / "schema.json").write_text('{"type": "object"}')
