@@ -7,9 +7,14 @@ there; these tests run them with /bin/sh (dash on Debian) against a fresh tempor
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+import shutil
+import socket
 import subprocess
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,7 +51,7 @@ def test_shell_scripts_pass_shellcheck():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def setup_host(root: Path, *args: str, packages: str = "dash", **env: str) -> subprocess.CompletedProcess:
+def setup_host(root: Path | str, *args: str, packages: str = "dash", **env: str) -> subprocess.CompletedProcess:
     """setup-host under dash on the fresh host `root`; apt only prints, no .venv or stage images."""
     return subprocess.run(["/bin/sh", str(SETUP_HOST), *args], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "SETUP_HOST_ROOT": str(root), "SETUP_HOST_PACKAGES": packages,
@@ -128,3 +133,126 @@ def test_bad_invocation_is_one_line(fresh_root, args, env, error):
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"setup-host: {error}") and proc.stderr.count("\n") == 1
     assert not (fresh_root / "etc").exists()
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="creates a user")
+
+
+class User:
+    """A throwaway unprivileged user on the real host, with a runtime directory of its own
+    (there is no systemd session to make one), removed with everything it ran afterwards."""
+
+    def __init__(self, name: str):
+        subprocess.run(["useradd", "--system", "--create-home", "--shell", "/bin/sh", name], check=True)
+        self.name = name
+        self.uid = int(subprocess.run(["id", "-u", name], capture_output=True, text=True, check=True).stdout)
+        self.home = Path(os.path.expanduser(f"~{name}"))
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"{name}-run-"))
+        os.chown(self.run_dir, self.uid, -1)
+
+    def run(self, *cmd: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+        """CMD as the user, in the environment of a fresh login (not the test's podman settings)."""
+        env = [f"HOME={self.home}", f"USER={self.name}", "PATH=/usr/local/bin:/usr/bin:/bin", f"XDG_RUNTIME_DIR={self.run_dir}"]
+        return subprocess.run(["runuser", "-u", self.name, "--", "env", "-i", *env, *cmd],
+                              input=stdin, capture_output=True, cwd="/", timeout=120)
+
+    def remove(self) -> None:
+        pause = self.run_dir / "libpod" / "tmp" / "pause.pid"
+        if pause.exists():
+            os.kill(int(pause.read_text()), 15)
+            time.sleep(0.2)
+        subprocess.run(["userdel", "--remove", self.name], capture_output=True)
+        shutil.rmtree(self.run_dir)
+
+
+@pytest.fixture
+def make_user():
+    """make_user() -> a user that has never used podman, as useradd --system makes it: no subordinate ids."""
+    users = []
+
+    def _make() -> User:
+        users.append(User(f"osbuild-oci-{os.getpid()}-{len(users)}"))
+        return users[-1]
+
+    yield _make
+    for user in users:
+        user.remove()
+
+
+def subid_range(kind: str, name: str) -> range:
+    """The user's one range of /etc/subuid or /etc/subgid."""
+    entries = [line.split(":") for line in Path(f"/etc/sub{kind}").read_text().splitlines()]
+    mine = [range(int(first), int(first) + int(count)) for user, first, count in entries if user == name]
+    assert len(mine) == 1, entries
+    return mine[0]
+
+
+@needs_root
+def test_users_get_their_own_subordinate_ids_and_overlay_storage(make_user):
+    first, second = make_user(), make_user()
+    for user in first, second:
+        proc = setup_host("", "--user", user.name)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    for user in first, second:
+        assert subid_range("uid", user.name) == subid_range("gid", user.name)
+        assert len(subid_range("uid", user.name)) == 65536
+    assert not set(subid_range("uid", first.name)) & set(subid_range("uid", second.name))
+    conf = first.home / ".config" / "containers" / "storage.conf"
+    assert conf.read_text().startswith('[storage]\ndriver = "overlay"\n')
+    assert conf.stat().st_uid == conf.parent.stat().st_uid == conf.parent.parent.stat().st_uid == first.uid
+
+    before = [conf.read_bytes(), Path("/etc/subuid").read_bytes(), Path("/etc/subgid").read_bytes()]
+    start = time.monotonic()
+    proc = setup_host("", "--user", first.name)
+    assert time.monotonic() - start < 3
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    assert [conf.read_bytes(), Path("/etc/subuid").read_bytes(), Path("/etc/subgid").read_bytes()] == before
+
+
+def bash_image() -> bytes:
+    """The smallest image with a shell that can open TCP connections: bash and its libraries."""
+    libs = subprocess.run(["ldd", "/bin/bash"], capture_output=True, text=True, check=True).stdout
+    paths = ["/bin/bash", *(word for line in libs.splitlines() for word in line.split() if word.startswith("/"))]
+    with tempfile.TemporaryFile() as f:
+        with tarfile.open(fileobj=f, mode="w") as tar:
+            for path in paths:
+                tar.add(os.path.realpath(path), arcname=path.lstrip("/"))
+        f.seek(0)
+        return f.read()
+
+
+@needs_root
+def test_prepared_user_runs_rootless_containers_on_overlay(make_user):
+    user = make_user()
+    assert setup_host("", "--user", user.name).returncode == 0
+    info = user.run("podman", "info", "--format", "json")
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["store"]["graphDriverName"] == "overlay"
+    imported = user.run("podman", "import", "-", "localhost/bash", stdin=bash_image())
+    assert imported.returncode == 0, imported.stderr
+    ran = user.run("podman", "run", "--rm", "--network=none", "localhost/bash", "/bin/bash", "-c", "echo $((6 * 7))")
+    assert (ran.returncode, ran.stdout) == (0, b"42\n"), ran.stderr
+
+    # A stage with network gets a namespace of its own: the host's loopback services stay out of reach.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        probe = " ".join(f"(exec 3<>/dev/tcp/{host}/{port}) 2>/dev/null && echo reached {host};"
+                         for host in ("127.0.0.1", "10.0.2.2"))
+        ran = user.run("podman", "run", "--rm", "--network=slirp4netns", "localhost/bash", "/bin/bash", "-c",
+                       probe + " echo done")
+        assert (ran.returncode, ran.stdout) == (0, b"done\n"), ran.stderr
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+
+
+@needs_root
+def test_vfs_storage_in_use_is_not_switched_but_explained(make_user):
+    user = make_user()
+    assert user.run("podman", "--storage-driver", "vfs", "info").returncode == 0
+    proc = setup_host("", "--user", user.name)
+    assert proc.returncode == 0
+    assert f"run 'podman system reset' as {user.name}" in proc.stderr
+    assert not (user.home / ".config" / "containers" / "storage.conf").exists()
