@@ -256,3 +256,23 @@ def test_vfs_storage_in_use_is_not_switched_but_explained(make_user):
     assert proc.returncode == 0
     assert f"run 'podman system reset' as {user.name}" in proc.stderr
     assert not (user.home / ".config" / "containers" / "storage.conf").exists()
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("sudo") is not None, reason="sudo would ask for a password")
+def test_ordinary_user_needs_root_only_for_what_is_missing(make_user, fresh_root):
+    user = make_user()
+    assert setup_host("", "--user", user.name).returncode == 0
+    checkout = Path(tempfile.mkdtemp(prefix="setup-host-"))
+    try:
+        (checkout / "scripts").mkdir()
+        shutil.copy(SETUP_HOST, checkout / "scripts")
+        checkout.chmod(0o755)
+        env = ["SETUP_HOST_PACKAGES=dash", "SETUP_HOST_INSTALL=print", "SETUP_HOST_SKIP=venv stages"]
+        ready = user.run("env", *env, "/bin/sh", str(checkout / "scripts" / "setup-host"))
+        assert (ready.returncode, ready.stdout, ready.stderr) == (0, b"", b"")
+        fresh = user.run("env", *env, f"SETUP_HOST_ROOT={fresh_root}", "/bin/sh", str(checkout / "scripts" / "setup-host"))
+        assert (fresh.returncode, fresh.stderr.decode()) == (1, "setup-host: 'mkdir' needs root and sudo is not installed: "
+                                                                f"as root, run scripts/setup-host --user {user.name}\n")
+    finally:
+        shutil.rmtree(checkout)
