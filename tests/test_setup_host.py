@@ -139,30 +139,32 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="creates a user")
 
 
 class User:
-    """A throwaway unprivileged user on the real host, with a runtime directory of its own
-    (there is no systemd session to make one), removed with everything it ran afterwards."""
+    """A throwaway unprivileged user on the real host, removed with everything it ran afterwards.
+
+    Like a user started with su or runuser here, it has no systemd session: no XDG_RUNTIME_DIR,
+    so its podman keeps its runtime files in /tmp/podman-run-UID.
+    """
 
     def __init__(self, name: str):
         subprocess.run(["useradd", "--system", "--create-home", "--shell", "/bin/sh", name], check=True)
         self.name = name
         self.uid = int(subprocess.run(["id", "-u", name], capture_output=True, text=True, check=True).stdout)
         self.home = Path(os.path.expanduser(f"~{name}"))
-        self.run_dir = Path(tempfile.mkdtemp(prefix=f"{name}-run-"))
-        os.chown(self.run_dir, self.uid, -1)
 
     def run(self, *cmd: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
         """CMD as the user, in the environment of a fresh login (not the test's podman settings)."""
-        env = [f"HOME={self.home}", f"USER={self.name}", "PATH=/usr/local/bin:/usr/bin:/bin", f"XDG_RUNTIME_DIR={self.run_dir}"]
+        env = [f"HOME={self.home}", f"USER={self.name}", "PATH=/usr/local/bin:/usr/bin:/bin"]
         return subprocess.run(["runuser", "-u", self.name, "--", "env", "-i", *env, *cmd],
                               input=stdin, capture_output=True, cwd="/", timeout=120)
 
     def remove(self) -> None:
-        pause = self.run_dir / "libpod" / "tmp" / "pause.pid"
+        run_dir = Path(f"/tmp/podman-run-{self.uid}")
+        pause = run_dir / "libpod" / "tmp" / "pause.pid"
         if pause.exists():
             os.kill(int(pause.read_text()), 15)
             time.sleep(0.2)
         subprocess.run(["userdel", "--remove", self.name], capture_output=True)
-        shutil.rmtree(self.run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -198,7 +200,8 @@ def test_users_get_their_own_subordinate_ids_and_overlay_storage(make_user):
         assert len(subid_range("uid", user.name)) == 65536
     assert not set(subid_range("uid", first.name)) & set(subid_range("uid", second.name))
     conf = first.home / ".config" / "containers" / "storage.conf"
-    assert conf.read_text().startswith('[storage]\ndriver = "overlay"\n')
+    assert conf.read_text().startswith(f'[storage]\ndriver = "overlay"\ngraphroot = "{first.home}/.local/share/'
+                                       f'containers/storage"\nrunroot = "/tmp/podman-run-{first.uid}/containers"\n')
     assert conf.stat().st_uid == conf.parent.stat().st_uid == conf.parent.parent.stat().st_uid == first.uid
 
     before = [conf.read_bytes(), Path("/etc/subuid").read_bytes(), Path("/etc/subgid").read_bytes()]
@@ -230,7 +233,13 @@ def test_prepared_user_runs_rootless_containers_on_overlay(make_user):
     assert json.loads(info.stdout)["store"]["graphDriverName"] == "overlay"
     imported = user.run("podman", "import", "-", "localhost/bash", stdin=bash_image())
     assert imported.returncode == 0, imported.stderr
-    ran = user.run("podman", "run", "--rm", "--network=none", "localhost/bash", "/bin/bash", "-c", "echo $((6 * 7))")
+    ran = user.run("podman", "run", "--name", "answer", "--network=none", "localhost/bash", "/bin/bash", "-c",
+                   "echo $((6 * 7)) > /answer")
+    assert ran.returncode == 0, ran.stderr
+    # What osbuild-oci does after every stage; without a session it needs runroot in storage.conf.
+    committed = user.run("podman", "commit", "-q", "answer", "localhost/answer")
+    assert committed.returncode == 0, committed.stderr
+    ran = user.run("podman", "run", "--rm", "--network=none", "localhost/answer", "/bin/bash", "-c", "echo $(</answer)")
     assert (ran.returncode, ran.stdout) == (0, b"42\n"), ran.stderr
 
     # A stage with network gets a namespace of its own: the host's loopback services stay out of reach.
