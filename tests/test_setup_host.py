@@ -45,6 +45,7 @@ def shell_scripts() -> list[Path]:
 
 
 def test_shell_scripts_pass_shellcheck():
+    assert shutil.which("shellcheck") and shutil.which("git"), "shellcheck or git missing: run scripts/setup-host"
     scripts = shell_scripts()
     assert SETUP_HOST in scripts and REPO / ".ci" / "run" in scripts
     proc = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
