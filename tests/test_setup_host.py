@@ -159,13 +159,14 @@ class User:
                               input=stdin, capture_output=True, cwd="/", timeout=120)
 
     def remove(self) -> None:
-        run_dir = Path(f"/tmp/podman-run-{self.uid}")
-        pause = run_dir / "libpod" / "tmp" / "pause.pid"
+        pause = Path(f"/tmp/podman-run-{self.uid}/libpod/tmp/pause.pid")
         if pause.exists():
             os.kill(int(pause.read_text()), 15)
             time.sleep(0.2)
         subprocess.run(["userdel", "--remove", self.name], capture_output=True)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        # podman's runtime directory, and the run root c/storage picks without a storage.conf.
+        for leftover in f"/tmp/podman-run-{self.uid}", f"/tmp/containers-user-{self.uid}":
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 @pytest.fixture
