@@ -20,9 +20,9 @@ from typing import Callable
 
 import jsonschema
 
-from . import engine
-from .errors import UserError
-from .stageimage import (LABEL_KIND, LABEL_NAME, LABEL_SCHEMA, LABEL_SOURCE, LOCAL_PREFIX, local_ref)
+from .engine import localstorage
+from .errors import BuildError, UserError
+from .stageimage import EMPTY_IMAGE, LABEL_KIND, LABEL_NAME, LABEL_SCHEMA, LABEL_SOURCE, LOCAL_PREFIX, local_ref
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -52,15 +52,16 @@ def find_sources(root: Path) -> list[Source]:
     return out
 
 
-def _digest(paths: list[Path], extra: str) -> str:
-    h = hashlib.sha256(extra.encode())
-    for path in sorted(paths):
-        h.update(str(path.name).encode() + b"\0" + path.read_bytes() + b"\0")
+def source_digest(folder: Path, extra: str) -> str:
+    """What an image is built from: every file's path in the folder, its mode bits and its bytes.
+
+    A fixed +x or a file moved into a subfolder changes the image, so either must rebuild it.
+    """
+    h = hashlib.sha256(extra.encode() + b"\0")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f"{path.relative_to(folder).as_posix()}\0{path.stat().st_mode & 0o7777:o}\0".encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
-
-
-def _files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file()]
 
 
 def _load_schema(source: Source) -> str:
@@ -76,20 +77,20 @@ def _load_schema(source: Source) -> str:
 
 
 def _up_to_date(ref: str, digest: str) -> bool:
-    info = engine.stage_storage_image(ref)
+    info = localstorage.image(ref)
     return info is not None and info.labels.get(LABEL_SOURCE) == digest
 
 
 def _image_id(ref: str) -> str:
-    info = engine.stage_storage_image(ref)
+    info = localstorage.image(ref)
     if info is None:
-        raise engine.EngineError(f"{ref} is missing right after it was built")
+        raise BuildError(f"{ref} is missing right after it was built")
     return info.id
 
 
 def ensure_minbase(log: Callable[[str], None]) -> str:
     """Import a Debian minbase made by mmdebstrap, once; it is the root of every stage image."""
-    info = engine.stage_storage_image(MINBASE)
+    info = localstorage.image(MINBASE)
     if info:
         return info.id
     log(f"creating {MINBASE} with mmdebstrap (once, about 15 s)")
@@ -98,17 +99,17 @@ def ensure_minbase(log: Callable[[str], None]) -> str:
         proc = subprocess.run(["mmdebstrap", "--variant=minbase", "--include=python3", "--quiet", SUITE,
                                str(tarball), MIRROR])
         if proc.returncode != 0:
-            raise engine.EngineError(f"mmdebstrap could not create the {SUITE} base (exit {proc.returncode})")
-        engine.stage_storage_import(tarball, MINBASE)
+            raise BuildError(f"mmdebstrap could not create the {SUITE} base (exit {proc.returncode})")
+        localstorage.import_tarball(tarball, MINBASE)
     return _image_id(MINBASE)
 
 
 def ensure_empty() -> None:
     """The zero-layer image that trees without a base start from; every store sees it."""
-    if engine.stage_storage_image(engine.EMPTY_IMAGE) is None:
+    if localstorage.image(EMPTY_IMAGE) is None:
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "Containerfile").write_text("FROM scratch\n")
-            engine.stage_storage_build(Path(tmp), Path(tmp) / "Containerfile", engine.EMPTY_IMAGE, {})
+            localstorage.build(Path(tmp), Path(tmp) / "Containerfile", EMPTY_IMAGE, {})
 
 
 def _local_parent(source: Source, by_name: dict[str, Source]) -> Source | None:
@@ -132,10 +133,10 @@ def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) ->
             raise UserError(f"no stage or assembler folder named {', '.join(unknown)} under {root}")
     ensure_empty()
     minbase_id = ensure_minbase(log)
-    base_digest = _digest(_files(root / "base"), minbase_id)
+    base_digest = source_digest(root / "base", minbase_id)
     if not _up_to_date(STAGE_BASE, base_digest):
         log(f"building {STAGE_BASE}")
-        engine.stage_storage_build(root / "base", root / "base" / "Containerfile", STAGE_BASE,
+        localstorage.build(root / "base", root / "base" / "Containerfile", STAGE_BASE,
                                    {LABEL_SOURCE: base_digest}, {"BASE": MINBASE})
     base_id = _image_id(STAGE_BASE)
     built: dict[str, bool] = {}
@@ -144,11 +145,11 @@ def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) ->
         if source.name not in built:
             parent = _local_parent(source, by_name)
             schema = _load_schema(source)
-            digest = _digest(_files(source.path), build(parent) if parent else base_id)
+            digest = source_digest(source.path, build(parent) if parent else base_id)
             built[source.name] = not _up_to_date(source.ref, digest)
             if built[source.name]:
                 log(f"building {source.ref}")
-                engine.stage_storage_build(source.path, source.path / "Containerfile", source.ref,
+                localstorage.build(source.path, source.path / "Containerfile", source.ref,
                                            {LABEL_NAME: source.name, LABEL_KIND: source.kind, LABEL_SCHEMA: schema,
                                             LABEL_SOURCE: digest})
         return _image_id(source.ref)

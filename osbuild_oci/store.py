@@ -12,8 +12,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from .engine import Engine, ImageInfo, RegistryError
-from .errors import BuildError
+from .engine.model import ImageInfo
+from .engine.service import Engine
+from .errors import BuildError, RegistryError
 
 TREES = "localhost/osbuild-oci/trees"
 LABEL_TREE = "org.osbuild-oci.tree-id"
@@ -24,7 +25,14 @@ def tree_ref(tree_id: str) -> str:
     return f"{TREES}:{tree_id}"
 
 
+def image_name(name: str) -> str:
+    """A name as podman tags it: `:latest` unless the last path part has a tag."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
 class ObjectStore:
+    """The trees of one store, reached through that store's engine."""
+
     def __init__(self, engine: Engine):
         self.engine = engine
 
@@ -90,5 +98,23 @@ class ObjectStore:
     def push(self, tree_id: str, destination: str, tls_verify: bool) -> None:
         self.engine.push(tree_ref(tree_id), destination, tls_verify)
 
-    def trees(self) -> list[ImageInfo]:
-        return self.engine.images(TREES)
+    def tag(self, tree_id: str, name: str) -> str:
+        """Give a tree another name (e.g. --tag), so it can be run or used as a base by that name."""
+        info = self.tree_image(tree_id)
+        if info is None:
+            raise BuildError(f"tree {tree_id} is not in the store")
+        name = image_name(name)
+        self.engine.tag(info.id, name)
+        return name
+
+    def trees(self) -> list[tuple[str, ImageInfo]]:
+        """(tree id, image) of every tree, by its tag."""
+        prefix = tree_ref("")
+        return [(name[len(prefix):], info) for info in self.engine.images(TREES)
+                for name in info.names if name.startswith(prefix)]
+
+    def clear(self) -> None:
+        """Remove every tree and every layer only trees used; stage images are not the store's."""
+        for _, info in self.trees():
+            self.engine.remove_image(info.id)
+        self.engine.prune()

@@ -1,12 +1,10 @@
-"""The one place that talks to podman.
+"""A podman service for one store, and the API calls the orchestrator makes through it.
 
 Trees live in a per-store containers-storage; stage images live in the user's
-ordinary podman storage and are seen by every store read-only, as an
-additional image store, so a new store needs no copies of them.  For each
-store a `podman system service` is started (or found, after a crash) on a
-socket under the runtime directory, and podman-py talks to it.  Image builds
-and imports of stage images go through the podman CLI, which streams build
-output as it happens and writes to the ordinary storage.
+ordinary storage, which every store sees read-only as an additional image
+store, so a new store needs no copies of them.  For each store a `podman
+system service` is started (or found again, after a crash) on a socket under
+the runtime directory, and podman-py talks to it.
 """
 
 from __future__ import annotations
@@ -15,172 +13,30 @@ import functools
 import hashlib
 import json
 import os
-import resource
-import shutil
 import socket
-import struct
 import subprocess
-import tempfile
 import time
 import urllib.parse
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import podman
 import podman.api
 import podman.errors
 import requests
 
-from . import registry
+from .. import registry
+from ..stageimage import EMPTY_IMAGE
+from ..errors import EngineError, RegistryError
+from .attach import attach
+from .host import runtime_dir, ulimits
+from .localstorage import DefaultStorage
+from .model import ContainerSpec, ImageInfo
 
-API = "/v4.0.0/libpod"
-EMPTY_IMAGE = "localhost/osbuild-oci/empty:latest"
 # The service is stopped when the command ends; this idle timeout only reaps a service
 # whose osbuild-oci process was killed (open connections, a running stage's attach
 # among them, count as activity).
 ORPHAN_TIMEOUT = 3600
-
-
-class EngineError(Exception):
-    """Podman could not do what was asked; the message says what and where."""
-
-
-class RegistryError(EngineError):
-    """A registry did not give or take an image; `missing` when it answered that it has no such image."""
-
-    def __init__(self, ref: str, action: str, reason: str):
-        self.ref, self.reason = ref, reason
-        self.missing = any(s in reason for s in ("manifest unknown", "not found", "404"))
-        super().__init__(f"cannot {action} {ref} (registry {ref.split('/', 1)[0]}): {reason}")
-
-
-@dataclass(frozen=True)
-class Mount:
-    source: str
-    target: str
-    read_only: bool = False
-
-
-@dataclass
-class ContainerSpec:
-    """What a stage or assembler container gets: its image, the tree, nothing else."""
-
-    image: str
-    mounts: list[Mount] = field(default_factory=list)
-    network: bool = False
-    capabilities: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    stdin: bytes = b""
-
-    def __str__(self) -> str:
-        return f"a container of {self.image}"
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    id: str
-    labels: dict[str, str]
-    layers: list[str]
-    names: list[str]
-
-
-def _runtime_dir() -> Path:
-    if os.geteuid() == 0:
-        return Path("/run/osbuild-oci")
-    return Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/osbuild-oci-{os.getuid()}") / "osbuild-oci"
-
-
-def _podman_cli(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
-    if shutil.which("podman") is None:
-        raise EngineError("podman is not installed; run scripts/setup-host (or apt-get install podman)")
-    proc = subprocess.run(["podman", *args], text=True, capture_output=capture)
-    if check and proc.returncode != 0:
-        detail = (proc.stderr or "").strip().splitlines()[-1:] if capture else []
-        raise EngineError(f"podman {args[0]} failed: {' '.join(detail) or f'exit {proc.returncode}'}")
-    return proc
-
-
-@dataclass(frozen=True)
-class DefaultStorage:
-    """The user's ordinary podman storage, where stage images are built."""
-
-    graph_root: str
-    driver: str
-    driver_options: dict[str, str]
-
-    @classmethod
-    def detect(cls) -> "DefaultStorage":
-        info = json.loads(_podman_cli("info", "--format", "json").stdout)
-        store = info["store"]
-        opts = {k: str(v) for k, v in (store.get("graphOptions") or {}).items() if isinstance(v, (str, int))}
-        return cls(store["graphRoot"], store["graphDriverName"], opts)
-
-
-def stage_storage_build(context: Path, containerfile: Path, tag: str, labels: dict[str, str],
-                        build_args: dict[str, str] | None = None) -> None:
-    """Build an image into the default storage, streaming podman's output to the terminal."""
-    args = ["build", "--network=host", "-f", str(containerfile), "-t", tag]
-    for key, value in labels.items():
-        args += ["--label", f"{key}={value}"]
-    for key, value in (build_args or {}).items():
-        args += ["--build-arg", f"{key}={value}"]
-    _podman_cli(*args, str(context), capture=False)
-
-
-def stage_storage_import(tarball: Path, tag: str) -> None:
-    _podman_cli("import", str(tarball), tag)
-
-
-def stage_storage_push(ref: str, destination: str, tls_verify: bool) -> str:
-    """Push from the ordinary storage with the CLI (which reads the auth files); return the manifest digest."""
-    with tempfile.NamedTemporaryFile("r") as digest:
-        _podman_cli("push", f"--tls-verify={str(tls_verify).lower()}", "--digestfile", digest.name, ref,
-                    f"docker://{destination}")
-        return digest.read().strip()
-
-
-def stage_storage_image(ref: str) -> ImageInfo | None:
-    proc = _podman_cli("image", "inspect", ref, check=False)
-    if proc.returncode != 0:
-        return None
-    return _image_info(json.loads(proc.stdout)[0])
-
-
-def _image_info(attrs: dict) -> ImageInfo:
-    return ImageInfo(id=attrs["Id"], labels=attrs.get("Labels") or {},
-                     layers=list((attrs.get("RootFS") or {}).get("Layers") or []),
-                     names=list(attrs.get("RepoTags") or []))
-
-
-def ulimits() -> list[dict]:
-    """Limits every container gets: the host's own, capped where runc cannot set more.
-
-    podman's defaults (nofile=1048576) exceed the hard limit of many VMs and CI
-    runners, where every container then fails to start.
-    """
-    out = []
-    for name, rlimit, cap in (("nofile", resource.RLIMIT_NOFILE, 65536), ("nproc", resource.RLIMIT_NPROC, 16384)):
-        _, hard = resource.getrlimit(rlimit)
-        value = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
-        out.append({"Name": name, "Soft": value, "Hard": value})
-    return out
-
-
-def unmount_below(path: Path) -> None:
-    """Undo the mounts containers-storage leaves under a store, so the directory can be removed.
-
-    The same point can be mounted more than once (stacked), so this repeats until none is left.
-    """
-    prefix = str(path.resolve()).rstrip("/") + "/"
-    for _ in range(5):
-        with open("/proc/self/mounts") as mounts:
-            points = [line.split()[1].encode().decode("unicode_escape") for line in mounts]
-        points = sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
-        if not points:
-            return
-        for point in points:
-            subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 def _podman_errors(method: Callable) -> Callable:
@@ -204,7 +60,7 @@ class Engine:
     def __init__(self, store: Path):
         self.store = store.resolve()
         key = hashlib.sha256(str(self.store).encode()).hexdigest()[:16]
-        self.run_dir = _runtime_dir() / key
+        self.run_dir = runtime_dir() / key
         self.socket_path = self.run_dir / "podman.sock"
         self._service: subprocess.Popen | None = None
         self._client: podman.PodmanClient | None = None
@@ -278,7 +134,7 @@ class Engine:
 
     def image(self, ref: str) -> ImageInfo | None:
         try:
-            return _image_info(self.client.images.get(ref).attrs)
+            return ImageInfo.from_inspect(self.client.images.get(ref).attrs)
         except podman.errors.ImageNotFound:
             return None
         except podman.errors.APIError as err:
@@ -399,32 +255,15 @@ class Engine:
         ctr = self.client.containers.create(spec.image, **kwargs)
         self._containers.add(ctr.id)
         try:
-            with self._attach(ctr.id) as stream:
+            with attach(self.socket_path, ctr.id) as stream:
                 ctr.start()
                 stream.send(spec.stdin)
-                stream.shutdown(socket.SHUT_WR)
-                for fd, chunk in _frames(stream):
+                stream.close_stdin()
+                for fd, chunk in stream.frames():
                     on_output(fd, chunk)
             return int(ctr.wait())
         finally:
             self.remove_container(ctr.id)
-
-    def _attach(self, container_id: str) -> "_BufferedSocket":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(str(self.socket_path))
-        sock.sendall((f"POST {API}/containers/{container_id}/attach?stdin=true&stdout=true&stderr=true&stream=true "
-                      "HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = sock.recv(4096)
-            if not data:
-                raise EngineError(f"podman closed the attach connection of container {container_id}")
-            head += data
-        status_line = head.split(b"\r\n", 1)[0].decode(errors="replace")
-        if " 101 " not in status_line and " 200 " not in status_line:
-            raise EngineError(f"cannot attach to container {container_id}: {status_line}")
-        leftover = head.split(b"\r\n\r\n", 1)[1]
-        return _BufferedSocket(sock, leftover)
 
     def _api(self, method: str, path: str) -> str:
         response = getattr(self.client.api, method.lower())(path)
@@ -437,51 +276,6 @@ class Engine:
         return response.text
 
 
-class _BufferedSocket:
-    """A socket whose first bytes were already read while parsing the HTTP upgrade."""
-
-    def __init__(self, sock: socket.socket, leftover: bytes):
-        self.sock, self.leftover = sock, leftover
-
-    def __enter__(self) -> "_BufferedSocket":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def shutdown(self, how: int) -> None:
-        self.sock.shutdown(how)
-
-    def recv(self, size: int) -> bytes:
-        if self.leftover:
-            data, self.leftover = self.leftover[:size], self.leftover[size:]
-            return data
-        return self.sock.recv(size)
-
-
 def _last_line(text: str) -> str:
     lines = [line for line in str(text).strip().splitlines() if line.strip()]
     return lines[-1] if lines else "no reason given"
-
-
-def _recv_exact(stream: _BufferedSocket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = stream.recv(size - len(data))
-        if not chunk:
-            return data
-        data += chunk
-    return data
-
-
-def _frames(stream: _BufferedSocket) -> Iterator[tuple[int, bytes]]:
-    """Demultiplex podman's attach stream: 8-byte header (stream, 0, 0, 0, size), payload."""
-    while True:
-        header = _recv_exact(stream, 8)
-        if len(header) < 8:
-            return
-        fd, size = header[0], struct.unpack(">I", header[4:])[0]
-        yield fd, _recv_exact(stream, size)
