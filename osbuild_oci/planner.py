@@ -128,7 +128,11 @@ def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), poli
     return Plan(pipeline.name, base, base_image, stages, assembler)
 
 
-def check_output(output: Path) -> None:
+def check_output(output: Path | None, has_assembler: bool) -> None:
     """The seed's rule: the assembler writes into an empty directory, so nothing stale mixes in."""
+    if output is None:
+        if has_assembler:
+            raise UserError("the pipeline has an assembler; give -o OUTPUT_DIR for what it makes", "assembler")
+        return
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise UserError(f"output directory {output} is not empty; give a new or empty directory with -o")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Callable
 
 import jsonschema
 
+from . import SOURCES
 from .engine import localstorage
 from .errors import BuildError, UserError
 from .stageimage import EMPTY_IMAGE, LABEL_KIND, LABEL_NAME, LABEL_SCHEMA, LABEL_SOURCE, LOCAL_PREFIX, local_ref
@@ -29,6 +31,13 @@ MIRROR = "http://deb.debian.org/debian"
 MINBASE = f"{LOCAL_PREFIX}/debian-minbase:{SUITE}"
 STAGE_BASE = f"{LOCAL_PREFIX}/stage-base:latest"
 KINDS = {"stages": "stage", "assemblers": "assembler"}
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def host_architecture() -> str:
+    """The host's architecture as OCI names it."""
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
 @dataclass(frozen=True)
@@ -53,13 +62,16 @@ def find_sources(root: Path) -> list[Source]:
 
 
 def source_digest(folder: Path, extra: str) -> str:
-    """What an image is built from: every file's path in the folder, its mode bits and its bytes.
+    """What an image is built from: every file's path in the folder, whether it is executable, its bytes.
 
-    A fixed +x or a file moved into a subfolder changes the image, so either must rebuild it.
+    A fixed +x or a file moved into a subfolder changes the image, so either must rebuild it.  Other
+    mode bits follow the umask of whoever checked out or installed the sources (git and wheels keep
+    only the executable bit), so they do not count.
     """
     h = hashlib.sha256(extra.encode() + b"\0")
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(f"{path.relative_to(folder).as_posix()}\0{path.stat().st_mode & 0o7777:o}\0".encode())
+        executable = "x" if path.stat().st_mode & 0o111 else "-"
+        h.update(f"{path.relative_to(folder).as_posix()}\0{executable}\0".encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 
@@ -104,12 +116,33 @@ def ensure_minbase(log: Callable[[str], None]) -> str:
     return _image_id(MINBASE)
 
 
+def _blob(layout: Path, document: dict) -> dict:
+    data = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
 def ensure_empty() -> None:
-    """The zero-layer image that trees without a base start from; every store sees it."""
-    if localstorage.image(EMPTY_IMAGE) is None:
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "Containerfile").write_text("FROM scratch\n")
-            localstorage.build(Path(tmp), Path(tmp) / "Containerfile", EMPTY_IMAGE, {})
+    """The image with no layers at all that trees without a base start from; every store sees it.
+
+    `FROM scratch` would give it one empty layer, and a tree one layer more than
+    it has stages; an OCI layout with no layers, copied in by skopeo, gives none.
+    """
+    info = localstorage.image(EMPTY_IMAGE)
+    if info is not None and not info.layers:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        layout = Path(tmp)
+        (layout / "blobs" / "sha256").mkdir(parents=True)
+        config = _blob(layout, {"architecture": host_architecture(), "os": "linux", "config": {},
+                                "rootfs": {"type": "layers", "diff_ids": []}})
+        manifest = _blob(layout, {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
+                                  "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config}})
+        (layout / "index.json").write_text(json.dumps({"schemaVersion": 2,
+                                                       "manifests": [{"mediaType": OCI_MANIFEST, **manifest}]}))
+        (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+        localstorage.copy_in(f"oci:{layout}", EMPTY_IMAGE)
 
 
 def _local_parent(source: Source, by_name: dict[str, Source]) -> Source | None:
@@ -133,11 +166,12 @@ def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) ->
             raise UserError(f"no stage or assembler folder named {', '.join(unknown)} under {root}")
     ensure_empty()
     minbase_id = ensure_minbase(log)
-    base_digest = source_digest(root / "base", minbase_id)
+    # A source tree of one's own stages needs no base/ of its own: they build FROM the installed one.
+    base = root / "base" if (root / "base").is_dir() else SOURCES / "base"
+    base_digest = source_digest(base, minbase_id)
     if not _up_to_date(STAGE_BASE, base_digest):
         log(f"building {STAGE_BASE}")
-        localstorage.build(root / "base", root / "base" / "Containerfile", STAGE_BASE,
-                                   {LABEL_SOURCE: base_digest}, {"BASE": MINBASE})
+        localstorage.build(base, base / "Containerfile", STAGE_BASE, {LABEL_SOURCE: base_digest}, {"BASE": MINBASE})
     base_id = _image_id(STAGE_BASE)
     built: dict[str, bool] = {}
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import resource
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 _OCTAL = re.compile(rb"\\([0-7]{3})")
@@ -63,3 +66,22 @@ def unmount_below(path: Path) -> None:
             return
         for point in points:
             subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+@functools.cache
+def stage_network() -> str:
+    """The network namespace a stage that asks for network gets: its own, never the host's if avoidable.
+
+    Root gets podman's bridge.  A rootless user gets slirp4netns, which needs
+    /dev/net/tun (0666 on an ordinary Debian, 0600 on some VMs; setup-host
+    fixes it); the host's namespace, where a stage could reach every service on
+    the host's 127.0.0.1, is a fallback with a warning.
+    """
+    if os.geteuid() == 0:
+        return "bridge"
+    if shutil.which("slirp4netns") and os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        return "slirp4netns"
+    print("warning: stages that need network share the host's network namespace (they can reach services "
+          "on its 127.0.0.1): slirp4netns is not installed or /dev/net/tun is not usable; "
+          "run scripts/setup-host to fix both", file=sys.stderr)
+    return "host"

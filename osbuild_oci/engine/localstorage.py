@@ -2,14 +2,17 @@
 
 Builds go through the CLI because it streams their output as it happens (and
 builds through the API service left buildah's working containers mounted);
-pushes go through it because it reads the containers auth files itself.
+pushes go through it because it reads the containers auth files itself.  skopeo
+copies in what no Containerfile can make (an image with no layers).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +40,16 @@ class DefaultStorage:
     driver_options: dict[str, str]
 
     @classmethod
+    @functools.cache
     def detect(cls) -> "DefaultStorage":
+        """Asked of podman once per command; warns once when the storage copies every layer whole."""
         info = json.loads(podman_cli("info", "--format", "json").stdout)
         store = info["store"]
         opts = {k: str(v) for k, v in (store.get("graphOptions") or {}).items() if isinstance(v, (str, int))}
+        if store["graphDriverName"] == "vfs":
+            print("warning: podman's storage driver is vfs, which copies every layer whole (about 10x the disk "
+                  "and time of overlay); run scripts/setup-host to configure overlay (native, or fuse-overlayfs)",
+                  file=sys.stderr)
         return cls(store["graphRoot"], store["graphDriverName"], opts)
 
 
@@ -57,6 +66,14 @@ def build(context: Path, containerfile: Path, tag: str, labels: dict[str, str],
 
 def import_tarball(tarball: Path, tag: str) -> None:
     podman_cli("import", str(tarball), tag)
+
+
+def copy_in(source: str, tag: str) -> None:
+    """Copy an image from a skopeo transport (e.g. `oci:DIR`) into the default storage."""
+    proc = subprocess.run(["skopeo", "copy", "--quiet", source, f"containers-storage:{tag}"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EngineError(f"skopeo could not copy {source} into the podman storage: {proc.stderr.strip()}")
 
 
 def push(ref: str, destination: str, tls_verify: bool) -> str:
