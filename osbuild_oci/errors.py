@@ -1,15 +1,20 @@
-"""The two kinds of failure a user sees, and how a schema error becomes a sentence.
+"""Every kind of failure a user sees, each with the exit status it gives.
 
-A UserError is the user's to fix (exit 2, nothing ran); a BuildError happened
-while building (exit 1).  Neither prints a traceback.
+None of them prints a traceback: the message is the whole story.  A UserError
+is the user's to fix (exit 2, nothing ran, the store is unchanged); the others
+happened while building (exit 1).
 """
 
 from __future__ import annotations
 
-import jsonschema
+
+class OsbuildOciError(Exception):
+    """A failure explained in one message; `exit_code` is what the command exits with."""
+
+    exit_code = 1
 
 
-class UserError(Exception):
+class UserError(OsbuildOciError):
     """Bad input: says what is wrong, where in the JSON, and how to fix it."""
 
     exit_code = 2
@@ -23,71 +28,24 @@ class UserError(Exception):
         return f"{self.where}: {self.message}" if self.where else self.message
 
 
-class BuildError(Exception):
-    """The build itself failed: a stage exited non-zero, podman refused, a registry is down."""
-
-    exit_code = 1
+class BuildError(OsbuildOciError):
+    """The build itself failed: a stage exited non-zero, a tree is not what it claims."""
 
 
-def json_path(base: str, parts) -> str:
-    """Render a jsonschema path as `stages[2].options.packages`."""
-    out = base
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
+class EngineError(BuildError):
+    """Podman could not do what was asked; the message says what and where."""
 
 
-def describe_validation_error(error: jsonschema.ValidationError, base: str = "") -> UserError:
-    """Turn the most relevant schema violation into one sentence with a fix."""
-    where = json_path(base, error.absolute_path)
-    if where == "(top level)" and error.validator != "type":
-        where = ""
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    if error.validator == "additionalProperties":
-        allowed = sorted(schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
-        hint = f"allowed here: {', '.join(allowed)}" if allowed else "nothing is allowed here"
-        if len(extra) == 1:
-            return UserError(f"unknown property; {hint}", json_path(where, extra))
-        return UserError(f"unknown properties {', '.join(map(repr, extra))}; {hint}", where)
-    if error.validator == "required":
-        return UserError(f"{error.message}; add it", where)
-    if error.validator == "type":
-        expected = error.validator_value
-        return UserError(f"expected {expected if isinstance(expected, str) else ' or '.join(expected)}, "
-                         f"got {_json_type(error.instance)} {_short(error.instance)}", where)
-    if error.validator in ("oneOf", "anyOf"):
-        alternatives = error.validator_value
-        keys = [a.get("required") for a in alternatives if isinstance(a, dict)]
-        if keys and all(k and len(k) == 1 for k in keys) and len(keys) == len(alternatives):
-            names = ", ".join(k[0] for k in keys)
-            return UserError(f"give {'exactly one' if error.validator == 'oneOf' else 'at least one'} of: {names}",
-                             where)
-        described = "; ".join(a.get("description") or _schema_summary(a) for a in alternatives)
-        matched = "not exactly one" if error.validator == "oneOf" else "none"
-        return UserError(f"{_short(error.instance)} matches {matched} of the allowed forms: {described}", where)
-    if error.validator == "enum":
-        return UserError(f"{_short(error.instance)} is not one of {', '.join(map(repr, error.validator_value))}",
-                         where)
-    return UserError(error.message, where)
+# Registry error codes (OCI distribution spec) that mean "there is no such image", as
+# containers/image renders them: the code lower-cased, with spaces, before a colon.
+_MISSING_CODES = ("MANIFEST_UNKNOWN", "NAME_UNKNOWN")
 
 
-def _schema_summary(schema) -> str:
-    if not isinstance(schema, dict):
-        return repr(schema)
-    parts = [str(schema.get("type", "value"))]
-    parts += [f"{k} {schema[k]}" for k in ("pattern", "minimum", "maximum", "enum") if k in schema]
-    return " ".join(parts)
+class RegistryError(EngineError):
+    """A registry did not give or take an image; `missing` when it answered that it has no such image."""
 
-
-def _json_type(value) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
-            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    def __init__(self, ref: str, action: str, reason: str):
+        self.ref, self.reason = ref, reason
+        rendered = reason.lower()
+        self.missing = any(f"{code.lower().replace('_', ' ')}:" in rendered for code in _MISSING_CODES)
+        super().__init__(f"cannot {action} {ref} (registry {ref.split('/', 1)[0]}): {reason}")

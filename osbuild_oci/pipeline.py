@@ -13,9 +13,30 @@ from pathlib import Path
 
 import jsonschema
 
-from .errors import UserError, describe_validation_error
+from .errors import UserError
+from .validation import describe_validation_error
 
+# Deeper than any real pipeline; far below what json and jsonschema can recurse into.
+MAX_DEPTH = 64
 _SCHEMA = json.loads(resources.files(__package__).joinpath("pipeline.schema.json").read_text())
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Another name for a stage: the image it resolves to, and the options that name implies.
+
+    Implied options are defaults; the pipeline's own options win.  A deprecated
+    name still works but says what to write instead.
+    """
+
+    target: str
+    implies: dict = field(default_factory=dict)
+    deprecated: bool = False
+
+
+ALIASES = {
+    "io.weldr.qcow2": Alias("org.osbuild.qcow2"),
+}
 
 
 @dataclass(frozen=True)
@@ -34,31 +55,67 @@ class Pipeline:
     stages: list[Step]
     assembler: Step | None = None
     base: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _not_json(constant: str) -> None:
+    raise UserError(f"invalid JSON: {constant} is not a JSON number (RFC 8259); write a number or a string")
+
+
+def _check_depth(doc) -> None:
+    """Refuse documents nested deeper than MAX_DEPTH, before anything recursive walks them."""
+    todo = [(doc, "", 1)]
+    while todo:
+        value, where, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise UserError(f"nested deeper than {MAX_DEPTH} levels; no pipeline needs that", where or None)
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, child in items:
+            todo.append((child, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip("."),
+                         depth + 1))
 
 
 def parse(text: str) -> Pipeline:
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as err:
         raise UserError(f"invalid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+    except RecursionError:
+        raise UserError(f"nested deeper than {MAX_DEPTH} levels; no pipeline needs that") from None
+    _check_depth(doc)
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(_SCHEMA).iter_errors(doc))
     if error is not None:
         raise describe_validation_error(error)
 
+    notes: list[str] = []
+
     def step(item: dict, where: str) -> Step:
-        return Step(name=item["name"], where=where, options=item.get("options", {}), image=item.get("image"))
+        name, options = item["name"], item.get("options", {})
+        alias = ALIASES.get(name) if "image" not in item else None
+        if alias is not None:
+            if alias.deprecated:
+                notes.append(f"{where}.name: {name} is deprecated; write {alias.target!r} instead")
+            name, options = alias.target, {**alias.implies, **options}
+        return Step(name=name, where=where, options=options, image=item.get("image"))
 
     return Pipeline(
         name=doc["name"],
         stages=[step(s, f"stages[{i}]") for i, s in enumerate(doc["stages"])],
         assembler=step(doc["assembler"], "assembler") if "assembler" in doc else None,
         base=doc.get("base"),
+        notes=notes,
     )
 
 
 def load(path: Path) -> Pipeline:
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as err:
         raise UserError(f"cannot read the pipeline: {err.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise UserError(f"not UTF-8 text: byte 0x{data[err.start]:02x} at line {line}; save the file as UTF-8 "
+                        "(JSON is UTF-8, RFC 8259)") from None
     return parse(text)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 from pathlib import Path
+
+from .errors import UserError
 
 
 def host(ref: str) -> str | None:
@@ -33,17 +36,62 @@ def is_remote(ref: str) -> bool:
 
 
 def auth_files() -> list[Path]:
-    """Where podman, skopeo and buildah keep credentials, in the order they read them."""
+    """Where podman, skopeo and buildah keep credentials, in the order containers-auth.json(5) reads them.
+
+    An explicit REGISTRY_AUTH_FILE comes first; then the primary file, which is
+    $XDG_RUNTIME_DIR/containers/auth.json or, without a runtime directory,
+    /run/containers/UID/auth.json (where `podman login` writes as root); then
+    $XDG_CONFIG_HOME/containers/auth.json, ~/.docker/config.json and ~/.dockercfg.
+    """
     paths = []
     if os.environ.get("REGISTRY_AUTH_FILE"):
         paths.append(Path(os.environ["REGISTRY_AUTH_FILE"]))
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/containers/{os.getuid()}"
-    paths.append(Path(runtime) / "containers" / "auth.json")
-    if os.environ.get("XDG_RUNTIME_DIR") and os.getuid() == 0:
-        paths.append(Path("/run/containers/0/auth.json"))
-    paths.append(Path.home() / ".config" / "containers" / "auth.json")
-    paths.append(Path.home() / ".docker" / "config.json")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    paths.append(Path(runtime) / "containers" / "auth.json" if runtime else
+                 Path(f"/run/containers/{os.getuid()}/auth.json"))
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    paths += [Path(config) / "containers" / "auth.json", Path.home() / ".docker" / "config.json",
+              Path.home() / ".dockercfg"]
     return paths
+
+
+def _scopes(ref: str) -> list[str]:
+    """The keys an auth file may hold for a reference, most specific first: repo, namespaces, registry."""
+    parts = repository(ref).split("/")
+    return ["/".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
+
+def _from_helper(helper: str, registry: str) -> dict[str, str] | None:
+    """Ask a docker-credential-HELPER program, as podman does for credHelpers and credsStore."""
+    try:
+        proc = subprocess.run([f"docker-credential-{helper}", "get"], input=registry, capture_output=True,
+                              text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise UserError(f"credential helper docker-credential-{helper} for {registry} failed: {err}") from None
+    if proc.returncode != 0:
+        return None
+    try:
+        reply = json.loads(proc.stdout)
+        return {"username": reply["Username"], "password": reply["Secret"]}
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"credential helper docker-credential-{helper} gave no credentials for {registry}") from None
+
+
+def _from_file(doc: dict, legacy: bool, ref: str, registry: str) -> dict[str, str] | None:
+    helpers = doc.get("credHelpers") or {}
+    if registry in helpers:
+        return _from_helper(helpers[registry], registry)
+    auths = doc if legacy else (doc.get("auths") or {})
+    plain = {key.removeprefix("https://").removeprefix("http://").rstrip("/"): value
+             for key, value in auths.items() if isinstance(value, dict)}
+    for scope in _scopes(ref):
+        encoded = plain.get(scope, {}).get("auth")
+        if encoded:
+            user, _, password = base64.b64decode(encoded).decode().partition(":")
+            return {"username": user, "password": password}
+    if doc.get("credsStore"):
+        return _from_helper(doc["credsStore"], registry)
+    return None
 
 
 def credentials(ref: str) -> dict[str, str] | None:
@@ -51,18 +99,13 @@ def credentials(ref: str) -> dict[str, str] | None:
     registry = host(ref)
     if registry is None:
         return None
-    repo = repository(ref)
     for path in auth_files():
         try:
-            auths = json.loads(path.read_text()).get("auths", {})
+            doc = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        # The most specific key wins: registry/namespace/repo before registry.
-        for key in sorted(auths, key=len, reverse=True):
-            plain = key.removeprefix("https://").removeprefix("http://").rstrip("/")
-            if repo == plain or repo.startswith(plain + "/"):
-                encoded = auths[key].get("auth")
-                if encoded:
-                    user, _, password = base64.b64decode(encoded).decode().partition(":")
-                    return {"username": user, "password": password}
+        if isinstance(doc, dict):
+            found = _from_file(doc, path.name == ".dockercfg", ref, registry)
+            if found:
+                return found
     return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -20,15 +21,23 @@ from typing import Callable
 
 import jsonschema
 
-from . import engine
-from .errors import UserError
-from .stageimage import (LABEL_KIND, LABEL_NAME, LABEL_SCHEMA, LABEL_SOURCE, LOCAL_PREFIX, local_ref)
+from . import SOURCES
+from .engine import localstorage
+from .errors import BuildError, UserError
+from .stageimage import EMPTY_IMAGE, LABEL_KIND, LABEL_NAME, LABEL_SCHEMA, LABEL_SOURCE, LOCAL_PREFIX, local_ref
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 MINBASE = f"{LOCAL_PREFIX}/debian-minbase:{SUITE}"
 STAGE_BASE = f"{LOCAL_PREFIX}/stage-base:latest"
 KINDS = {"stages": "stage", "assemblers": "assembler"}
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def host_architecture() -> str:
+    """The host's architecture as OCI names it."""
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
 @dataclass(frozen=True)
@@ -52,15 +61,19 @@ def find_sources(root: Path) -> list[Source]:
     return out
 
 
-def _digest(paths: list[Path], extra: str) -> str:
-    h = hashlib.sha256(extra.encode())
-    for path in sorted(paths):
-        h.update(str(path.name).encode() + b"\0" + path.read_bytes() + b"\0")
+def source_digest(folder: Path, extra: str) -> str:
+    """What an image is built from: every file's path in the folder, whether it is executable, its bytes.
+
+    A fixed +x or a file moved into a subfolder changes the image, so either must rebuild it.  Other
+    mode bits follow the umask of whoever checked out or installed the sources (git and wheels keep
+    only the executable bit), so they do not count.
+    """
+    h = hashlib.sha256(extra.encode() + b"\0")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        executable = "x" if path.stat().st_mode & 0o111 else "-"
+        h.update(f"{path.relative_to(folder).as_posix()}\0{executable}\0".encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
-
-
-def _files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file()]
 
 
 def _load_schema(source: Source) -> str:
@@ -76,20 +89,20 @@ def _load_schema(source: Source) -> str:
 
 
 def _up_to_date(ref: str, digest: str) -> bool:
-    info = engine.stage_storage_image(ref)
+    info = localstorage.image(ref)
     return info is not None and info.labels.get(LABEL_SOURCE) == digest
 
 
 def _image_id(ref: str) -> str:
-    info = engine.stage_storage_image(ref)
+    info = localstorage.image(ref)
     if info is None:
-        raise engine.EngineError(f"{ref} is missing right after it was built")
+        raise BuildError(f"{ref} is missing right after it was built")
     return info.id
 
 
 def ensure_minbase(log: Callable[[str], None]) -> str:
     """Import a Debian minbase made by mmdebstrap, once; it is the root of every stage image."""
-    info = engine.stage_storage_image(MINBASE)
+    info = localstorage.image(MINBASE)
     if info:
         return info.id
     log(f"creating {MINBASE} with mmdebstrap (once, about 15 s)")
@@ -98,17 +111,38 @@ def ensure_minbase(log: Callable[[str], None]) -> str:
         proc = subprocess.run(["mmdebstrap", "--variant=minbase", "--include=python3", "--quiet", SUITE,
                                str(tarball), MIRROR])
         if proc.returncode != 0:
-            raise engine.EngineError(f"mmdebstrap could not create the {SUITE} base (exit {proc.returncode})")
-        engine.stage_storage_import(tarball, MINBASE)
+            raise BuildError(f"mmdebstrap could not create the {SUITE} base (exit {proc.returncode})")
+        localstorage.import_tarball(tarball, MINBASE)
     return _image_id(MINBASE)
 
 
+def _blob(layout: Path, document: dict) -> dict:
+    data = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
 def ensure_empty() -> None:
-    """The zero-layer image that trees without a base start from; every store sees it."""
-    if engine.stage_storage_image(engine.EMPTY_IMAGE) is None:
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "Containerfile").write_text("FROM scratch\n")
-            engine.stage_storage_build(Path(tmp), Path(tmp) / "Containerfile", engine.EMPTY_IMAGE, {})
+    """The image with no layers at all that trees without a base start from; every store sees it.
+
+    `FROM scratch` would give it one empty layer, and a tree one layer more than
+    it has stages; an OCI layout with no layers, copied in by skopeo, gives none.
+    """
+    info = localstorage.image(EMPTY_IMAGE)
+    if info is not None and not info.layers:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        layout = Path(tmp)
+        (layout / "blobs" / "sha256").mkdir(parents=True)
+        config = _blob(layout, {"architecture": host_architecture(), "os": "linux", "config": {},
+                                "rootfs": {"type": "layers", "diff_ids": []}})
+        manifest = _blob(layout, {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
+                                  "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config}})
+        (layout / "index.json").write_text(json.dumps({"schemaVersion": 2,
+                                                       "manifests": [{"mediaType": OCI_MANIFEST, **manifest}]}))
+        (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+        localstorage.copy_in(f"oci:{layout}", EMPTY_IMAGE)
 
 
 def _local_parent(source: Source, by_name: dict[str, Source]) -> Source | None:
@@ -132,11 +166,12 @@ def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) ->
             raise UserError(f"no stage or assembler folder named {', '.join(unknown)} under {root}")
     ensure_empty()
     minbase_id = ensure_minbase(log)
-    base_digest = _digest(_files(root / "base"), minbase_id)
+    # A source tree of one's own stages needs no base/ of its own: they build FROM the installed one.
+    base = root / "base" if (root / "base").is_dir() else SOURCES / "base"
+    base_digest = source_digest(base, minbase_id)
     if not _up_to_date(STAGE_BASE, base_digest):
         log(f"building {STAGE_BASE}")
-        engine.stage_storage_build(root / "base", root / "base" / "Containerfile", STAGE_BASE,
-                                   {LABEL_SOURCE: base_digest}, {"BASE": MINBASE})
+        localstorage.build(base, base / "Containerfile", STAGE_BASE, {LABEL_SOURCE: base_digest}, {"BASE": MINBASE})
     base_id = _image_id(STAGE_BASE)
     built: dict[str, bool] = {}
 
@@ -144,11 +179,11 @@ def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) ->
         if source.name not in built:
             parent = _local_parent(source, by_name)
             schema = _load_schema(source)
-            digest = _digest(_files(source.path), build(parent) if parent else base_id)
+            digest = source_digest(source.path, build(parent) if parent else base_id)
             built[source.name] = not _up_to_date(source.ref, digest)
             if built[source.name]:
                 log(f"building {source.ref}")
-                engine.stage_storage_build(source.path, source.path / "Containerfile", source.ref,
+                localstorage.build(source.path, source.path / "Containerfile", source.ref,
                                            {LABEL_NAME: source.name, LABEL_KIND: source.kind, LABEL_SCHEMA: schema,
                                             LABEL_SOURCE: digest})
         return _image_id(source.ref)

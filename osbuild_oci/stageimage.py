@@ -1,8 +1,11 @@
 """Stage and assembler images: how a name resolves to an image, and what its labels promise.
 
-An image describes itself in labels; the orchestrator trusts nothing else.  The
-schema label is required and must be a valid JSON schema: options are checked
-against it before any container starts.
+An image describes itself in labels, and labels are untrusted input: the image
+may come from any registry.  The schema label is required, must be a valid,
+self-contained JSON schema (no reference leaves it, so checking options never
+reads a file or the network), and options are checked against it before any
+container starts.  The capabilities a label asks for are granted only within
+ALLOWED_CAPABILITIES, whatever the label says.
 """
 
 from __future__ import annotations
@@ -11,10 +14,14 @@ import json
 from dataclasses import dataclass
 
 import jsonschema
+import referencing.exceptions
 
-from .errors import UserError, describe_validation_error
+from .errors import UserError
+from .validation import bounded_validator, describe_validation_error
 
 LOCAL_PREFIX = "localhost/osbuild-oci"
+# The image with no layers that a tree without a base starts from.
+EMPTY_IMAGE = f"{LOCAL_PREFIX}/empty:latest"
 LABEL_NAME = "org.osbuild-oci.name"
 LABEL_KIND = "org.osbuild-oci.kind"
 LABEL_SCHEMA = "org.osbuild-oci.schema"
@@ -22,13 +29,38 @@ LABEL_CAPABILITIES = "org.osbuild-oci.capabilities"
 LABEL_NETWORK = "org.osbuild-oci.network"
 LABEL_SOURCE = "org.osbuild-oci.source-digest"
 
-# Names the seed used for assemblers that have a different name here.
-ALIASES = {"io.weldr.qcow2": "org.osbuild.qcow2"}
-
 
 def local_ref(name: str, prefix: str = LOCAL_PREFIX) -> str:
     """The image a stage name resolves to: built locally, or under a registry namespace (--stages-from)."""
-    return f"{prefix.rstrip('/')}/{ALIASES.get(name, name)}:latest"
+    return f"{prefix.rstrip('/')}/{name}:latest"
+
+
+# What the shipped stages need (each Containerfile says why), and nothing that reaches past
+# the tree: no CAP_SYS_ADMIN (mounts), no CAP_DAC_READ_SEARCH (open_by_handle_at escapes
+# the container; readers use CAP_DAC_OVERRIDE on a read-only tree instead), no
+# CAP_NET_*, CAP_SYS_MODULE, CAP_SYS_PTRACE.  `--allow-capability` lifts it per build.
+ALLOWED_CAPABILITIES = frozenset({"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_MKNOD",
+                                  "CAP_SETGID", "CAP_SETUID", "CAP_SYS_CHROOT"})
+
+
+def _label_schema(raw: str) -> dict | bool:
+    """The schema label as a checked, self-contained JSON schema; ValueError says what is wrong."""
+    schema = json.loads(raw, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"{c} is not JSON")))
+    if not isinstance(schema, (dict, bool)):
+        raise ValueError(f"it is a JSON {type(schema).__name__}, not a schema object")
+    todo = [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            for key in ("$ref", "$dynamicRef"):
+                if key in node and not (isinstance(node[key], str) and node[key].startswith("#")):
+                    raise ValueError(f"{key} {str(node[key])[:80]!r} points outside the label; a stage schema "
+                                     "must be self-contained (use #/$defs/...)")
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    jsonschema.validators.validator_for(schema).check_schema(schema)
+    return schema
 
 
 @dataclass(frozen=True)
@@ -37,7 +69,7 @@ class StageImage:
     ref: str
     id: str
     kind: str
-    schema: dict
+    schema: dict | bool
     capabilities: tuple[str, ...]
     network: bool
 
@@ -49,19 +81,35 @@ class StageImage:
             raise UserError(f"image {ref} has no {LABEL_SCHEMA} label, so its options cannot be checked; "
                             "it is not a stage image (rebuild it with `osbuild-oci stages build`)", where)
         try:
-            schema = json.loads(raw)
-            jsonschema.validators.validator_for(schema).check_schema(schema)
-        except (ValueError, jsonschema.SchemaError) as err:
-            raise UserError(f"image {ref} carries an invalid options schema in {LABEL_SCHEMA}: "
-                            f"{str(err).splitlines()[0]}", where) from None
+            schema = _label_schema(raw)
+        except (ValueError, RecursionError, jsonschema.SchemaError) as err:
+            raise cls._invalid(ref, where, err) from None
         caps = tuple(c if c.startswith("CAP_") else f"CAP_{c}"
-                     for c in labels.get(LABEL_CAPABILITIES, "").replace(",", " ").split())
+                     for c in labels.get(LABEL_CAPABILITIES, "").replace(",", " ").upper().split())
         return cls(name=name, ref=ref, id=image_id, kind=labels.get(LABEL_KIND, "stage"), schema=schema,
                    capabilities=caps, network=labels.get(LABEL_NETWORK, "false").lower() == "true")
 
+    @staticmethod
+    def _invalid(ref: str, where: str, err: Exception) -> UserError:
+        reason = "it refers to itself without end" if isinstance(err, RecursionError) else \
+            (str(err).splitlines() or [type(err).__name__])[0]
+        return UserError(f"stage image {ref} has an invalid schema label: {reason}", where)
+
+    def check_capabilities(self, allowed: frozenset[str], where: str) -> None:
+        """Refuse an image whose label asks for more than the allowlist (plus what the user allowed)."""
+        extra = [c for c in self.capabilities if c not in allowed]
+        if extra:
+            raise UserError(f"stage image {self.ref} asks for {', '.join(extra)} in its {LABEL_CAPABILITIES} label, "
+                            f"outside the allowlist ({' '.join(sorted(ALLOWED_CAPABILITIES))}); if you trust "
+                            f"this image, pass --allow-capability {extra[0]}", where)
+
     def check_options(self, options: dict, where: str) -> None:
         """Validate options against the image's schema; the error names the JSON path."""
-        validator = jsonschema.validators.validator_for(self.schema)(self.schema)
-        error = jsonschema.exceptions.best_match(validator.iter_errors(options))
+        try:
+            error = jsonschema.exceptions.best_match(bounded_validator(self.schema).iter_errors(options))
+        except (RecursionError, referencing.exceptions.Unresolvable, jsonschema.SchemaError) as err:
+            raise self._invalid(self.ref, where, err) from None
+        except TimeoutError as err:
+            raise UserError(f"stage image {self.ref} has an invalid schema label: {err}", where) from None
         if error is not None:
             raise describe_validation_error(error, f"{where}.options")

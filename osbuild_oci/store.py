@@ -4,16 +4,23 @@ A tree's image is tagged `localhost/osbuild-oci/trees:<tree id>`; its newest
 layer holds exactly the change set of the stage that made it.  The seed's
 semantics are kept: `has_tree`, `get_tree` (a read-only view, empty for None)
 and `new_tree` (writable, initialised from a base, committed only when the
-block exits without an exception).
+block exits without an exception).  One command at a time works on a store
+(`open_store` holds its lock); it first removes what a killed command left.
 """
 
 from __future__ import annotations
 
+import fcntl
+import shutil
+import sys
+import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
-from .engine import Engine, ImageInfo, RegistryError
-from .errors import BuildError
+from .engine.model import ImageInfo
+from .engine.client import Engine
+from .errors import BuildError, RegistryError, UserError
 
 TREES = "localhost/osbuild-oci/trees"
 LABEL_TREE = "org.osbuild-oci.tree-id"
@@ -24,7 +31,14 @@ def tree_ref(tree_id: str) -> str:
     return f"{TREES}:{tree_id}"
 
 
+def image_name(name: str) -> str:
+    """A name as podman tags it: `:latest` unless the last path part has a tag."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
 class ObjectStore:
+    """The trees of one store, reached through that store's engine."""
+
     def __init__(self, engine: Engine):
         self.engine = engine
 
@@ -90,5 +104,81 @@ class ObjectStore:
     def push(self, tree_id: str, destination: str, tls_verify: bool) -> None:
         self.engine.push(tree_ref(tree_id), destination, tls_verify)
 
-    def trees(self) -> list[ImageInfo]:
-        return self.engine.images(TREES)
+    @contextmanager
+    def unchanged_on_user_error(self) -> Iterator[None]:
+        """Planning may pull images; if the input turns out bad, take back every image and name it added."""
+        before = {info.id: set(info.names) for info in self.engine.images()}
+        try:
+            yield
+        except UserError:
+            for info in self.engine.images():
+                added = [info.id] if info.id not in before else sorted(set(info.names) - before[info.id])
+                for name in added:
+                    self.engine.remove_image(name)
+            raise
+
+    def tag(self, tree_id: str, name: str) -> str:
+        """Give a tree another name (e.g. --tag), so it can be run or used as a base by that name."""
+        info = self.tree_image(tree_id)
+        if info is None:
+            raise BuildError(f"tree {tree_id} is not in the store")
+        name = image_name(name)
+        self.engine.tag(info.id, name)
+        return name
+
+    def trees(self) -> list[tuple[str, ImageInfo]]:
+        """(tree id, image) of every tree, by its tag."""
+        prefix = tree_ref("")
+        return [(name[len(prefix):], info) for info in self.engine.images(TREES)
+                for name in info.names if name.startswith(prefix)]
+
+    def clear(self) -> None:
+        """Remove every tree and every layer only trees used; stage images are not the store's."""
+        for _, info in self.trees():
+            self.engine.remove_image(info.id)
+        self.engine.prune()
+
+
+def _wait_for_lock(lock, path: Path, timeout: float) -> None:
+    """Take the store's lock; while another process holds it, say so once and wait up to timeout."""
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise BuildError(f"store {path} is still in use by another osbuild-oci process after "
+                                 f"{timeout:g} s; raise --lock-timeout or use another --store") from None
+            if not told:
+                print(f"waiting for store {path}: another osbuild-oci process is using it "
+                      f"(--lock-timeout {timeout:g} s)", file=sys.stderr, flush=True)
+                told = True
+            time.sleep(0.2)
+
+
+@contextmanager
+def open_store(path: Path, lock_timeout: float = 3600.0) -> Iterator[ObjectStore]:
+    """The store, locked against other osbuild-oci processes, with its podman service running.
+
+    A store this command created is removed again when the input turns out bad,
+    so a refused build leaves no trace.
+    """
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--store {path} is not a directory")
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path / ".lock", "w") as lock:
+            _wait_for_lock(lock, path, lock_timeout)
+            with Engine(path) as engine:
+                left = engine.remove_all_containers()
+                if left:
+                    print(f"note: removed {left} container(s) an interrupted osbuild-oci left in {path}",
+                          file=sys.stderr)
+                yield ObjectStore(engine)
+    except UserError:
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from osbuild_oci.engine import Engine, unmount_below
+from osbuild_oci.engine.host import unmount_below
+from osbuild_oci.engine.client import Engine
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "osbuild_oci"]

@@ -17,7 +17,7 @@ import tarfile
 import pytest
 
 from conftest import REPO, osbuild, podman, tree_run
-from osbuild_oci.engine import Engine
+from osbuild_oci.engine.client import Engine
 
 DEBOOTSTRAP = {"name": "org.osbuild.debootstrap",
                "options": {"suite": "bookworm", "variant": "minbase", "packages": ["systemd-sysv", "locales"]}}

@@ -1,0 +1,33 @@
+"""The `osbuild-oci` command line: one module a command group, errors as one line and their exit status.
+
+Command modules import what a command needs inside the command, so `--help`
+and quick commands do not pay for podman-py, jsonschema and rich.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from ..errors import OsbuildOciError
+from .build import build
+from .common import app
+from .stages import stages_app
+from .store import store_app
+
+app.command()(build)
+app.add_typer(stages_app, name="stages")
+app.add_typer(store_app, name="store")
+
+# podman and skopeo spell it --tls-verify=false; users type it from habit.
+_TLS_SPELLINGS = {"--tls-verify=false": "--no-tls-verify", "--tls-verify=true": "--tls-verify"}
+
+
+def main() -> None:
+    # SIGTERM unwinds like an exception, so running containers and uncommitted trees are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        app(args=[_TLS_SPELLINGS.get(arg.lower(), arg) for arg in sys.argv[1:]], prog_name="osbuild-oci")
+    except OsbuildOciError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)

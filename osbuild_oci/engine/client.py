@@ -1,0 +1,236 @@
+"""The API calls the orchestrator makes to a store's podman service: images, containers, registries.
+
+podman-py does the talking; what it lacks (attaching stdin) comes from
+`attach`.  Every podman-py failure becomes an EngineError that names the
+operation, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import urllib.parse
+from pathlib import Path
+from typing import Callable
+
+import podman
+import podman.api
+import podman.errors
+import requests
+
+from .. import registry
+from ..errors import EngineError, RegistryError
+from ..stageimage import EMPTY_IMAGE
+from .attach import attach
+from .host import stage_network, ulimits
+from .model import ContainerSpec, ImageInfo
+from .service import Service
+
+
+def _podman_errors(method: Callable) -> Callable:
+    """Turn podman-py's exceptions into an EngineError that names the operation, not a traceback."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except podman.errors.APIError as err:
+            subject = str(args[0])[:200] if args else ""
+            raise EngineError(f"podman refused to {method.__name__.replace('_', ' ')} {subject}: "
+                              f"{err.explanation or err}") from None
+        except requests.exceptions.ConnectionError as err:
+            raise EngineError(f"lost the podman service of this store ({self.socket_path}): {err}") from None
+    return wrapper
+
+
+class Engine:
+    """The operations the orchestrator needs of one store's podman service."""
+
+    def __init__(self, store: Path):
+        self.service = Service(store)
+        self.store = self.service.store
+        self._client: podman.PodmanClient | None = None
+        self._containers: set[str] = set()
+
+    @property
+    def socket_path(self) -> Path:
+        return self.service.socket_path
+
+    def podman_args(self) -> list[str]:
+        return self.service.podman_args()
+
+    def __enter__(self) -> "Engine":
+        self.service.start()
+        self._client = podman.PodmanClient(base_url=f"unix://{self.socket_path}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            for cid in list(self._containers):
+                self.remove_container(cid)
+            if self._client is not None:
+                self._client.close()
+        finally:
+            self.service.stop()
+
+    @property
+    def client(self) -> podman.PodmanClient:
+        assert self._client is not None, "Engine used outside its with-block"
+        return self._client
+
+    # -- images ------------------------------------------------------------
+
+    def image(self, ref: str) -> ImageInfo | None:
+        try:
+            return ImageInfo.from_inspect(self.client.images.get(ref).attrs)
+        except podman.errors.ImageNotFound:
+            return None
+        except podman.errors.APIError as err:
+            raise EngineError(f"cannot inspect image {ref}: {err.explanation or err}") from None
+
+    @_podman_errors
+    def images(self, repository: str | None = None) -> list[ImageInfo]:
+        """Images with a tag in the given repository, or every image the store sees."""
+        out = []
+        for img in self.client.images.list():
+            tags = [t for t in (img.attrs.get("RepoTags") or []) if repository is None or
+                    t.rsplit(":", 1)[0] == repository]
+            if tags or repository is None:
+                out.append(ImageInfo(id=img.id, labels=img.attrs.get("Labels") or {}, layers=[], names=tags))
+        return out
+
+    @_podman_errors
+    def tag(self, image_id: str, ref: str) -> None:
+        repo, tag = ref.rsplit(":", 1)
+        self.client.images.get(image_id).tag(repo, tag)
+
+    @_podman_errors
+    def remove_image(self, ref: str) -> None:
+        try:
+            self.client.images.remove(ref, force=True)
+        except podman.errors.ImageNotFound:
+            pass
+
+    @_podman_errors
+    def remove_all_containers(self) -> int:
+        """Remove every container of the store: under the store's lock, they are what killed builds left."""
+        leftovers = self.client.containers.list(all=True)
+        for ctr in leftovers:
+            ctr.remove(force=True)
+        return len(leftovers)
+
+    @_podman_errors
+    def prune(self) -> None:
+        """Drop leftover containers and the layers no tagged image uses any more."""
+        self.remove_all_containers()
+        self.client.images.prune()
+
+    def empty_image(self) -> str:
+        """The image with no layers at all, base of a tree that starts from nothing.
+
+        It is built by `osbuild-oci stages build` into the ordinary storage (a build
+        through the API service leaves its working container mounted).
+        """
+        info = self.image(EMPTY_IMAGE)
+        if info is None:
+            raise EngineError(f"{EMPTY_IMAGE} is missing; run `osbuild-oci stages build` first")
+        return info.id
+
+    # -- registries ------------------------------------------------------
+
+    def _registry_call(self, path: str, params: dict, ref: str, action: str) -> list[dict]:
+        creds = registry.credentials(ref)
+        headers = {"X-Registry-Auth": podman.api.encode_auth_header(creds)} if creds else {}
+        try:
+            response = self.client.api.post(path, params=params, headers=headers)
+        except podman.errors.APIError as err:
+            raise RegistryError(ref, action, str(err.explanation or err)) from None
+        messages = [json.loads(line) for line in response.text.splitlines() if line.strip().startswith("{")]
+        if response.status_code >= 400:
+            reason = messages[0].get("message", response.text) if messages else response.text
+            raise RegistryError(ref, action, _last_line(reason))
+        for message in messages:
+            if message.get("error"):
+                raise RegistryError(ref, action, _last_line(message["error"]))
+        return messages
+
+    def pull(self, ref: str, tls_verify: bool = True) -> ImageInfo:
+        """Pull into this store; a reference pinned by digest is verified by podman against it."""
+        self._registry_call("/images/pull", {"reference": ref, "tlsVerify": tls_verify, "policy": "always",
+                                              "quiet": True}, ref, "pull")
+        info = self.image(ref)
+        if info is None:
+            raise RegistryError(ref, "pull", "podman reported success but the image is not in the store")
+        return info
+
+    def push(self, image: str, destination: str, tls_verify: bool = True) -> None:
+        """Push layer by layer; blobs the registry already has are not uploaded again."""
+        self._registry_call(f"/images/{urllib.parse.quote(image, safe='')}/push",
+                            {"destination": destination, "tlsVerify": tls_verify}, destination, "push")
+
+    # -- containers ----------------------------------------------------------
+
+    @_podman_errors
+    def working_container(self, image_id: str) -> tuple[str, str]:
+        """A never-started container of the image, mounted; returns (id, host path of its root)."""
+        ctr = self.client.containers.create(image_id, command=["/nonexistent"], network_mode="none")
+        self._containers.add(ctr.id)
+        return ctr.id, self._api("POST", f"/containers/{ctr.id}/mount").strip()
+
+    @_podman_errors
+    def commit(self, container_id: str, ref: str, labels: dict[str, str]) -> str:
+        """Store the container's changes as one new layer on its image, tagged ref."""
+        repo, tag = ref.rsplit(":", 1)
+        changes = [f"LABEL {key}={json.dumps(value)}" for key, value in labels.items()]
+        image = self.client.containers.get(container_id).commit(repository=repo, tag=tag, format="oci",
+                                                                 changes=changes)
+        return image.id
+
+    @_podman_errors
+    def changes(self, container_id: str) -> list:
+        return json.loads(self._api("GET", f"/containers/{container_id}/changes") or "[]") or []
+
+    @_podman_errors
+    def remove_container(self, container_id: str) -> None:
+        try:
+            self.client.containers.get(container_id).remove(force=True)
+        except podman.errors.NotFound:
+            pass
+        self._containers.discard(container_id)
+
+    @_podman_errors
+    def run(self, spec: ContainerSpec, on_output: Callable[[int, bytes], None]) -> int:
+        """Run a container to completion, feeding it stdin; return its exit status."""
+        kwargs: dict = dict(
+            stdin_open=True, cap_drop=["ALL"], cap_add=list(spec.capabilities), ulimits=ulimits(),
+            environment=dict(spec.env),
+            mounts=[{"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}
+                    for m in spec.mounts],
+            network_mode=stage_network() if spec.network else "none",
+        )
+        ctr = self.client.containers.create(spec.image, **kwargs)
+        self._containers.add(ctr.id)
+        try:
+            with attach(self.socket_path, ctr.id) as stream:
+                ctr.start()
+                stream.send(spec.stdin)
+                stream.close_stdin()
+                for fd, chunk in stream.frames():
+                    on_output(fd, chunk)
+            return int(ctr.wait())
+        finally:
+            self.remove_container(ctr.id)
+
+    def _api(self, method: str, path: str) -> str:
+        response = getattr(self.client.api, method.lower())(path)
+        if response.status_code >= 300:
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            raise EngineError(f"podman {method} {path}: {message}")
+        return response.text
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no reason given"

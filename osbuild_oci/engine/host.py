@@ -1,0 +1,87 @@
+"""What the host imposes on podman: where runtime state lives, which limits hold, which mounts linger."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
+def runtime_dir() -> Path:
+    """Sockets and podman's run state: short paths (conmon's sockets must stay under 108 bytes).
+
+    Rootless users started with su/runuser have no XDG_RUNTIME_DIR; they get a
+    private directory under /tmp instead.
+    """
+    if os.geteuid() == 0:
+        return Path("/run/osbuild-oci")
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/osbuild-oci-{os.getuid()}") / "osbuild-oci"
+
+
+def ulimits() -> list[dict]:
+    """Limits every container gets: the host's own, capped where runc cannot set more.
+
+    podman's defaults (nofile=1048576) exceed the hard limit of many VMs and CI
+    runners, where every container then fails to start.
+    """
+    out = []
+    for name, rlimit, cap in (("nofile", resource.RLIMIT_NOFILE, 65536), ("nproc", resource.RLIMIT_NPROC, 16384)):
+        _, hard = resource.getrlimit(rlimit)
+        value = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+        out.append({"Name": name, "Soft": value, "Hard": value})
+    return out
+
+
+def decode_mount_field(field: bytes) -> str:
+    """A field of /proc/self/mounts: the kernel escapes space, tab, newline and backslash as octal, nothing else."""
+    return _OCTAL.sub(lambda m: bytes([int(m[1], 8)]), field).decode(errors="surrogateescape")
+
+
+def mount_points() -> list[str]:
+    """Every mount point of this process."""
+    with open("/proc/self/mounts", "rb") as mounts:
+        return [decode_mount_field(line.split()[1]) for line in mounts if line.strip()]
+
+
+def mounts_below(path: Path) -> list[str]:
+    prefix = str(path.resolve()).rstrip("/") + "/"
+    return [p for p in mount_points() if p.startswith(prefix)]
+
+
+def unmount_below(path: Path) -> None:
+    """Undo the mounts containers-storage leaves under a store, so the directory can be removed.
+
+    The same point can be mounted more than once (stacked), so this repeats until none is left.
+    """
+    for _ in range(5):
+        points = sorted(mounts_below(path), key=len, reverse=True)
+        if not points:
+            return
+        for point in points:
+            subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+@functools.cache
+def stage_network() -> str:
+    """The network namespace a stage that asks for network gets: its own, never the host's if avoidable.
+
+    Root gets podman's bridge.  A rootless user gets slirp4netns, which needs
+    /dev/net/tun (0666 on an ordinary Debian, 0600 on some VMs; setup-host
+    fixes it); the host's namespace, where a stage could reach every service on
+    the host's 127.0.0.1, is a fallback with a warning.
+    """
+    if os.geteuid() == 0:
+        return "bridge"
+    if shutil.which("slirp4netns") and os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        return "slirp4netns"
+    print("warning: stages that need network share the host's network namespace (they can reach services "
+          "on its 127.0.0.1): slirp4netns is not installed or /dev/net/tun is not usable; "
+          "run scripts/setup-host to fix both", file=sys.stderr)
+    return "host"

@@ -1,0 +1,134 @@
+"""The podman service of one store: started when a command needs it, stopped when it ends.
+
+Each store has its own containers-storage (`STORE/storage`); stage images live
+in the user's ordinary storage, which every store sees read-only as an
+additional image store, so a new store needs no copies of them.  The service
+listens on a socket in a private runtime directory (0700, the user's own:
+a socket someone else could plant there would see every stage's stdin).  A
+service orphaned by a killed osbuild-oci is found by its pid file and stopped;
+a socket left by a killed service is removed before a new one starts.  When
+the command ends, the mounts containers-storage keeps under the store are
+undone, so the store is a plain directory again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+from ..errors import EngineError
+from .host import runtime_dir, unmount_below
+from .localstorage import DefaultStorage
+
+# Only a service whose osbuild-oci was killed ever idles this long (a running stage's
+# attach counts as activity); the next command on the store stops it anyway.
+ORPHAN_TIMEOUT = 3600
+
+
+def private_dir(path: Path) -> Path:
+    """Create path (and its parent) 0700 for this user, or refuse one that is someone else's."""
+    for directory in (path.parent, path):
+        try:
+            directory.mkdir(mode=0o700, exist_ok=True)
+        except FileNotFoundError:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = directory.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            raise EngineError(f"{directory} is not a directory of this user (uid {os.geteuid()}); "
+                              "remove it or set XDG_RUNTIME_DIR to a directory of your own")
+        if info.st_mode & 0o077:
+            os.chmod(directory, 0o700)
+    return path
+
+
+class Service:
+    """`podman system service` for one store, on a socket only this user can reach."""
+
+    def __init__(self, store: Path):
+        self.store = store.resolve()
+        key = hashlib.sha256(str(self.store).encode()).hexdigest()[:16]
+        self.run_dir = runtime_dir() / key
+        self.socket_path = self.run_dir / "podman.sock"
+        self._pid_file = self.run_dir / "service.pid"
+        self._process: subprocess.Popen | None = None
+
+    def podman_args(self) -> list[str]:
+        """Global podman flags that select this store; also what a user passes to reach it."""
+        default = DefaultStorage.detect()
+        args = ["--root", str(self.store / "storage"), "--runroot", str(self.run_dir / "run"),
+                "--tmpdir", str(self.run_dir / "tmp"), "--events-backend", "file",
+                "--storage-driver", default.driver]
+        for key, value in default.driver_options.items():
+            if key.startswith(f"{default.driver}.") and "imagestore" not in key:
+                args += ["--storage-opt", f"{key}={value}"]
+        if Path(default.graph_root).resolve() != (self.store / "storage").resolve():
+            args += ["--storage-opt", f"{default.driver}.imagestore={default.graph_root}"]
+        return args
+
+    def start(self) -> None:
+        """Start the service; one left behind by a killed command is stopped first, its socket removed."""
+        self.store.mkdir(parents=True, exist_ok=True)
+        private_dir(self.run_dir)
+        self._stop_orphan()
+        if self.socket_path.is_socket() or self.socket_path.exists():
+            if self.socket_path.lstat().st_uid != os.geteuid():
+                raise EngineError(f"{self.socket_path} belongs to another user; refusing to use it")
+            self.socket_path.unlink()
+        log = open(self.run_dir / "service.log", "ab")
+        self._process = subprocess.Popen(
+            ["podman", *self.podman_args(), "system", "service", f"--time={ORPHAN_TIMEOUT}",
+             f"unix://{self.socket_path}"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        self._pid_file.write_text(str(self._process.pid))
+        deadline = time.monotonic() + 20
+        while not self._ping():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                tail = (self.run_dir / "service.log").read_text(errors="replace").strip().splitlines()[-3:]
+                raise EngineError(f"podman service for store {self.store} did not start: {' '.join(tail)}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop the service and undo the store's mounts (the caller holds the store's lock)."""
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+            self._pid_file.unlink(missing_ok=True)
+        unmount_below(self.store)
+
+    def _stop_orphan(self) -> None:
+        """A service whose osbuild-oci died holds the storage; the store's lock says it is nobody's now."""
+        try:
+            pid = int(self._pid_file.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if str(self.socket_path).encode() not in cmdline:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+
+    def _ping(self) -> bool:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.socket_path))
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: d\r\n\r\n")
+            return b" 200 " in sock.recv(64)
+        except OSError:
+            return False
+        finally:
+            sock.close()

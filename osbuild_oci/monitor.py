@@ -1,0 +1,120 @@
+"""What a build tells the world: one method per event, for scripts (JSON lines) and for people.
+
+Both monitors implement every method of `Monitor`, so a new event cannot be
+reported to one audience and forgotten for the other.  JSON events go to
+stdout, one object per line; progress and the stages' own output go to
+stderr, so stdout stays machine-readable.  Text from users (pipeline names,
+stage names, registry errors) is printed literally, never as markup.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import sys
+
+from rich.console import Console
+from rich.text import Text
+
+
+class Monitor(abc.ABC):
+    """The events of a build, in the order they happen."""
+
+    def output(self, fd: int, chunk: bytes) -> None:
+        """A stage's own stdout/stderr, passed through to stderr as it arrives."""
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.flush()
+
+    @abc.abstractmethod
+    def pipeline_start(self, name: str, stages: int) -> None: ...
+
+    @abc.abstractmethod
+    def stage_start(self, stage: str, index: int, total: int, id: str) -> None: ...
+
+    @abc.abstractmethod
+    def stage_done(self, stage: str, index: int, total: int, id: str, cached: bool, source: str,
+                   seconds: float) -> None: ...
+
+    @abc.abstractmethod
+    def assembler_start(self, assembler: str) -> None: ...
+
+    @abc.abstractmethod
+    def assembler_done(self, assembler: str, seconds: float, output: str, files: list[str]) -> None: ...
+
+    @abc.abstractmethod
+    def cache_unavailable(self, registry: str, error: str) -> None: ...
+
+    @abc.abstractmethod
+    def tree_pushed(self, stage: str, id: str, image: str, seconds: float) -> None: ...
+
+    @abc.abstractmethod
+    def build_done(self, tree: str | None, image: str | None, seconds: float) -> None: ...
+
+
+class JsonMonitor(Monitor):
+    """One JSON object per event on stdout, `event` naming it."""
+
+    def _emit(self, event: str, **fields) -> None:
+        print(json.dumps({"event": event, **fields}), flush=True)
+
+    def pipeline_start(self, name, stages):
+        self._emit("pipeline-start", name=name, stages=stages)
+
+    def stage_start(self, stage, index, total, id):
+        self._emit("stage-start", stage=stage, index=index, total=total, id=id)
+
+    def stage_done(self, stage, index, total, id, cached, source, seconds):
+        self._emit("stage-done", stage=stage, index=index, total=total, id=id, cached=cached, source=source,
+                   seconds=seconds)
+
+    def assembler_start(self, assembler):
+        self._emit("assembler-start", assembler=assembler)
+
+    def assembler_done(self, assembler, seconds, output, files):
+        self._emit("assembler-done", assembler=assembler, seconds=seconds, output=output, files=files)
+
+    def cache_unavailable(self, registry, error):
+        self._emit("cache-unavailable", registry=registry, error=error)
+
+    def tree_pushed(self, stage, id, image, seconds):
+        self._emit("tree-pushed", stage=stage, id=id, image=image, seconds=seconds)
+
+    def build_done(self, tree, image, seconds):
+        self._emit("build-done", tree=tree, image=image, seconds=seconds)
+
+
+class ProgressMonitor(Monitor):
+    """Readable lines on stderr, one when a step starts and one when it ends."""
+
+    def __init__(self) -> None:
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def _line(self, *parts: str | tuple[str, str]) -> None:
+        self.console.print(Text.assemble(*parts))
+
+    def pipeline_start(self, name, stages):
+        self._line((f"Building {name}", "bold"), f" ({stages} stages)")
+
+    def stage_start(self, stage, index, total, id):
+        self._line((f"▶ [{index + 1}/{total}] {stage}", "cyan"), " ", (id[:12], "dim"))
+
+    def stage_done(self, stage, index, total, id, cached, source, seconds):
+        state = (f"cached ({source})", "dim") if cached else ("done", "green")
+        took = "" if cached else f" in {seconds:.1f} s"
+        self._line((f"■ [{index + 1}/{total}] {stage}", "cyan"), " ", state, took, " ", (id[:12], "dim"))
+
+    def assembler_start(self, assembler):
+        self._line((f"▶ assembler {assembler}", "cyan"))
+
+    def assembler_done(self, assembler, seconds, output, files):
+        self._line((f"■ assembler {assembler}", "cyan"), " ", ("done", "green"),
+                   f" in {seconds:.1f} s: " + ", ".join(f"{output}/{f}" for f in files))
+
+    def cache_unavailable(self, registry, error):
+        self._line((f"cache {registry} unavailable, building without it:", "yellow"), f" {error}")
+
+    def tree_pushed(self, stage, id, image, seconds):
+        self._line((f"↑ {stage}", "cyan"), f" pushed to {image} in {seconds:.1f} s")
+
+    def build_done(self, tree, image, seconds):
+        self._line(("Built", "bold green"), f" in {seconds:.1f} s; final tree {image}")

@@ -1,0 +1,138 @@
+"""Plans a pipeline: resolve every stage image, check every option, compute every stage id.
+
+Planning happens before any container starts, so a bad pipeline fails with
+nothing run and nothing stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import registry
+from .engine.model import ImageInfo
+from .errors import RegistryError, UserError
+from .pipeline import Pipeline, Step
+from .stageimage import ALLOWED_CAPABILITIES, LOCAL_PREFIX, StageImage, local_ref
+from .store import ObjectStore
+
+TREE_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+def stage_id(parent: str | None, image_id: str, options: dict) -> str:
+    """The cache key: parent tree (or base image digest), stage image digest, canonical options."""
+    doc = {"parent": parent or "", "image": image_id, "options": options}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Remote:
+    """Where stages and cached trees may come from and go to."""
+
+    stages_from: str | None = None
+    cache_from: tuple[str, ...] = ()
+    cache_to: str | None = None
+    tls_verify: bool = True
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What stage images may be given: the allowlist, plus what the user allowed on the command line."""
+
+    capabilities: frozenset[str] = ALLOWED_CAPABILITIES
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    step: Step
+    image: StageImage
+    id: str
+    parent: str | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    base: str | None
+    base_image: str | None
+    stages: list[PlannedStage]
+    assembler: tuple[Step, StageImage] | None
+
+    @property
+    def final(self) -> str | None:
+        return self.stages[-1].id if self.stages else self.base
+
+
+def _pull_for(store: ObjectStore, ref: str, remote: Remote, where: str) -> ImageInfo:
+    try:
+        return store.engine.pull(ref, remote.tls_verify)
+    except RegistryError as err:
+        if not err.missing:
+            raise
+        pinned = " (no image there has that digest)" if "@" in ref else ""
+        raise UserError(f"{ref} is not in its registry{pinned}: {err.reason}", where) from None
+
+
+def resolve(store: ObjectStore, step: Step, kind: str, remote: Remote, policy: Policy) -> StageImage:
+    ref = step.image or local_ref(step.name, remote.stages_from or LOCAL_PREFIX)
+    where = f"{step.where}.image" if step.image else f"{step.where}.name"
+    info = store.engine.image(ref)
+    if info is None and registry.is_remote(ref):
+        info = _pull_for(store, ref, remote, where)
+    if info is None:
+        hint = ("pull it first or check the reference" if step.image else
+                "run `osbuild-oci stages build` to build this repo's stages, or `osbuild-oci stages list` to see them")
+        raise UserError(f"no {kind} image {ref} for {step.name!r}; {hint}", where)
+    image = StageImage.from_labels(step.name, ref, info.id, info.labels, step.where)
+    if image.kind != kind:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise UserError(f"{step.name} is a {image.kind} image; it cannot be used as {article} {kind}",
+                        f"{step.where}.name")
+    image.check_capabilities(policy.capabilities, f"{step.where}.name")
+    image.check_options(step.options, step.where)
+    return image
+
+
+def _resolve_base(store: ObjectStore, base: str | None,
+                  remote: Remote) -> tuple[str | None, str | None]:
+    """The base as (tree id, image to adopt as that tree); a remote base is pulled first."""
+    if base is None:
+        return None, None
+    if TREE_ID.match(base):
+        if store.has_tree(base) or any(store.fetch(base, repo, remote.tls_verify) for repo in remote.cache_from):
+            return base, None
+        raise UserError(f"no tree {base} in this store{' or the --cache-from registries' if remote.cache_from else ''}"
+                        "; build its pipeline first or give an image reference", "base")
+    info = store.engine.image(base)
+    if info is None and registry.is_remote(base):
+        info = _pull_for(store, base, remote, "base")
+    if info is None:
+        raise UserError(f"no image {base} in this store; give a registry reference to pull it", "base")
+    return info.id, info.id
+
+
+def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), policy: Policy = Policy()) -> Plan:
+    base, base_image = _resolve_base(store, pipeline.base, remote)
+    stages, parent = [], base
+    for step in pipeline.stages:
+        image = resolve(store, step, "stage", remote, policy)
+        planned = PlannedStage(step, image, stage_id(parent, image.id, step.options), parent)
+        stages.append(planned)
+        parent = planned.id
+    assembler = None
+    if pipeline.assembler is not None:
+        assembler = (pipeline.assembler, resolve(store, pipeline.assembler, "assembler", remote, policy))
+    return Plan(pipeline.name, base, base_image, stages, assembler)
+
+
+def check_output(output: Path | None, has_assembler: bool) -> None:
+    """The seed's rule: the assembler writes into an empty directory, so nothing stale mixes in."""
+    if output is None:
+        if has_assembler:
+            raise UserError("the pipeline has an assembler; give -o OUTPUT_DIR for what it makes", "assembler")
+        return
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise UserError(f"output directory {output} is not empty; give a new or empty directory with -o")

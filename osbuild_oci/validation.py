@@ -1,0 +1,124 @@
+"""Checking a document against a JSON schema: bounded in time, and told as one sentence.
+
+Schemas come from stage image labels, which anyone can write: a pattern with
+catastrophic backtracking must not hang the build, so patterns run on the
+`regex` engine with a time limit instead of `re`.
+"""
+
+from __future__ import annotations
+
+import jsonschema
+import regex
+
+from .errors import UserError
+
+PATTERN_SECONDS = 1.0
+
+
+def _search(pattern: str, text: str) -> bool:
+    try:
+        return regex.search(pattern, text, timeout=PATTERN_SECONDS) is not None
+    except TimeoutError:
+        raise TimeoutError(f"its pattern {pattern[:60]!r} took over {PATTERN_SECONDS:g} s on {text[:40]!r} "
+                           "(catastrophic backtracking)") from None
+    except regex.error as err:
+        raise jsonschema.SchemaError(f"pattern {pattern[:60]!r} is not a regular expression: {err}") from None
+
+
+def _pattern(validator, pattern, instance, schema):
+    if validator.is_type(instance, "string") and not _search(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator, properties, instance, schema):
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in properties.items():
+        for key, value in instance.items():
+            if _search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(validator, allowed, instance, schema):
+    if not validator.is_type(instance, "object"):
+        return
+    known, patterns = schema.get("properties", {}), list(schema.get("patternProperties", {}))
+    extras = sorted(key for key in instance if key not in known and not any(_search(p, key) for p in patterns))
+    if validator.is_type(allowed, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], allowed, path=extra)
+    elif not allowed and extras:
+        yield jsonschema.ValidationError(f"Additional properties are not allowed ({', '.join(map(repr, extras))} "
+                                         f"{'was' if len(extras) == 1 else 'were'} unexpected)")
+
+
+def bounded_validator(schema: dict | bool) -> jsonschema.protocols.Validator:
+    """A validator for the schema's own draft whose patterns cannot run away."""
+    base = jsonschema.validators.validator_for(schema)
+    cls = jsonschema.validators.extend(base, {"pattern": _pattern, "patternProperties": _pattern_properties,
+                                                 "additionalProperties": _additional_properties})
+    return cls(schema)
+
+
+def json_path(base: str, parts) -> str:
+    """Render a jsonschema path as `stages[2].options.packages`."""
+    out = base
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def describe_validation_error(error: jsonschema.ValidationError, base: str = "") -> UserError:
+    """Turn the most relevant schema violation into one sentence with a fix."""
+    where = json_path(base, error.absolute_path)
+    if where == "(top level)" and error.validator != "type":
+        where = ""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        hint = f"allowed here: {', '.join(allowed)}" if allowed else "nothing is allowed here"
+        if len(extra) == 1:
+            return UserError(f"unknown property; {hint}", json_path(where, extra))
+        return UserError(f"unknown properties {', '.join(map(repr, extra))}; {hint}", where)
+    if error.validator == "required":
+        return UserError(f"{error.message}; add it", where)
+    if error.validator == "type":
+        expected = error.validator_value
+        return UserError(f"expected {expected if isinstance(expected, str) else ' or '.join(expected)}, "
+                         f"got {_json_type(error.instance)} {_short(error.instance)}", where)
+    if error.validator in ("oneOf", "anyOf"):
+        alternatives = error.validator_value
+        keys = [a.get("required") for a in alternatives if isinstance(a, dict)]
+        if keys and all(k and len(k) == 1 for k in keys) and len(keys) == len(alternatives):
+            names = ", ".join(k[0] for k in keys)
+            return UserError(f"give {'exactly one' if error.validator == 'oneOf' else 'at least one'} of: {names}",
+                             where)
+        described = "; ".join(a.get("description") or _schema_summary(a) for a in alternatives)
+        matched = "not exactly one" if error.validator == "oneOf" else "none"
+        return UserError(f"{_short(error.instance)} matches {matched} of the allowed forms: {described}", where)
+    if error.validator == "enum":
+        return UserError(f"{_short(error.instance)} is not one of {', '.join(map(repr, error.validator_value))}",
+                         where)
+    return UserError(error.message, where)
+
+
+def _schema_summary(schema) -> str:
+    if not isinstance(schema, dict):
+        return repr(schema)
+    parts = [str(schema.get("type", "value"))]
+    parts += [f"{k} {schema[k]}" for k in ("pattern", "minimum", "maximum", "enum") if k in schema]
+    return " ".join(parts)
+
+
+def _json_type(value) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,45 @@
+"""The cache keys: a stage id and a stage image's source digest change exactly when their inputs do."""
+
+from __future__ import annotations
+
+import shutil
+
+from osbuild_oci.planner import stage_id
+from osbuild_oci.stagebuild import source_digest
+
+IMAGE = "a" * 64
+
+
+def test_stage_id_is_canonical_over_option_order():
+    assert stage_id(None, IMAGE, {"a": 1, "b": [1, 2]}) == stage_id(None, IMAGE, {"b": [1, 2], "a": 1})
+
+
+def test_stage_id_changes_with_each_input():
+    first = stage_id("p" * 64, IMAGE, {"a": 1})
+    assert len(first) == 64 and int(first, 16) >= 0
+    assert stage_id("q" * 64, IMAGE, {"a": 1}) != first
+    assert stage_id("p" * 64, "b" * 64, {"a": 1}) != first
+    assert stage_id("p" * 64, IMAGE, {"a": 2}) != first
+    assert stage_id(None, IMAGE, {"a": 1}) != first
+
+
+def test_source_digest_follows_bytes_modes_and_paths(tmp_path):
+    folder = tmp_path / "stage"
+    folder.mkdir()
+    (folder / "stage").write_text("#!/bin/sh\n")
+    (folder / "stage").chmod(0o644)
+    (folder / "schema.json").write_text("{}")
+    plain = source_digest(folder, "base")
+    assert source_digest(folder, "base") == plain
+    assert source_digest(folder, "other base") != plain
+
+    (folder / "stage").chmod(0o755)
+    executable = source_digest(folder, "base")
+    assert executable != plain, "fixing a missing +x must rebuild the image"
+
+    (folder / "sub").mkdir()
+    shutil.move(folder / "schema.json", folder / "sub" / "schema.json")
+    assert source_digest(folder, "base") != executable, "moving a file into a subfolder must rebuild the image"
+
+    (folder / "sub" / "schema.json").write_text('{"type": "object"}')
+    assert source_digest(folder, "base") != executable
