@@ -71,9 +71,16 @@ class Service:
             args += ["--storage-opt", f"{default.driver}.imagestore={default.graph_root}"]
         return args
 
+    def _check_paths(self) -> None:
+        runroot = str(self.run_dir / "run")
+        if len(runroot) > 50:
+            raise EngineError(f"podman refuses the run root {runroot}: longer than 50 characters; "
+                              "set XDG_RUNTIME_DIR to a shorter directory of your own (e.g. /run/user/UID)")
+
     def start(self) -> None:
         """Start the service; one left behind by a killed command is stopped first, its socket removed."""
         self.store.mkdir(parents=True, exist_ok=True)
+        self._check_paths()
         private_dir(self.run_dir)
         self._stop_orphan()
         if self.socket_path.is_socket() or self.socket_path.exists():
@@ -104,7 +111,15 @@ class Service:
                 self._process.wait()
             self._process = None
             self._pid_file.unlink(missing_ok=True)
+        self._stop_pause_process()
         unmount_below(self.store)
+
+    def _stop_pause_process(self) -> None:
+        """Rootless podman keeps a pause process per --tmpdir, holding its user namespace; ours ends with us."""
+        try:
+            os.kill(int((self.run_dir / "tmp" / "pause.pid").read_text()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
 
     def _stop_orphan(self) -> None:
         """A service whose osbuild-oci died holds the storage; the store's lock says it is nobody's now."""
