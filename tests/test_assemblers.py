@@ -15,7 +15,7 @@ import tempfile
 import pytest
 
 from helpers import (SECTOR, build_stage, check_gpt_disk, partitions, remove_default_images, root_file, root_fs,
-                     stage_ref, tree_run, unique_name, write_stage)
+                     stage_ref, tree_entry, unique_name, write_stage)
 
 UUID = "0b6c3a5e-1f2d-4c8b-9a7e-5d4c3b2a1f00"
 OS_RELEASE = 'PRETTY_NAME="osbuild-oci test tree"\nID=test\n'
@@ -137,7 +137,7 @@ def test_assembler_gets_the_tree_read_only(build, tmp_path, shared_store, evil_a
     result = build(small_tree({"name": evil_assembler, "options": {}}), output=tmp_path / "evil")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "evil" / "outcome").read_text() == "Read-only file system"
-    assert tree_run(shared_store, result.image, "cat", "/etc/os-release") == OS_RELEASE
+    assert tree_entry(shared_store, result.image, "/etc/os-release")[1].decode() == OS_RELEASE
 
 
 def test_assembler_that_changes_the_tree_fails_the_build(build, tmp_path, shared_store, evil_assembler):
@@ -147,8 +147,8 @@ def test_assembler_that_changes_the_tree_fails_the_build(build, tmp_path, shared
     assert f"error: tree {result.of('stage-done')[-1]['id']} was altered by a reader that must only read it" \
         in result.stderr
     assert result.of("build-done") == []
-    assert tree_run(shared_store, f"localhost/osbuild-oci/trees:{result.of('stage-done')[-1]['id']}",
-                    "cat", "/etc/os-release") == OS_RELEASE
+    tree = f"localhost/osbuild-oci/trees:{result.of('stage-done')[-1]['id']}"
+    assert tree_entry(shared_store, tree, "/etc/os-release")[1].decode() == OS_RELEASE
 
 
 def test_seed_name_io_weldr_qcow2(build, tmp_path):

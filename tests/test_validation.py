@@ -109,7 +109,7 @@ def test_invalid_schema_label_is_refused(populated_store, invalid_schema_images,
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"error: {path}: stages[1].name: image {stage_ref(name)} carries an invalid "
+    assert lines[0].startswith(f"error: {path}: stages[1]: image {stage_ref(name)} carries an invalid "
                                "options schema in org.osbuild-oci.schema: ")
     assert store_state(populated_store) == before
 
