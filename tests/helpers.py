@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "osbuild_oci"]
 MINBASE = "localhost/osbuild-oci/debian-minbase:bookworm"
+TREES = "localhost/osbuild-oci/trees:"
 STAGE_BASE = REPO / "osbuild_oci" / "sources" / "base"
 
 # Every store a command named since the last leftover check (conftest checks them after each test).
@@ -118,27 +119,35 @@ def tree_run(store: Path, image: str, *cmd: str) -> str:
     return podman(store, "run", "--rm", "--network=none", image, *cmd).stdout
 
 
-def store_state(store: Path) -> dict:
-    """What a build may change in a store: its images (ids and names), its containers, containers ever created.
+def _images(*global_args: str) -> set[tuple[str, tuple[str, ...]]]:
+    proc = subprocess.run(["podman", *global_args, "images", "--all", "--format", "json"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    return {(i["Id"], tuple(sorted(i.get("Names") or []))) for i in json.loads(proc.stdout)}
 
-    Every podman call must succeed and the store must already hold something, so
-    "unchanged" can never be two empty answers to two failed commands.
+
+def store_state(store: Path) -> dict:
+    """What a build may change in a store: its own images (ids and names; the stage images every store
+    sees are not its own), its containers, and how many containers were ever created in it.
+
+    Every podman call must succeed and the store must already hold a tree, so "unchanged" can never
+    be two empty answers to two failed commands.
     """
-    images = json.loads(podman(store, "images", "--all", "--format", "json").stdout)
     state = {
-        "images": sorted((i["Id"], tuple(sorted(i.get("Names") or []))) for i in images),
+        "images": sorted(_images(*podman_args(Path(store).resolve())) - _images()),
         "containers": podman(store, "ps", "--all", "--quiet").stdout.split(),
         "created": len(podman(store, "events", "--stream=false", "--filter", "event=create",
                               "--format", "{{.ID}}").stdout.split()),
     }
-    assert any("/trees:" in name for _, names in state["images"] for name in names), \
+    assert any(name.startswith(TREES) for _, names in state["images"] for name in names), \
         f"store {store} holds no tree: nothing to compare against"
     return state
 
 
 def tree_tags(store: Path) -> set[str]:
+    """The store's trees, as `localhost/osbuild-oci/trees:<id>` names."""
     names = podman(store, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
-    return {name for name in names if "/trees:" in name}
+    return {name for name in names if name.startswith(TREES)}
 
 
 def tree_entry(store: Path, image: str, path: str) -> tuple[tarfile.TarInfo, bytes | None] | None:

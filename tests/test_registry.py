@@ -168,7 +168,7 @@ def test_a_pulled_tree_whose_label_does_not_match_is_refused(registry, first_mac
     assert result.returncode == 1, result.stderr
     assert f"{forged} is not the tree it is tagged as" in result.stderr
     assert "Traceback" not in result.stderr
-    assert tree_tags(tmp_path / "store") == set(), "the forged tree must not become a tree of the store"
+    assert tree_tags(tmp_path / "store") == set(), "the forged image must not become a tree of the store"
 
 
 def test_pinned_stage_digest(registry, published, build, tmp_path, shared_store):
@@ -289,8 +289,7 @@ def private(tmp_path_factory, stage_images):
     try:
         authfile = root / "auth.json"
         login(address, authfile)
-        denied = osbuild("stages", "push", f"{address}/osbuild", HTTP,
-                         env={"REGISTRY_AUTH_FILE": str(root / "none.json")})
+        denied = osbuild("stages", "push", f"{address}/osbuild", HTTP, env=no_credentials(root))
         assert denied.returncode == 1 and "authentication required" in denied.stderr, denied.stderr
         pushed = osbuild("stages", "push", f"{address}/osbuild", HTTP, env={"REGISTRY_AUTH_FILE": str(authfile)})
         assert pushed.returncode == 0, pushed.stderr
@@ -298,6 +297,12 @@ def private(tmp_path_factory, stage_images):
         yield address, authfile
     finally:
         stop(proc)
+
+
+def no_credentials(folder: Path) -> dict:
+    """An environment whose auth file holds no credentials."""
+    (folder / "empty-auth.json").write_text('{"auths": {}}')
+    return {"REGISTRY_AUTH_FILE": str(folder / "empty-auth.json")}
 
 
 def login(address: str, authfile: Path) -> None:
@@ -311,8 +316,7 @@ def test_credentials_come_from_the_auth_file(private, tmp_path, build):
     address, authfile = private
     small = {"name": "auth", "stages": [{"name": "org.osbuild.noop", "options": {"auth": 1}}]}
     store = tmp_path / "store"
-    denied = build(small, store, None, "--cache-to", f"{address}/private/trees", HTTP,
-                   env={"REGISTRY_AUTH_FILE": str(tmp_path / "none.json")})
+    denied = build(small, store, None, "--cache-to", f"{address}/private/trees", HTTP, env=no_credentials(tmp_path))
     assert denied.returncode == 1
     assert "authentication required" in denied.stderr and address in denied.stderr
 
@@ -346,7 +350,7 @@ def test_pulls_without_credentials_are_refused(private, tmp_path, build, how):
         args = ["--cache-from", f"{address}/osbuild/trees"]
     else:
         small["base"] = f"{address}/osbuild/org.osbuild.noop:latest"
-    result = build(small, tmp_path / "store", None, *args, HTTP, env={"REGISTRY_AUTH_FILE": str(tmp_path / "none")})
+    result = build(small, tmp_path / "store", None, *args, HTTP, env=no_credentials(tmp_path))
     if how == "cache-from":
         assert result.returncode == 0 and result.ran == ["org.osbuild.noop"], result.stderr
         assert "authentication required" in result.of("cache-unavailable")[0]["error"]
