@@ -73,15 +73,19 @@ def test_missing_pipeline_file(tmp_path):
     proc = osbuild("build", tmp_path / "nope.json", "--store", tmp_path / "s", "-o", tmp_path / "out")
     assert proc.returncode == 2
     assert "nope.json" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "s").exists() and not (tmp_path / "out").exists()
 
 
 def test_output_directory_must_be_empty(populated_store, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.img").write_text("x")
+    before = store_state(populated_store)
     proc = osbuild("build", REPO / "pipelines" / "noop.json", "--store", populated_store, "-o", out)
     assert proc.returncode == 2
     assert f"output directory {out} is not empty" in proc.stderr
+    assert store_state(populated_store) == before
+    assert [p.name for p in out.iterdir()] == ["stale.img"]
 
 
 @pytest.fixture(scope="module")
