@@ -120,8 +120,12 @@ def tree_run(store: Path, image: str, *cmd: str) -> str:
 
 
 def _images(*global_args: str) -> set[tuple[str, tuple[str, ...]]]:
-    proc = subprocess.run(["podman", *global_args, "images", "--all", "--format", "json"], capture_output=True,
-                          text=True)
+    """(id, names) of every image podman lists; asked again when an image vanished while it listed."""
+    for _ in range(3):
+        proc = subprocess.run(["podman", *global_args, "images", "--all", "--format", "json"], capture_output=True,
+                              text=True)
+        if proc.returncode == 0 or "image not known" not in proc.stderr:
+            break
     assert proc.returncode == 0, proc.stderr
     return {(i["Id"], tuple(sorted(i.get("Names") or []))) for i in json.loads(proc.stdout)}
 

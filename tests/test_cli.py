@@ -6,6 +6,9 @@ import json
 import shlex
 import subprocess
 import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -73,25 +76,31 @@ def test_where_the_store_is_without_store(build, tmp_path, where):
     assert [t["tree"] for t in trees_in(expected)] == [tree]
 
 
+@contextmanager
+def store_held(tmp_path: Path, stage: str, seconds: int) -> Iterator[LineReader]:
+    """A first build on tmp_path/store, its stage running (the store held) for SECONDS; stopped if still running."""
+    slow = tmp_path / "slow.json"
+    slow.write_text(json.dumps({"name": "slow", "stages": [{"name": stage, "options": {"sleep": seconds}}]}))
+    reader = LineReader(osbuild_popen("build", slow, "--store", tmp_path / "store", "-o", tmp_path / "out1", "--json"))
+    try:
+        reader.wait_for(lambda stream, line: "testing stage one running" in line, timeout=60)
+        yield reader
+    finally:
+        if reader.proc.poll() is None:
+            reader.proc.terminate()
+            reader.proc.wait()
+
+
 @pytest.mark.xfail(strict=True, reason="bug: a second build on a busy store exits 2 at once instead of waiting "
                                        "for the lock")
 def test_a_second_build_on_a_busy_store_waits_for_it(tmp_path, testing_stage):
     store = tmp_path / "store"
-    slow = tmp_path / "slow.json"
-    slow.write_text(json.dumps({"name": "slow", "stages": [{"name": testing_stage, "options": {"sleep": 8}}]}))
-    first = osbuild_popen("build", slow, "--store", store, "-o", tmp_path / "out1", "--json")
-    try:
-        reader = LineReader(first)
-        reader.wait_for(lambda stream, line: "testing stage one running" in line, timeout=60)
+    with store_held(tmp_path, testing_stage, 8) as first:
         started = time.monotonic()
         second = osbuild("build", NOOP, "--store", store, "-o", tmp_path / "out2", "--json")
         finished = time.monotonic()
-        reader.drain(timeout=60)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-    assert first.returncode == 0
+        first.drain(timeout=60)
+    assert first.proc.returncode == 0
     assert second.returncode == 0, second.stderr
     assert "wait" in second.stderr.lower() and str(store) in second.stderr, second.stderr
     assert finished - started > 3, "the second build ran while the first still held the store"
@@ -101,17 +110,10 @@ def test_a_second_build_on_a_busy_store_waits_for_it(tmp_path, testing_stage):
 @pytest.mark.xfail(strict=True, reason="missing: `build --lock-timeout SECONDS` does not exist yet")
 def test_lock_timeout_gives_up_with_a_clear_error(tmp_path, testing_stage):
     store = tmp_path / "store"
-    slow = tmp_path / "slow.json"
-    slow.write_text(json.dumps({"name": "slow", "stages": [{"name": testing_stage, "options": {"sleep": 20}}]}))
-    first = osbuild_popen("build", slow, "--store", store, "-o", tmp_path / "out1", "--json")
-    try:
-        LineReader(first).wait_for(lambda stream, line: "testing stage one running" in line, timeout=60)
+    with store_held(tmp_path, testing_stage, 20):
         started = time.monotonic()
         second = osbuild("build", NOOP, "--store", store, "-o", tmp_path / "out2", "--lock-timeout", "2")
         waited = time.monotonic() - started
-    finally:
-        first.terminate()
-        first.wait()
     assert second.returncode == 2, second.stderr
     assert str(store) in second.stderr and "Traceback" not in second.stderr
     assert 2 <= waited < 15
