@@ -17,22 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Result, osbuild, tree_run
-from test_assemblers import check_gpt_disk, root_file
+from helpers import REPO, Result, check_gpt_disk, root_file, run_build, tree_run
 
 pytestmark = pytest.mark.slow
 
 PIPELINE = REPO / "pipelines" / "debian-bookworm-qcow2.json"
 OVMF = Path("/usr/share/OVMF")
 BOOT_TIMEOUT = 180
-
-
-def run_build(pipeline: dict, store: Path, output: Path) -> Result:
-    path = output.parent / f"{output.name}.json"
-    path.write_text(json.dumps(pipeline))
-    proc = osbuild("build", path, "--store", store, "-o", output, "--json")
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    return Result(proc.returncode, proc.stdout, proc.stderr, events)
 
 
 @pytest.fixture(scope="module")
