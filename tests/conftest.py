@@ -8,6 +8,7 @@ no container and no container mount: a build that leaks one fails the test.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from helpers import (CLI, REPO, Result, make_testing_stage, podman, remove_defau
 
 
 def _mounts() -> list[tuple[str, str]]:
-    with open("/proc/self/mounts") as mounts:
-        return [(fields[1].encode().decode("unicode_escape"), fields[2])
-                for fields in (line.split() for line in mounts)]
+    """(mount point, type): the kernel escapes only space, tab, newline and backslash, as octal."""
+    with open("/proc/self/mounts", "rb") as mounts:
+        return [(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), fields[1]).decode(errors="replace"),
+                 fields[2].decode()) for fields in (line.split() for line in mounts)]
 
 
 def _store_mounts(store: Path) -> list[tuple[str, str]]:
@@ -28,6 +30,13 @@ def _store_mounts(store: Path) -> list[tuple[str, str]]:
     prefix = str(store) + "/"
     own = str(store / "storage" / "overlay")
     return [(point, kind) for point, kind in _mounts() if point.startswith(prefix) and point != own]
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Whatever needs the stage images runs containers: slow, whether or not its module says so."""
+    for item in items:
+        if "stage_images" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,8 @@ import functools
 import json
 import os
 import queue
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -105,9 +107,10 @@ def podman_args(store: Path) -> tuple[str, ...]:
     return tuple(proc.stdout.split())
 
 
-def podman(store: Path, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+def podman(store: Path, *args: str, check: bool = True, input: str | None = None,
+           text: bool = True) -> subprocess.CompletedProcess:
     """Plain podman pointed at a store's storage."""
-    proc = subprocess.run(["podman", *podman_args(Path(store).resolve()), *args], capture_output=True, text=True,
+    proc = subprocess.run(["podman", *podman_args(Path(store).resolve()), *args], capture_output=True, text=text,
                           input=input)
     if check and proc.returncode != 0:
         raise AssertionError(f"podman {' '.join(args)} failed: {proc.stderr}")
@@ -391,3 +394,51 @@ def check_gpt_disk(image: Path, uuid_: str, size: int) -> dict:
     assert mbr[:0x5C] == boot_img()[:0x5C], "GRUB's boot code is in the MBR"
     assert int.from_bytes(mbr[0x5C:0x64], "little") == 2048, "the boot code points at core.img"
     return root
+
+
+# -- booting the output ---------------------------------------------------------------
+
+OVMF = Path("/usr/share/OVMF")
+BOOT_TIMEOUT = 240
+
+
+def boot_to_login(qcow2: Path, firmware: str, tmp: Path, run_as: str | None = None,
+                  prompt: bytes = b"debian-oci login:") -> str:
+    """Boot a disk image under qemu (TCG, snapshot mode) until the serial console shows the login prompt;
+    the console text.  run_as: the user that runs qemu (through runuser), for rootless boots."""
+    log = tmp / f"serial-{firmware}.log"
+    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-monitor", "none",
+           "-serial", f"file:{log}", "-drive", f"file={qcow2},if=virtio,snapshot=on"]
+    if firmware == "uefi":
+        shutil.copy(OVMF / "OVMF_VARS_4M.fd", tmp / "vars.fd")
+        cmd += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={tmp / 'vars.fd'}"]
+    if run_as:
+        os.chmod(tmp, 0o777)
+        if firmware == "uefi":
+            os.chmod(tmp / "vars.fd", 0o666)
+        cmd = ["runuser", "-u", run_as, "--", *cmd]
+    vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while prompt not in (log.read_bytes() if log.exists() else b""):
+            assert vm.poll() is None, f"qemu exited: {vm.stderr.read().decode(errors='replace')}"
+            assert time.monotonic() < deadline, f"no login prompt on ttyS0 after {BOOT_TIMEOUT} s:\n" + \
+                log.read_text(errors="replace")[-3000:]
+            time.sleep(1)
+    finally:
+        vm.kill()
+        vm.wait()
+    return log.read_text(errors="replace")
+
+
+def qcow2_file_stat(qcow2: Path, tmp: Path, path: str) -> tuple[int, int, int]:
+    """(mode, uid, gid) of a path in the root filesystem of a disk image, as debugfs reads it."""
+    raw = tmp / "stat.raw"
+    if not raw.exists():
+        subprocess.run(["qemu-img", "convert", "-O", "raw", str(qcow2), str(raw)], check=True)
+    root = [p for p in partitions(raw)["partitions"] if p.get("name") == "root" or p["type"] in (GPT["root"], "83")]
+    out = disk_tool(raw, "debugfs", "-R", f"stat {path}", f"IMG?offset={root[-1]['start'] * SECTOR}")
+    fields = dict(re.findall(r"(Mode|User|Group):\s+(\S+)", out))
+    kind = {"directory": 0o40000, "regular": 0o100000}[re.search(r"Type: (\w+)", out)[1]]
+    return kind | int(fields["Mode"], 8), int(fields["User"]), int(fields["Group"])

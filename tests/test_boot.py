@@ -8,22 +8,18 @@ fail on the machines we build on).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO, Result, check_gpt_disk, root_file, run_build, tree_run
+from helpers import REPO, Result, boot_to_login, check_gpt_disk, root_file, run_build, tree_run
 
 pytestmark = pytest.mark.slow
 
 PIPELINE = REPO / "pipelines" / "debian-bookworm-qcow2.json"
-OVMF = Path("/usr/share/OVMF")
-BOOT_TIMEOUT = 180
 
 
 @pytest.fixture(scope="module")
@@ -51,25 +47,7 @@ def test_disk_checks(debian, pipeline, tmp_path):
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
 def test_boots_to_serial_login(debian, firmware, tmp_path):
     _, qcow2 = debian
-    log = tmp_path / "serial.log"
-    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-monitor", "none",
-           "-serial", f"file:{log}", "-drive", f"file={qcow2},if=virtio,snapshot=on"]
-    if firmware == "uefi":
-        shutil.copy(OVMF / "OVMF_VARS_4M.fd", tmp_path / "vars.fd")
-        cmd += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}",
-                "-drive", f"if=pflash,format=raw,unit=1,file={tmp_path / 'vars.fd'}"]
-    vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while b"debian-oci login:" not in (log.read_bytes() if log.exists() else b""):
-            assert vm.poll() is None, f"qemu exited: {vm.stderr.read().decode(errors='replace')}"
-            assert time.monotonic() < deadline, f"no login prompt on ttyS0 after {BOOT_TIMEOUT} s:\n" + \
-                log.read_text(errors="replace")[-3000:]
-            time.sleep(1)
-    finally:
-        vm.kill()
-        vm.wait()
-    console = log.read_text(errors="replace")
+    console = boot_to_login(qcow2, firmware, tmp_path)
     assert "GNU GRUB" in console
     assert "fsck.ext4 -a" in console, "the initramfs checks the root filesystem"
 
