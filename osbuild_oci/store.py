@@ -70,7 +70,7 @@ class ObjectStore:
     @contextmanager
     def get_tree(self, tree_id: str | None) -> Iterator[str]:
         """A view of the tree for readers; fails if the reader changed it anyway."""
-        container, path = self.engine.working_container(self._base_image(tree_id))
+        container, path = self.engine.mount_working_container(self._base_image(tree_id))
         try:
             yield path
             if self.engine.changes(container):
@@ -80,7 +80,7 @@ class ObjectStore:
 
     @contextmanager
     def new_tree(self, tree_id: str, base_id: str | None, stage: str = "") -> Iterator[str]:
-        container, path = self.engine.working_container(self._base_image(base_id))
+        container, path = self.engine.mount_working_container(self._base_image(base_id))
         try:
             yield path
             self.engine.commit(container, tree_ref(tree_id), {LABEL_TREE: tree_id, LABEL_STAGE: stage})

@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -104,7 +105,7 @@ def podman_args(store: Path) -> tuple[str, ...]:
     proc = subprocess.run([*CLI, "store", "podman-args", "--store", str(store)], capture_output=True, text=True,
                           cwd=REPO)
     assert proc.returncode == 0, proc.stderr
-    return tuple(proc.stdout.split())
+    return tuple(shlex.split(proc.stdout))
 
 
 def podman(store: Path, *args: str, check: bool = True, input: str | None = None,
