@@ -83,6 +83,11 @@ def require(tree: str, path: str, hint: str = DEBOOTSTRAP_HINT) -> str:
     return place
 
 
+def note(message: str) -> None:
+    """A line on stderr that names the stage: a deprecation or a warning the user should see."""
+    print(f"{_name()}: {message}", file=sys.stderr)
+
+
 def _read_document() -> list:
     """The body's arguments from stdin; a document that is not ours exits 2 (the caller's mistake)."""
     try:
@@ -93,7 +98,7 @@ def _read_document() -> list:
         if not isinstance(options, dict):
             raise ValueError('"options" must be an object')
     except ValueError as err:
-        print(f"{_name()}: bad input document on stdin: {err}", file=sys.stderr)
+        note(f"bad input document on stdin: {err}")
         sys.exit(2)
     params = [args["tree"], options]
     if "output" in args:
@@ -116,5 +121,5 @@ def main(body: Callable[..., None]) -> None:
     try:
         body(*params)
     except (StageError, OSError) as err:
-        print(f"{_name()}: {err}", file=sys.stderr)
+        note(str(err))
         sys.exit(1)
