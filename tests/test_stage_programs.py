@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tarfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,43 @@ def test_grub2_the_same_setting_twice_is_refused(build):
         "root_fs_uuid": UUID, "timeout": 1, "config": {"timeout": 2}}}]})
     assert result.returncode == 2, result.stderr
     assert "stages[0].options.config:" in one_line(result.stderr)
+
+
+# --- the disk's identifiers follow from root_fs_uuid ---
+
+OTHER_UUID = "7e57a1d0-0000-4000-8000-000000000001"
+IDS_SCRIPT = """set -e
+sfdisk --json /d/disk.raw
+blkid -p -O $((2048 * 512)) -o value -s UUID /d/disk.raw
+debugfs -R stats "/d/disk.raw?offset=$((206848 * 512))" 2>/dev/null | grep 'Directory Hash Seed'
+"""
+
+
+def disk_ids(build, out: Path, root_fs_uuid: str) -> tuple[dict, str, str]:
+    """The partition table (ids included), the ESP's volume id and ext4's hash seed of a small raw disk."""
+    pipeline = small_disk("raw", uefi=True, size="128M")
+    pipeline["assembler"]["options"].update(filename="disk.raw", root_fs_uuid=root_fs_uuid)
+    pipeline["stages"][0]["options"]["files"].append({"path": "/boot/grub/grub.cfg", "content": "set timeout=0\n"})
+    result = build(pipeline, output=out)
+    assert result.returncode == 0, result.stderr
+    proc = subprocess.run(["podman", "run", "--rm", "--network=none", "-v", f"{out}:/d:ro", "--entrypoint", "sh",
+                           f"{PREFIX}/org.osbuild-oci.disk:latest", "-c", IDS_SCRIPT],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    table, end = json.JSONDecoder().raw_decode(proc.stdout)
+    volume_id, seed = proc.stdout[end:].split("\n", 2)[1:]
+    return table["partitiontable"], volume_id, seed.strip()
+
+
+def test_disk_identifiers_follow_from_root_fs_uuid(build, tmp_path):
+    first = disk_ids(build, tmp_path / "first", UUID)
+    again = disk_ids(build, tmp_path / "again", UUID)
+    other = disk_ids(build, tmp_path / "other", OTHER_UUID)
+    assert first == again
+    table, volume_id, seed = first
+    assert table["id"] == str(uuid.uuid5(uuid.UUID(UUID), "disk")).upper()
+    assert [p["start"] for p in table["partitions"]] == [2048, 206848]
+    for mine, theirs in zip(first, other):
+        assert mine != theirs
+    assert len({p["uuid"] for p in table["partitions"]} | {table["id"]}) == 3
+    assert volume_id and seed.startswith("Directory Hash Seed:")
