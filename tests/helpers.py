@@ -180,8 +180,7 @@ def tree_entry(store: Path, image: str, path: str) -> tuple[tarfile.TarInfo, byt
 
 
 def mkdir_stage(content: str = "hello") -> dict:
-    return {"name": "org.osbuild.mkdir",
-            "options": {"paths": [{"path": "/srv/data"}], "files": [{"path": "/srv/data/greeting", "content": content}]}}
+    return {"name": "org.osbuild-oci.files", "options": {"files": [{"path": "/srv/data/greeting", "content": content}]}}
 
 
 # -- stage images made by tests ------------------------------------------------
@@ -340,7 +339,7 @@ def skopeo_inspect(ref: str, *extra: str) -> dict:
 
 # -- disks, inspected with the tools of the raw assembler image -------------------
 
-DISK_TOOLS = "localhost/osbuild-oci/org.osbuild.raw:latest"
+DISK_TOOLS = "localhost/osbuild-oci/org.osbuild-oci.disk:latest"
 SECTOR = 512
 GPT = {"bios": "21686148-6E49-704E-6564-65654E656564", "esp": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
        "root": "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"}

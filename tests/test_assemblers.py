@@ -25,8 +25,9 @@ def small_tree(assembler: dict, grub_cfg: bool = True) -> dict:
     files = [{"path": "/etc/os-release", "content": OS_RELEASE}]
     if grub_cfg:
         files.append({"path": "/boot/grub/grub.cfg", "content": "set timeout=0\n"})
-    return {"name": "small", "stages": [{"name": "org.osbuild.mkdir", "options": {
-        "paths": [{"path": "/root", "mode": "0700"}], "files": files}}], "assembler": assembler}
+    return {"name": "small", "stages": [{"name": "org.osbuild.mkdir", "options": {"paths": [{"path": "/root", "mode": 0o700}]}},
+                                        {"name": "org.osbuild-oci.files", "options": {"files": files}}],
+            "assembler": assembler}
 
 
 def test_raw_gpt_disk(build, tmp_path):

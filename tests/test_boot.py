@@ -57,7 +57,7 @@ def test_warm_rebuild_runs_only_the_assembler(debian, pipeline, shared_store, tm
     again = run_build(pipeline, shared_store, tmp_path / "out")
     assert again.returncode == 0, again.stderr
     assert again.ran == []
-    assert [e["assembler"] for e in again.of("assembler-done")] == ["org.osbuild.qcow2"]
+    assert [e["assembler"] for e in again.of("assembler-done")] == ["org.osbuild-oci.disk"]
     assert again.image == first.image
     assert (tmp_path / "out" / pipeline["assembler"]["options"]["filename"]).exists()
 

@@ -62,7 +62,7 @@ def test_changed_options_rerun_only_that_stage(build, shared_store):
     base["stages"][1] = mkdir_stage("b")
     second = build(base)
     assert second.returncode == 0, second.stderr
-    assert second.ran == ["org.osbuild.mkdir"]
+    assert second.ran == ["org.osbuild-oci.files"]
     assert second.of("stage-done")[0]["id"] == first.of("stage-done")[0]["id"]
     assert second.tree != first.tree
     assert tree_run(shared_store, second.image, "cat", "/srv/data/greeting") == "b"

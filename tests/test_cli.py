@@ -21,11 +21,11 @@ def test_stages_list_and_show(stage_images):
     listed = {s["name"]: s for s in json.loads(osbuild("stages", "list", "--json").stdout)}
     assert listed["org.osbuild.debootstrap"]["network"] is True
     assert listed["org.osbuild.hostname"]["network"] is False
-    assert listed["org.osbuild.qcow2"]["kind"] == "assembler"
+    assert listed["org.osbuild-oci.disk"]["kind"] == "assembler"
     assert "CAP_SYS_CHROOT" in listed["org.osbuild.debootstrap"]["capabilities"]
     assert all(s["id"] for s in listed.values()), "every stage of the checkout is built"
     schema = json.loads(osbuild("stages", "show", "org.osbuild.mkdir").stdout)
-    assert set(schema["properties"]) == {"paths", "files"}
+    assert set(schema["properties"]) == {"paths"}
     missing = osbuild("stages", "show", "org.osbuild.nope")
     assert missing.returncode == 2 and "org.osbuild.nope" in missing.stderr
 

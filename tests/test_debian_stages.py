@@ -200,7 +200,7 @@ def test_copy_owner_names_resolve_in_the_tree(base, build, shared_store):
          "group": "systemd-journal"},
         {"path": "/bin/in-usr-bin", "content": "merged\n"}],
         "symlinks": [{"path": "/etc/app.d/current", "target": "/etc/network-app.conf"}]}
-    image = on_base(build, base, {"name": "org.osbuild.copy", "options": options}).image
+    image = on_base(build, base, {"name": "org.osbuild-oci.files", "options": options}).image
     ids = sh(shared_store, image, "getent passwd systemd-network | cut -d: -f3; getent group systemd-journal | cut -d: -f3")
     uid, gid = ids.split()
     assert tree_run(shared_store, image, "stat", "-c", "%a %u %g", "/etc/network-app.conf") == f"640 {uid} {gid}\n"
@@ -258,7 +258,7 @@ BAD_OPTIONS = [
     ("org.osbuild.users", {"users": {"alice": {"uid": "1000"}}},
      "stages[1].options.users.alice.uid: expected integer, got string"),
     ("org.osbuild.fstab", {"filesystems": [{"path": "/", "vfs_type": "ext4"}]}, "stages[1].options.filesystems[0]: give exactly one of: uuid, label, device"),
-    ("org.osbuild.copy", {"files": [{"path": "etc/relative", "content": "x"}]}, "stages[1].options.files[0].path:"),
+    ("org.osbuild-oci.files", {"files": [{"path": "etc/relative", "content": "x"}]}, "stages[1].options.files[0].path:"),
     ("org.osbuild.script", {"script": "true", "network": True}, "stages[1].options.network: unknown property"),
 ]
 

@@ -17,8 +17,8 @@ HTTP = "--no-tls-verify"
 def pipeline(last: str = "one") -> dict:
     return {"name": "shared", "base": MINBASE, "stages": [
         {"name": "org.osbuild.noop", "options": {"registry": 1}},
-        {"name": "org.osbuild.mkdir", "options": {"files": [{"path": "/etc/motd", "content": "hello\n"}]}},
-        {"name": "org.osbuild.mkdir", "options": {"files": [{"path": "/srv/last", "content": last}]}},
+        {"name": "org.osbuild-oci.files", "options": {"files": [{"path": "/etc/motd", "content": "hello\n"}]}},
+        {"name": "org.osbuild-oci.files", "options": {"files": [{"path": "/srv/last", "content": last}]}},
     ], "assembler": {"name": "org.osbuild.tar", "options": {"filename": "tree.tar"}}}
 
 
@@ -93,7 +93,7 @@ def test_changed_last_stage_pulls_the_prefix_and_uploads_one_layer(registry, fir
     result = build(pipeline("two"), tmp_path / "store3", None, "--cache-from", f"{address}/osbuild/trees",
                    "--cache-to", f"{address}/osbuild/trees", HTTP)
     assert result.returncode == 0, result.stderr
-    assert result.ran == ["org.osbuild.mkdir"]
+    assert result.ran == ["org.osbuild-oci.files"]
     assert [e["source"] for e in result.of("stage-done")][:2] == [f"{address}/osbuild/trees"] * 2
     new = {d: size for d, size in blobs(data).items() if d not in before}
     # one layer, its image config and its manifest; nothing of the base or the earlier stages

@@ -22,7 +22,7 @@ CASES = [
     ("unknown-stage", {"name": "x", "stages": [GOOD_STAGE, {"name": "org.osbuild.nope"}]},
      "stages[1].name: no stage image localhost/osbuild-oci/org.osbuild.nope:latest"),
     ("unknown-option", {"name": "x", "stages": [{"name": "org.osbuild.mkdir", "options": {"pahts": []}}]},
-     "stages[0].options.pahts: unknown property; allowed here: files, paths"),
+     "stages[0].options.pahts: unknown property; allowed here: paths"),
     ("option-type", {"name": "x", "stages": [{"name": "org.osbuild.mkdir", "options": {"paths": "/srv"}}]},
      "stages[0].options.paths: expected array, got string"),
     ("nested-option", {"name": "x", "stages": [{"name": "org.osbuild.mkdir",
