@@ -82,3 +82,14 @@ def test_tar_and_oci_archive_of_the_debian_tree(debian, pipeline, shared_store, 
         loaded = subprocess.run(["podman", *storage, "run", "--rm", "--network=none", "localhost/debian-oci:bookworm",
                                  "cat", "/etc/os-release"], capture_output=True, text=True)
     assert loaded.stdout == os_release, loaded.stderr
+
+
+def test_trixie_builds_and_boots_to_serial_login(shared_store, stage_images, tmp_path):
+    """Debian 13, the README's first example: the same stages, only the suite differs."""
+    pipeline = json.loads((REPO / "pipelines" / "debian-trixie-qcow2.json").read_text())
+    result = run_build(pipeline, shared_store, tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-3000:]
+    qcow2 = tmp_path / "out" / pipeline["assembler"]["options"]["filename"]
+    assert tree_run(shared_store, result.image, "cat", "/etc/debian_version").startswith("13.")
+    console = boot_to_login(qcow2, "bios", tmp_path)
+    assert "Debian GNU/Linux 13" in console
