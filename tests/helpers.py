@@ -108,10 +108,9 @@ def podman_args(store: Path) -> tuple[str, ...]:
     return tuple(shlex.split(proc.stdout))
 
 
-def podman(store: Path, *args: str, check: bool = True, input: str | None = None,
-           text: bool = True) -> subprocess.CompletedProcess:
+def podman(store: Path, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
     """Plain podman pointed at a store's storage."""
-    proc = subprocess.run(["podman", *podman_args(Path(store).resolve()), *args], capture_output=True, text=text,
+    proc = subprocess.run(["podman", *podman_args(Path(store).resolve()), *args], capture_output=True, text=True,
                           input=input)
     if check and proc.returncode != 0:
         raise AssertionError(f"podman {' '.join(args)} failed: {proc.stderr}")

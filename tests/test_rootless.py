@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -42,12 +43,12 @@ class Rootless:
     def src(self) -> Path:
         return self.home / "src"
 
-    def run(self, *cmd: str, check: bool = True, timeout: float = 1800, text: bool = True) -> subprocess.CompletedProcess:
+    def run(self, *cmd: str, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess:
         env = {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name, "LANG": "C.UTF-8",
                "PATH": f"{self.src}/.venv/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
         prefix = [] if os.geteuid() != 0 else ["runuser", "-u", self.name, "--", "env", "-i",
                                                *(f"{k}={v}" for k, v in env.items())]
-        proc = subprocess.run([*prefix, *map(str, cmd)], capture_output=True, text=text, cwd=self.src,
+        proc = subprocess.run([*prefix, *map(str, cmd)], capture_output=True, text=True, cwd=self.src,
                               timeout=timeout)
         if check:
             assert proc.returncode == 0, f"{' '.join(map(str, cmd))} as {self.name}: {proc.stderr[-3000:]!r}"
@@ -64,9 +65,9 @@ class Rootless:
                 "ran": [e["stage"] for e in events if e["event"] == "stage-done" and not e["cached"]],
                 "tree": next((e["tree"] for e in events if e["event"] == "build-done"), None)}
 
-    def podman(self, store: Path, *args: str, check: bool = True, text: bool = True) -> subprocess.CompletedProcess:
-        flags = self.run("osbuild-oci", "store", "podman-args", "--store", store).stdout.split()
-        return self.run("podman", *flags, *args, check=check, text=text)
+    def podman(self, store: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        flags = shlex.split(self.run("osbuild-oci", "store", "podman-args", "--store", store).stdout)
+        return self.run("podman", *flags, *args, check=check)
 
 
 @pytest.fixture(scope="session")
@@ -108,12 +109,16 @@ def rootless_tree(rootless) -> dict:
     return {"store": store, **first}
 
 
-def listing(podman, image: str) -> set[tuple[str, str, str]]:
-    """(path, mode string, owner) of every entry of a tree image, as `tar -tv` of its export shows them."""
+def listing(podman, image: str, tarball: Path) -> set[tuple[str, str, str]]:
+    """(path, mode string, owner) of every entry of a tree image, as `tar -tv` of its export shows them.
+
+    The export goes to a file the exporting user may write (a user's podman cannot reopen root's pipes).
+    """
     container = podman("create", image, "true").stdout.strip()
-    export = podman("export", container, text=False).stdout
+    podman("export", "-o", str(tarball), container)
     podman("rm", container)
-    proc = subprocess.run(["tar", "--numeric-owner", "-tvf", "-"], input=export, capture_output=True, check=True)
+    proc = subprocess.run(["tar", "--numeric-owner", "-tvf", str(tarball)], capture_output=True, check=True)
+    tarball.unlink()
     out = set()
     for line in proc.stdout.decode(errors="replace").splitlines():
         fields = line.split(None, 5)
@@ -135,10 +140,10 @@ def test_tree_pipeline_as_an_ordinary_user_keeps_owners_modes_and_devices(rootle
                             "/home/debian", "/usr/bin/passwd", "/etc/shadow").stdout.split("\n")
     assert shown[:3] == ["/home/debian 1000:1000 755", "/usr/bin/passwd 0:0 4755", "/etc/shadow 0:42 640"]
 
-    as_user = listing(lambda *a, **k: rootless.podman(store, *a, **k), image)
+    as_user = listing(lambda *a: rootless.podman(store, *a), image, rootless.home / "tree-export.tar")
     root_build = run_build(TREE_PIPELINE, shared_store, tmp_path / "out")
     assert root_build.returncode == 0, root_build.stderr
-    as_root = listing(lambda *a, text=True: podman(shared_store, *a, text=text), root_build.image)
+    as_root = listing(lambda *a: podman(shared_store, *a), root_build.image, tmp_path / "tree-export.tar")
 
     devices = {entry for entry in as_root if entry[0].startswith("dev/")}
     assert devices and devices == {entry for entry in as_user if entry[0].startswith("dev/")}
