@@ -122,26 +122,24 @@ def tree_run(store: Path, image: str, *cmd: str) -> str:
     return podman(store, "run", "--rm", "--network=none", image, *cmd).stdout
 
 
-def _images(*global_args: str) -> set[tuple[str, tuple[str, ...]]]:
-    """(id, names) of every image podman lists; asked again when an image vanished while it listed."""
-    for _ in range(3):
-        proc = subprocess.run(["podman", *global_args, "images", "--all", "--format", "json"], capture_output=True,
-                              text=True)
-        if proc.returncode == 0 or "image not known" not in proc.stderr:
-            break
-    assert proc.returncode == 0, proc.stderr
-    return {(i["Id"], tuple(sorted(i.get("Names") or []))) for i in json.loads(proc.stdout)}
+def _storage_records(store: Path, kind: str) -> list[dict]:
+    """containers-storage's own list of a store's images or layers (storage/DRIVER-KIND/KIND.json)."""
+    files = list((Path(store) / "storage").glob(f"*-{kind}/{kind}.json"))
+    assert len(files) == 1, f"no containers-storage {kind} list in {store}"
+    return json.loads(files[0].read_text())
 
 
 def store_state(store: Path) -> dict:
-    """What a build may change in a store: its own images (ids and names; the stage images every store
-    sees are not its own), its containers, and how many containers were ever created in it.
+    """What a build may change in a store: its images (ids and names) and layers, its containers, and how
+    many containers were ever created in it.
 
-    Every podman call must succeed and the store must already hold a tree, so "unchanged" can never
-    be two empty answers to two failed commands.
+    Images and layers come from containers-storage's records of this store alone: `podman images` on
+    a store also lists every stage image it sees and takes seconds.  The store must already hold a
+    tree, so "unchanged" can never be two empty answers.
     """
     state = {
-        "images": sorted(_images(*podman_args(Path(store).resolve())) - _images()),
+        "images": sorted((i["id"], tuple(sorted(i.get("names") or []))) for i in _storage_records(store, "images")),
+        "layers": sorted(layer["id"] for layer in _storage_records(store, "layers")),
         "containers": podman(store, "ps", "--all", "--quiet").stdout.split(),
         "created": len(podman(store, "events", "--stream=false", "--filter", "event=create",
                               "--format", "{{.ID}}").stdout.split()),
