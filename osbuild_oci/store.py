@@ -167,7 +167,10 @@ def open_store(path: Path, lock_timeout: float = 3600.0) -> Iterator[ObjectStore
     """
     if path.exists() and not path.is_dir():
         raise UserError(f"--store {path} is not a directory")
-    created = not path.exists()
+    created = path
+    while not created.parent.exists():
+        created = created.parent
+    created = created if not created.exists() else None
     path.mkdir(parents=True, exist_ok=True)
     try:
         with open(path / ".lock", "w") as lock:
@@ -179,6 +182,6 @@ def open_store(path: Path, lock_timeout: float = 3600.0) -> Iterator[ObjectStore
                           file=sys.stderr)
                 yield ObjectStore(engine)
     except UserError:
-        if created:
-            shutil.rmtree(path, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise

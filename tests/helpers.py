@@ -402,7 +402,8 @@ BOOT_TIMEOUT = 240
 def boot_to_login(qcow2: Path, firmware: str, tmp: Path, run_as: str | None = None,
                   prompt: bytes = b"debian-oci login:") -> str:
     """Boot a disk image under qemu (TCG, snapshot mode) until the serial console shows the login prompt;
-    the console text.  run_as: the user that runs qemu (through runuser), for rootless boots."""
+    the console text.  run_as: the user that runs qemu (through runuser), for rootless boots; tmp must be
+    that user's to write."""
     log = tmp / f"serial-{firmware}.log"
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-monitor", "none",
            "-serial", f"file:{log}", "-drive", f"file={qcow2},if=virtio,snapshot=on"]
@@ -411,9 +412,8 @@ def boot_to_login(qcow2: Path, firmware: str, tmp: Path, run_as: str | None = No
         cmd += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}",
                 "-drive", f"if=pflash,format=raw,unit=1,file={tmp / 'vars.fd'}"]
     if run_as:
-        os.chmod(tmp, 0o777)
         if firmware == "uefi":
-            os.chmod(tmp / "vars.fd", 0o666)
+            shutil.chown(tmp / "vars.fd", run_as)
         cmd = ["runuser", "-u", run_as, "--", *cmd]
     vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -207,8 +207,6 @@ def test_registry_down(build, tmp_path, stage_images):
     assert store_state(store) == before
 
 
-@pytest.mark.xfail(strict=True, reason="bug: planning pulls a remote base before checking the stages' options, "
-                                       "so a pipeline refused with exit 2 still leaves the pulled image in the store")
 def test_bad_input_pulls_nothing_into_the_store(registry, first_machine, build, tmp_path):
     address, _ = registry
     _, tree = first_machine

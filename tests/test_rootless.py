@@ -65,6 +65,15 @@ class Rootless:
                 "ran": [e["stage"] for e in events if e["event"] == "stage-done" and not e["cached"]],
                 "tree": next((e["tree"] for e in events if e["event"] == "build-done"), None)}
 
+    def remove(self, path: Path) -> None:
+        """Remove what the user made, files of its subordinate ids included."""
+        if os.geteuid() == 0:
+            subprocess.run(["sh", "-c", f'grep -o " {path}/[^ ]*" /proc/self/mounts | xargs -r -n1 umount -l'],
+                           check=False)
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            self.run("podman", "unshare", "rm", "-rf", path)
+
     def podman(self, store: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         flags = shlex.split(self.run("osbuild-oci", "store", "podman-args", "--store", store).stdout)
         return self.run("podman", *flags, *args, check=check)
@@ -103,7 +112,7 @@ def rootless(tmp_path_factory) -> Rootless:
 def rootless_tree(rootless) -> dict:
     """The Debian tree pipeline built by the user in a fresh store, once."""
     store = rootless.home / "tree-store"
-    rootless.run("rm", "-rf", store)
+    rootless.remove(store)
     first = rootless.build(TREE_PIPELINE, store)
     assert first["proc"].returncode == 0, first["proc"].stderr[-3000:]
     return {"store": store, **first}
@@ -167,7 +176,7 @@ def test_rootless_registry_round_trip_runs_no_stage(rootless, rootless_tree, reg
     shared = rootless.build(TREE_PIPELINE, rootless_tree["store"], "--cache-to", cache, "--tls-verify=false")
     assert shared["proc"].returncode == 0, shared["proc"].stderr
     fresh = rootless.home / "fresh-store"
-    rootless.run("rm", "-rf", fresh)
+    rootless.remove(fresh)
     pulled = rootless.build(TREE_PIPELINE, fresh, "--stages-from", f"{address}/rootless", "--cache-from", cache,
                             "--tls-verify=false")
     assert pulled["proc"].returncode == 0, pulled["proc"].stderr
@@ -180,13 +189,17 @@ def test_rootless_registry_round_trip_runs_no_stage(rootless, rootless_tree, reg
 
 def test_rootless_qcow2_keeps_owners_and_boots(rootless, tmp_path):
     store, output = rootless.home / "qcow2-store", rootless.home / "qcow2-out"
-    rootless.run("rm", "-rf", store, output)
+    rootless.remove(store)
+    rootless.remove(output)
     built = rootless.build(QCOW2_PIPELINE, store, output=output)
     assert built["proc"].returncode == 0, built["proc"].stderr[-3000:]
     qcow2 = output / json.loads(QCOW2_PIPELINE.read_text())["assembler"]["options"]["filename"]
     assert qcow2_file_stat(qcow2, tmp_path, "/usr/bin/passwd") == (0o104755, 0, 0)
     assert qcow2_file_stat(qcow2, tmp_path, "/home/debian") == (0o40755, 1000, 1000)
-    console = boot_to_login(qcow2, "bios", tmp_path, run_as=rootless.name if os.geteuid() == 0 else None)
+    boot = rootless.home / "boot"
+    rootless.remove(boot)
+    rootless.run("mkdir", boot)
+    console = boot_to_login(qcow2, "bios", boot, run_as=rootless.name if os.geteuid() == 0 else None)
     assert "debian-oci login:" in console
 
 
@@ -247,6 +260,7 @@ def write_probe_stage(root: Path, name: str) -> None:
     (folder / "Containerfile").write_text("FROM localhost/osbuild-oci/stage-base:latest\n"
                                           "COPY stage /usr/libexec/osbuild-oci/stage\n"
                                           'LABEL org.osbuild-oci.network="true"\n'
+                                          'LABEL org.osbuild-oci.capabilities="CAP_DAC_OVERRIDE"\n'
                                           'ENTRYPOINT ["/usr/libexec/osbuild-oci/stage"]\n')
 
 
@@ -269,7 +283,7 @@ def test_a_stage_with_network_cannot_reach_the_hosts_loopback(who, request, tmp_
         else:
             user = request.getfixturevalue("rootless")
             source = user.home / "probe-source"
-            user.run("rm", "-rf", source)
+            user.remove(source)
             write_probe_stage(tmp_path / "probe", name)
             shutil.copytree(tmp_path / "probe", source)
             subprocess.run(["chown", "-R", user.name, str(source)], check=True)
@@ -278,7 +292,7 @@ def test_a_stage_with_network_cannot_reach_the_hosts_loopback(who, request, tmp_
             pipeline.write_text(json.dumps({"name": "probe", "stages": [{"name": name,
                                                                           "options": {"port": listener.port}}]}))
             store = user.home / "probe-store"
-            user.run("rm", "-rf", store)
+            user.remove(store)
             result = user.build(pipeline, store)
             assert result["proc"].returncode == 0, result["proc"].stderr
             assert "share the host's network namespace" not in result["proc"].stderr
