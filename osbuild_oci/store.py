@@ -133,9 +133,13 @@ class ObjectStore:
                 for name in info.names if name.startswith(prefix)]
 
     def clear(self) -> None:
-        """Remove every tree and every layer only trees used; stage images are not the store's."""
-        for _, info in self.trees():
-            self.engine.remove_image(info.id)
+        """Remove every tree and every layer only trees used; stage images are not the store's.
+
+        Trees go by name: an adopted base image seen from the user's storage is read-only
+        here, and loses only its tree name.
+        """
+        for tree_id, _ in self.trees():
+            self.engine.remove_image(tree_ref(tree_id))
         self.engine.prune()
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..errors import UserError
+from ..errors import BuildError, UserError
 from .common import STORE, store_path
 
 store_app = typer.Typer(help="Inspect and clean an object store.", no_args_is_help=True)
@@ -48,9 +50,15 @@ def store_delete(store: Optional[Path] = STORE) -> None:
     if not (path / "storage").is_dir():
         raise UserError(f"{path} is not an osbuild-oci store (no storage/ inside); refusing to delete it")
     with open_store(path) as objects:
-        objects.engine.prune()
+        objects.clear()
     unmount_below(path)
-    shutil.rmtree(path)
+    if os.geteuid() == 0:
+        shutil.rmtree(path)
+    else:
+        # Files of the user's subordinate ids are removable only inside the user namespace.
+        proc = subprocess.run(["podman", "unshare", "rm", "-rf", str(path)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BuildError(f"cannot remove {path}: {proc.stderr.strip()}")
 
 
 @store_app.command("podman-args")

@@ -33,10 +33,20 @@ def run(cmd: Sequence[str], **kwargs) -> subprocess.CompletedProcess:
 
 
 def chroot(tree: str, cmd: Sequence[str], **kwargs) -> subprocess.CompletedProcess:
-    """Run a command inside the tree, with a clean environment as on a booted system."""
+    """Run a command inside the tree, with a clean environment as on a booted system.
+
+    A tree built rootless has no device nodes (a user namespace cannot make them), so a
+    program that writes to /dev/null creates a regular file there; it is removed again,
+    so no layer ever holds a /dev/null that is not the device.
+    """
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root",
            "DEBIAN_FRONTEND": "noninteractive", **kwargs.pop("env", {})}
-    return run(["chroot", tree, *cmd], env=env, **kwargs)
+    try:
+        return run(["chroot", tree, *cmd], env=env, **kwargs)
+    finally:
+        null = os.path.join(tree, "dev", "null")
+        if os.path.isfile(null) and not os.path.islink(null):
+            os.remove(null)
 
 
 def in_tree(tree: str, path: str) -> str:
