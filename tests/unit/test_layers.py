@@ -7,27 +7,29 @@ import pytest
 from osbuild_oci import layers
 
 
-def test_the_first_stages_keep_a_layer_each():
+def test_a_pipeline_of_fewer_than_16_stages_keeps_a_layer_per_stage():
     assert layers.ends(1) == [1]
-    assert layers.ends(7) == list(range(1, 8))
+    assert layers.ends(15) == list(range(1, 16))
 
 
-def test_a_completed_chunk_becomes_one_layer_and_the_next_stages_stack_on_it():
-    assert layers.ends(8) == [8]
-    assert layers.ends(11) == [8, 9, 10, 11]
-    assert layers.ends(16) == [8, 16]
+def test_a_completed_unit_becomes_one_layer_and_the_next_stages_stack_on_it():
+    assert layers.ends(16) == [16]
+    assert layers.ends(19) == [16, 17, 18, 19]
+    assert layers.ends(48) == [16, 32, 48]
     assert layers.ends(64) == [64]
-    assert layers.ends(100) == [64, 72, 80, 88, 96, 97, 98, 99, 100]
+    assert layers.ends(100) == [64, 80, 96, 97, 98, 99, 100]
+    assert layers.ends(500) == [256, 320, 384, 448, 464, 480, 496, 497, 498, 499, 500]
 
 
 def test_everything_below_the_newest_top_unit_is_one_layer():
-    top = layers.CHUNK ** layers.LEVELS
+    top = layers.UNITS[-1]
     assert layers.ends(top) == [top]
-    assert layers.ends(3 * top + 9) == [3 * top, 3 * top + 8, 3 * top + 9]
+    assert layers.ends(3 * top + 17) == [3 * top, 3 * top + 16, 3 * top + 17]
 
 
 def test_no_tree_exceeds_the_budget_and_each_merges_once():
     assert layers.BASE_KEEP + layers.STAGE_LAYERS <= layers.BUDGET
+    assert max(len(layers.ends(depth)) for depth in range(5000)) == layers.STAGE_LAYERS == 25
     for depth in range(5000):
         ends = layers.ends(depth)
         assert len(ends) <= layers.STAGE_LAYERS, depth
