@@ -82,6 +82,22 @@ def base_of_three_layers(tmp: Path, address: str) -> str:
     return ref
 
 
+def test_a_tree_podman_cannot_mount_is_one_line_naming_stage_tree_and_layers(build, tmp_path):
+    store = tmp_path / "store"
+    two = [{"name": "org.osbuild.noop", "options": {"mount-failure": i}} for i in range(2)]
+    first = build({"name": "two", "stages": two}, store)
+    assert first.returncode == 0, first.stderr
+    upper = podman(store, "image", "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", first.image).stdout.strip()
+    Path(upper).rename(tmp_path / "lost-layer")
+    third = build({"name": "three", "stages": [*two, {"name": "org.osbuild.noop", "options": {}}]}, store)
+    assert third.returncode == 1
+    errors = [line for line in third.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in third.stderr and "mount_data" not in third.stderr
+    tree = third.of("stage-start")[-1]["id"]
+    assert errors[0].startswith(f"error: stage org.osbuild.noop, tree {tree}: podman could not mount"), errors[0]
+    assert "2 layers; the layer budget is 32" in errors[0] and "osbuild-oci store clean" in errors[0]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("debian", [False, True], ids=["no-base", "base-of-3-layers"])
 def test_200_stages_build_cache_push_pull_and_run_within_the_layer_budget(debian, tmp_path, registry,
