@@ -32,6 +32,7 @@ LABEL_DEPTH = "org.osbuild-oci.depth"
 LABEL_ROOT = "org.osbuild-oci.root"
 LABEL_LAYERS = "org.osbuild-oci.layer-trees"
 _LAYER_END = re.compile(r"^([0-9]+):([0-9a-f]{64})$")
+_ROOT = re.compile(r"(?:[0-9a-f]{64})?")
 _MOUNT_DATA = re.compile(r'\s*mount_data="[^"]*"|\s*mount_data=\S+')
 
 
@@ -60,7 +61,7 @@ class Lineage:
         labels = info.labels
         found = [_LAYER_END.match(end) for end in labels.get(LABEL_LAYERS, "").split()]
         if (labels.get(LABEL_TREE) == tree_id and labels.get(LABEL_DEPTH, "").isdigit() and found
-                and all(found) and re.fullmatch(r"|[0-9a-f]{64}", labels.get(LABEL_ROOT, "-"))):
+                and all(found) and _ROOT.fullmatch(labels.get(LABEL_ROOT, "-"))):
             return cls(labels[LABEL_ROOT], int(labels[LABEL_DEPTH]),
                        tuple((int(m[1]), m[2]) for m in found if m))
         return cls(tree_id if layers.keeps_base(len(info.layers)) else "", 0, ())
@@ -173,13 +174,19 @@ class ObjectStore:
         return 0, "", self.engine.empty_image()
 
     def _available(self, tree_id: str) -> str | None:
-        """The tree's image id: from the store, or pulled from a registry this store already pulled trees from."""
+        """The tree's image id: from the store, or pulled from a registry this store already pulled trees from.
+
+        A registry that fails now only costs the shared layout, not the build.
+        """
         info = self.tree_image(tree_id)
-        if info is None:
-            for repository, tls_verify in self._sources.items():
+        for repository, tls_verify in self._sources.items():
+            if info is not None:
+                break
+            try:
                 if self.fetch(tree_id, repository, tls_verify):
                     info = self.tree_image(tree_id)
-                    break
+            except RegistryError:
+                continue
         return info.id if info else None
 
     def _sync(self, parent: str, path: str, stage: str, tree_id: str) -> None:
