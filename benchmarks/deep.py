@@ -8,7 +8,7 @@
   2. `podman push` of the final tree to an empty loopback registry, `podman pull` of it
      into a fresh storage.
   3. With --debian: the merge on a Debian tree of about 700 MB: the first 3 stages of
-     the qcow2 pipeline (debootstrap, mkdir, apt with the kernel), then noop stages up
+     the qcow2 pipeline (debootstrap, files, apt with the kernel), then noop stages up
      to stage 16, which merges stages 1-16 into one layer; its time against stage 15's.
 Run as root after scripts/setup-host:  .venv/bin/python benchmarks/deep.py [--debian]
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
-from conftest import start_registry  # noqa: E402
+from helpers import start_registry  # noqa: E402
 
 CLI = [sys.executable, "-m", "osbuild_oci"]
 DEPTH = 500

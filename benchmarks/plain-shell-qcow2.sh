@@ -15,12 +15,16 @@ disk=$work/disk.raw
 
 # The tree: Debian, with FSTYPE for the initramfs written before the kernel is installed.
 # dpkg skips fsync, as the debootstrap and apt stages do (and the setting does not stay in the tree).
+# The hooks are scripts mmdebstrap runs with the tree as $1: single quotes on purpose.
+# shellcheck disable=SC2016
 mmdebstrap --quiet --variant=minbase \
   --include=systemd-sysv,udev,kmod,e2fsprogs,passwd,initramfs-tools,linux-image-amd64 \
   --dpkgopt=force-unsafe-io --customize-hook='rm "$1/etc/dpkg/dpkg.cfg.d/99mmdebstrap"' \
   --setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" && echo FSTYPE=ext4 > "$1/etc/initramfs-tools/conf.d/fstype.conf"' \
   bookworm "$tree" http://deb.debian.org/debian
 echo debian-oci > "$tree/etc/hostname"
+# A crypt hash, not an expansion.
+# shellcheck disable=SC2016
 chroot "$tree" useradd -m -u 1000 -G sudo -s /bin/bash \
   -p '$6$GUaQwKcdTVaVV6Rr$9wbGx92ysJJI4xpojZSop6N8gOpTd7UAGBirNTbvf4vKFPKiSIHuHZjcKcl6uRJ7NYk6tqvesDqafSSsK4wcg.' debian
 echo "UUID=$uuid / ext4 errors=remount-ro 0 1" > "$tree/etc/fstab"
@@ -48,6 +52,8 @@ printf 'label: gpt\nunit: sectors\nstart=2048, size=2048, type=21686148-6E49-704
   | sfdisk --quiet --no-reread --no-tell-kernel "$disk"
 mkfs.ext4 -q -F -L root -U "$uuid" -d "$tree" \
   -E offset=$((208896 * 512)),nodiscard,lazy_itable_init=1,lazy_journal_init=1 "$disk" $((3983360 / 2))k
+# $root is GRUB's variable, not the shell's.
+# shellcheck disable=SC2016
 printf 'search --no-floppy --fs-uuid --set=root %s\nset prefix=($root)/boot/grub\n' "$uuid" > "$work/early.cfg"
 modules="part_gpt part_msdos ext2 search search_fs_uuid normal configfile echo test linux boot gzio serial terminal all_video sleep reboot halt ls cat"
 # shellcheck disable=SC2086

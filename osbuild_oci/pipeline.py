@@ -35,7 +35,10 @@ class Alias:
 
 
 ALIASES = {
-    "io.weldr.qcow2": Alias("org.osbuild.qcow2"),
+    "io.weldr.qcow2": Alias("org.osbuild-oci.disk", {"format": "qcow2"}),
+    "org.osbuild.qcow2": Alias("org.osbuild-oci.disk", {"format": "qcow2"}),
+    "org.osbuild.raw": Alias("org.osbuild-oci.disk", {"format": "raw"}),
+    "org.osbuild.copy": Alias("org.osbuild-oci.files", deprecated=True),
 }
 
 

@@ -122,7 +122,7 @@ class ObjectStore:
     @contextmanager
     def get_tree(self, tree_id: str | None) -> Iterator[str]:
         """A view of the tree for readers; fails if the reader changed it anyway."""
-        container, path = self.engine.working_container(self._base_image(tree_id))
+        container, path = self.engine.mount_working_container(self._base_image(tree_id))
         try:
             yield path
             if self.engine.changes(container):
@@ -144,7 +144,7 @@ class ObjectStore:
         lineage = Lineage.of(base_id, info)
         start, root, image = self._merge_start(lineage)
         with self._mount_errors("mount the image the tree starts on", stage, tree_id, image):
-            container, path = self.engine.working_container(image)
+            container, path = self.engine.mount_working_container(image)
         try:
             if image != parent:
                 self._sync(parent, path, stage, tree_id)
@@ -192,7 +192,7 @@ class ObjectStore:
     def _sync(self, parent: str, path: str, stage: str, tree_id: str) -> None:
         """Make the working tree at path equal the parent image's tree; overlay copies up only what differs."""
         with self._mount_errors("mount the parent tree to merge layers", stage, tree_id, parent):
-            source, source_path = self.engine.working_container(parent)
+            source, source_path = self.engine.mount_working_container(parent)
         try:
             self.engine.sync(source_path, path)
         finally:
@@ -294,7 +294,10 @@ def open_store(path: Path, lock_timeout: float = 3600.0) -> Iterator[ObjectStore
     """
     if path.exists() and not path.is_dir():
         raise UserError(f"--store {path} is not a directory")
-    created = not path.exists()
+    created = path
+    while not created.parent.exists():
+        created = created.parent
+    created = created if not created.exists() else None
     path.mkdir(parents=True, exist_ok=True)
     try:
         with open(path / ".lock", "w") as lock:
@@ -306,6 +309,6 @@ def open_store(path: Path, lock_timeout: float = 3600.0) -> Iterator[ObjectStore
                           file=sys.stderr)
                 yield ObjectStore(engine)
     except UserError:
-        if created:
-            shutil.rmtree(path, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise

@@ -1,77 +1,64 @@
 """Fixtures that drive the real CLI against real podman, the way a user does.
 
 Tests call `osbuild-oci` as a subprocess and read its `--json` events; trees are
-checked with plain `podman` pointed at the store, as a user would.
+checked with plain `podman` pointed at the store through `osbuild-oci store
+podman-args`, as a user would.  After every test, each store it used must hold
+no container and no container mount: a build that leaks one fails the test.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
+import re
 import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from osbuild_oci.engine.host import unmount_below
-from osbuild_oci.engine.client import Engine
-
-REPO = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "osbuild_oci"]
+from helpers import (CLI, REPO, Result, make_testing_stage, podman, remove_default_images, run_build,
+                     stage_ref, start_registry, stop, touched_stores, unique_name)
 
 
-def osbuild(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the CLI; never raises on a non-zero exit, tests assert on it."""
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, **(env or {})})
+def _mounts() -> list[tuple[str, str]]:
+    """(mount point, type): the kernel escapes only space, tab, newline and backslash, as octal."""
+    with open("/proc/self/mounts", "rb") as mounts:
+        return [(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), fields[1]).decode(errors="replace"),
+                 fields[2].decode()) for fields in (line.split() for line in mounts)]
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-    events: list[dict] = field(default_factory=list)
-
-    def of(self, kind: str) -> list[dict]:
-        return [e for e in self.events if e.get("event") == kind]
-
-    @property
-    def ran(self) -> list[str]:
-        """Names of the stages whose container really ran (not cached)."""
-        return [e["stage"] for e in self.of("stage-done") if not e["cached"]]
-
-    @property
-    def tree(self) -> str:
-        return self.of("build-done")[0]["tree"]
-
-    @property
-    def image(self) -> str:
-        return self.of("build-done")[0]["image"]
+def _store_mounts(store: Path) -> list[tuple[str, str]]:
+    """Mounts under a store other than the one containers-storage keeps on its own overlay directory."""
+    prefix = str(store) + "/"
+    own = str(store / "storage" / "overlay")
+    return [(point, kind) for point, kind in _mounts() if point.startswith(prefix) and point != own]
 
 
-def podman(store: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Plain podman pointed at a store's storage, as `osbuild-oci store podman-args` tells users."""
-    proc = subprocess.run(["podman", *Engine(store).podman_args(), *args], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)} failed: {proc.stderr}")
-    return proc
+def pytest_collection_modifyitems(items) -> None:
+    """Whatever needs the stage images runs containers: slow, whether or not its module says so."""
+    for item in items:
+        if "stage_images" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)
 
 
-def tree_run(store: Path, image: str, *cmd: str) -> str:
-    """Run a command in a tree image (no network) and return its stdout."""
-    return podman(store, "run", "--rm", "--network=none", image, *cmd).stdout
+@pytest.fixture(autouse=True)
+def nothing_left_behind():
+    """Every store the test (or a fixture it set up) used: no container, no container mount afterwards."""
+    yield
+    stores = sorted(s for s in touched_stores if (s / "storage").is_dir())
+    touched_stores.clear()
+    for store in stores:
+        assert podman(store, "ps", "--all", "--quiet").stdout.split() == [], f"containers left in {store}"
+        assert _store_mounts(store) == [], f"mounts left under {store}"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def release_store_mounts(tmp_path_factory):
-    """containers-storage leaves its stores mounted; undo that so pytest can remove them."""
+    """containers-storage keeps each store's overlay directory bind-mounted for good; release it, and
+    whatever a failed test leaked (which nothing_left_behind reported), so the next run can remove the stores."""
     yield
-    unmount_below(tmp_path_factory.getbasetemp())
+    base = str(tmp_path_factory.getbasetemp().resolve()) + "/"
+    for point, _ in sorted(_mounts(), key=lambda m: len(m[0]), reverse=True):
+        if point.startswith(base):
+            subprocess.run(["umount", point], capture_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -89,49 +76,36 @@ def shared_store(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def build(tmp_path, shared_store, stage_images):
-    """build(pipeline_dict_or_path, store=None, output=None, *extra) -> Result."""
+    """build(pipeline_dict_or_path, store=None, output=None, *extra, env=None) -> Result."""
     counter = iter(range(1000))
 
     def _build(pipeline, store: Path | None = None, output: Path | None = None, *extra: str,
                env: dict | None = None) -> Result:
-        n = next(counter)
-        if isinstance(pipeline, dict):
-            path = tmp_path / f"pipeline-{n}.json"
-            path.write_text(json.dumps(pipeline))
-        else:
-            path = Path(pipeline)
-        out = output or tmp_path / f"out-{n}"
-        proc = osbuild("build", path, "--store", store or shared_store, "-o", out, "--json", *extra, env=env)
-        events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        return Result(proc.returncode, proc.stdout, proc.stderr, events)
+        return run_build(pipeline, store or shared_store, output or tmp_path / f"out-{next(counter)}", *extra, env=env)
 
     return _build
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture
+def new_stage_names():
+    """new_stage_names() -> a fresh stage name; every image built under such a name is removed afterwards."""
+    names: list[str] = []
+
+    def _new(prefix: str = "test.stage") -> str:
+        names.append(unique_name(prefix))
+        return names[-1]
+
+    yield _new
+    remove_default_images(*map(stage_ref, reversed(names)))
 
 
-def start_registry(root: Path, htpasswd: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """Debian's docker-registry on a random loopback port, storing into root."""
-    port = _free_port()
-    auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n" if htpasswd else ""
-    config = root / "config.yml"
-    config.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\n"
-                      f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}")
-    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
-                            stderr=open(root / "registry.log", "w"))
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, f"127.0.0.1:{port}"
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((root / "registry.log").read_text())
-            time.sleep(0.05)
+@pytest.fixture(scope="module")
+def testing_stage(tmp_path_factory, stage_images) -> str:
+    """A testing stage (prints, sleeps, fails or writes /version as asked) nobody rebuilds; its name."""
+    name = unique_name("test.testing")
+    make_testing_stage(tmp_path_factory.mktemp("testing-source"), name, "one")
+    yield name
+    remove_default_images(stage_ref(name))
 
 
 @pytest.fixture(scope="module")
@@ -140,5 +114,4 @@ def registry(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry")
     proc, address = start_registry(root)
     yield address, root / "data"
-    proc.terminate()
-    proc.wait()
+    stop(proc)

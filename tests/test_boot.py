@@ -8,31 +8,18 @@ fail on the machines we build on).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Result, osbuild, tree_run
-from test_assemblers import check_gpt_disk, root_file
+from helpers import REPO, Result, boot_to_login, check_gpt_disk, root_file, run_build, tree_run
 
 pytestmark = pytest.mark.slow
 
 PIPELINE = REPO / "pipelines" / "debian-bookworm-qcow2.json"
-OVMF = Path("/usr/share/OVMF")
-BOOT_TIMEOUT = 180
-
-
-def run_build(pipeline: dict, store: Path, output: Path) -> Result:
-    path = output.parent / f"{output.name}.json"
-    path.write_text(json.dumps(pipeline))
-    proc = osbuild("build", path, "--store", store, "-o", output, "--json")
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    return Result(proc.returncode, proc.stdout, proc.stderr, events)
 
 
 @pytest.fixture(scope="module")
@@ -60,25 +47,7 @@ def test_disk_checks(debian, pipeline, tmp_path):
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
 def test_boots_to_serial_login(debian, firmware, tmp_path):
     _, qcow2 = debian
-    log = tmp_path / "serial.log"
-    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-monitor", "none",
-           "-serial", f"file:{log}", "-drive", f"file={qcow2},if=virtio,snapshot=on"]
-    if firmware == "uefi":
-        shutil.copy(OVMF / "OVMF_VARS_4M.fd", tmp_path / "vars.fd")
-        cmd += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}",
-                "-drive", f"if=pflash,format=raw,unit=1,file={tmp_path / 'vars.fd'}"]
-    vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while b"debian-oci login:" not in (log.read_bytes() if log.exists() else b""):
-            assert vm.poll() is None, f"qemu exited: {vm.stderr.read().decode(errors='replace')}"
-            assert time.monotonic() < deadline, f"no login prompt on ttyS0 after {BOOT_TIMEOUT} s:\n" + \
-                log.read_text(errors="replace")[-3000:]
-            time.sleep(1)
-    finally:
-        vm.kill()
-        vm.wait()
-    console = log.read_text(errors="replace")
+    console = boot_to_login(qcow2, firmware, tmp_path)
     assert "GNU GRUB" in console
     assert "fsck.ext4 -a" in console, "the initramfs checks the root filesystem"
 
@@ -88,7 +57,7 @@ def test_warm_rebuild_runs_only_the_assembler(debian, pipeline, shared_store, tm
     again = run_build(pipeline, shared_store, tmp_path / "out")
     assert again.returncode == 0, again.stderr
     assert again.ran == []
-    assert [e["assembler"] for e in again.of("assembler-done")] == ["org.osbuild.qcow2"]
+    assert [e["assembler"] for e in again.of("assembler-done")] == ["org.osbuild-oci.disk"]
     assert again.image == first.image
     assert (tmp_path / "out" / pipeline["assembler"]["options"]["filename"]).exists()
 
@@ -113,3 +82,14 @@ def test_tar_and_oci_archive_of_the_debian_tree(debian, pipeline, shared_store, 
         loaded = subprocess.run(["podman", *storage, "run", "--rm", "--network=none", "localhost/debian-oci:bookworm",
                                  "cat", "/etc/os-release"], capture_output=True, text=True)
     assert loaded.stdout == os_release, loaded.stderr
+
+
+def test_trixie_builds_and_boots_to_serial_login(shared_store, stage_images, tmp_path):
+    """Debian 13, the README's first example: the same stages, only the suite differs."""
+    pipeline = json.loads((REPO / "pipelines" / "debian-trixie-qcow2.json").read_text())
+    result = run_build(pipeline, shared_store, tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-3000:]
+    qcow2 = tmp_path / "out" / pipeline["assembler"]["options"]["filename"]
+    assert tree_run(shared_store, result.image, "cat", "/etc/debian_version").startswith("13.")
+    console = boot_to_login(qcow2, "bios", tmp_path)
+    assert "Debian GNU/Linux 13" in console

@@ -9,15 +9,12 @@ getent, stat, inside the tree image.
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
-import tarfile
 
 import pytest
 
-from conftest import REPO, osbuild, podman, tree_run
-from osbuild_oci.engine.client import Engine
+from helpers import REPO, osbuild, podman, store_state, tree_entry, tree_run
 
 DEBOOTSTRAP = {"name": "org.osbuild.debootstrap",
                "options": {"suite": "bookworm", "variant": "minbase", "packages": ["systemd-sysv", "locales"]}}
@@ -49,27 +46,6 @@ def on_base(build, base, *stages: dict):
 
 def sh(store, image: str, script: str) -> str:
     return tree_run(store, image, "sh", "-c", script)
-
-
-def tree_entry(store, image: str, path: str) -> tuple[tarfile.TarInfo, bytes | None] | None:
-    """A path as the tree's layers hold it, or None; `podman run` (and `podman cp`) would show podman's
-    own /dev, /etc/hostname and /etc/hosts instead."""
-    container = podman(store, "create", image, "true").stdout.strip()
-    wanted = path.lstrip("/")
-    try:
-        with subprocess.Popen(["podman", *Engine(store).podman_args(), "export", container],
-                              stdout=subprocess.PIPE) as proc:
-            try:
-                with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-                    for info in tar:
-                        if info.name.lstrip("./") == wanted:
-                            data = tar.extractfile(info) if info.isfile() else None
-                            return info, data.read() if data else None
-                return None
-            finally:
-                proc.kill()
-    finally:
-        podman(store, "rm", container)
 
 
 def tree_file(store, image: str, path: str) -> str:
@@ -224,7 +200,7 @@ def test_copy_owner_names_resolve_in_the_tree(base, build, shared_store):
          "group": "systemd-journal"},
         {"path": "/bin/in-usr-bin", "content": "merged\n"}],
         "symlinks": [{"path": "/etc/app.d/current", "target": "/etc/network-app.conf"}]}
-    image = on_base(build, base, {"name": "org.osbuild.copy", "options": options}).image
+    image = on_base(build, base, {"name": "org.osbuild-oci.files", "options": options}).image
     ids = sh(shared_store, image, "getent passwd systemd-network | cut -d: -f3; getent group systemd-journal | cut -d: -f3")
     uid, gid = ids.split()
     assert tree_run(shared_store, image, "stat", "-c", "%a %u %g", "/etc/network-app.conf") == f"640 {uid} {gid}\n"
@@ -282,16 +258,18 @@ BAD_OPTIONS = [
     ("org.osbuild.users", {"users": {"alice": {"uid": "1000"}}},
      "stages[1].options.users.alice.uid: expected integer, got string"),
     ("org.osbuild.fstab", {"filesystems": [{"path": "/", "vfs_type": "ext4"}]}, "stages[1].options.filesystems[0]: give exactly one of: uuid, label, device"),
-    ("org.osbuild.copy", {"files": [{"path": "etc/relative", "content": "x"}]}, "stages[1].options.files[0].path:"),
+    ("org.osbuild-oci.files", {"files": [{"path": "etc/relative", "content": "x"}]}, "stages[1].options.files[0].path:"),
     ("org.osbuild.script", {"script": "true", "network": True}, "stages[1].options.network: unknown property"),
 ]
 
 
 @pytest.mark.parametrize("stage,options,expected", BAD_OPTIONS,
                          ids=[f"{s}-{i}" for i, (s, _, _) in enumerate(BAD_OPTIONS)])
-def test_bad_options_are_refused_before_anything_runs(build, stage, options, expected):
+def test_bad_options_are_refused_before_anything_runs(base, build, shared_store, stage, options, expected):
+    before = store_state(shared_store)
     result = build({"name": "bad", "stages": [DEBOOTSTRAP, {"name": stage, "options": options}]})
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
-    assert result.of("stage-start") == []
+    assert result.stdout == ""
+    assert store_state(shared_store) == before, "no container ran and nothing was stored"

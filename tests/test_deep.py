@@ -6,17 +6,15 @@ One heavy scenario per base, run once: each step's store is the previous step's.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import Result, osbuild, podman
+from helpers import MINBASE, Result, events_of, osbuild, podman, skopeo_inspect
 from osbuild_oci import layers
 
 DEPTH = 200
 CHANGED = 99  # the index of stage 100
-MINBASE = "localhost/osbuild-oci/debian-minbase:bookworm"
 # A tree without a base has no programs of its own: the host's run its check inside it.
 HOST_PROGRAMS = ["-v", "/usr:/usr:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro"]
 
@@ -25,8 +23,7 @@ def deep_build(tmp: Path, pipeline: dict, store: Path, *extra: str) -> Result:
     path = tmp / f"{pipeline['name']}.json"
     path.write_text(json.dumps(pipeline))
     proc = osbuild("build", path, "--store", store, "--json", "--no-tls-verify", *extra)
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    result = Result(proc.returncode, proc.stdout, proc.stderr, events)
+    result = Result(proc.returncode, proc.stdout, proc.stderr, events_of(proc.stdout))
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -38,10 +35,7 @@ def stages(debian: bool) -> tuple[list[dict], list[dict[str, str]]]:
         name = f"/srv/f{i % 7}"
         if i % 4 == 0:
             files[name] = f"v{i}"
-            out.append({"name": "org.osbuild.copy", "options": {"files": [{"path": name, "content": f"v{i}"}]}}
-                       if debian else
-                       {"name": "org.osbuild.mkdir", "options": {"paths": [{"path": "/srv"}],
-                                                                 "files": [{"path": name, "content": f"v{i}"}]}})
+            out.append({"name": "org.osbuild-oci.files", "options": {"files": [{"path": name, "content": f"v{i}"}]}})
         elif debian and i % 10 == 5:
             gone = f"/srv/f{(i // 10) % 7}"
             files.pop(gone, None)
@@ -70,15 +64,13 @@ def base_of_three_layers(tmp: Path, address: str) -> str:
     """A tree built on a tree built on the Debian base, pushed, so every store pulls the same 3 layers."""
     store, ref = tmp / "base-store", f"{address}/deep/base3:latest"
     one = deep_build(tmp, {"name": "base-one", "base": MINBASE, "stages": [
-        {"name": "org.osbuild.copy", "options": {"files": [{"path": "/etc/deep-one", "content": "1"}]}}]},
+        {"name": "org.osbuild-oci.files", "options": {"files": [{"path": "/etc/deep-one", "content": "1"}]}}]},
         store, "--tag", "localhost/deep/base2")
-    assert one.ran == ["org.osbuild.copy"]
+    assert one.ran == ["org.osbuild-oci.files"]
     deep_build(tmp, {"name": "base-two", "base": "localhost/deep/base2", "stages": [
-        {"name": "org.osbuild.copy", "options": {"files": [{"path": "/etc/deep-two", "content": "2"}]}}]},
+        {"name": "org.osbuild-oci.files", "options": {"files": [{"path": "/etc/deep-two", "content": "2"}]}}]},
         store, "--push", ref)
-    inspect = json.loads(subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{ref}"],
-                                        check=True, capture_output=True, text=True).stdout)
-    assert len(inspect["Layers"]) == 3
+    assert len(skopeo_inspect(ref)["Layers"]) == 3
     return ref
 
 
@@ -130,9 +122,7 @@ def test_200_stages_build_cache_push_pull_and_run_within_the_layer_budget(debian
     cache = f"{address}/deep/{'debian' if debian else 'empty'}-trees"
     pushed = deep_build(tmp_path, pipeline, store, "--cache-to", cache)
     assert pushed.ran == [] and len(pushed.of("tree-pushed")) == DEPTH
-    inspect = json.loads(subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{cache}:{trees[-1]}"],
-                                        check=True, capture_output=True, text=True).stdout)
-    assert len(inspect["Layers"]) == counts[-1] <= layers.BUDGET
+    assert len(skopeo_inspect(f"{cache}:{trees[-1]}")["Layers"]) == counts[-1] <= layers.BUDGET
 
     fresh = tmp_path / "fresh-store"
     pulled = deep_build(tmp_path, pipeline, fresh, "--cache-from", cache)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, osbuild, podman, start_registry
-from test_cache import MINBASE, tree_tags
+from helpers import (MINBASE, osbuild, podman, run_build, skopeo_inspect, start_registry, stop, store_state,
+                     tree_tags)
 
 HTTP = "--no-tls-verify"
 
@@ -17,8 +17,8 @@ HTTP = "--no-tls-verify"
 def pipeline(last: str = "one") -> dict:
     return {"name": "shared", "base": MINBASE, "stages": [
         {"name": "org.osbuild.noop", "options": {"registry": 1}},
-        {"name": "org.osbuild.mkdir", "options": {"files": [{"path": "/etc/motd", "content": "hello\n"}]}},
-        {"name": "org.osbuild.mkdir", "options": {"files": [{"path": "/srv/last", "content": last}]}},
+        {"name": "org.osbuild-oci.files", "options": {"files": [{"path": "/etc/motd", "content": "hello\n"}]}},
+        {"name": "org.osbuild-oci.files", "options": {"files": [{"path": "/srv/last", "content": last}]}},
     ], "assembler": {"name": "org.osbuild.tar", "options": {"filename": "tree.tar"}}}
 
 
@@ -26,11 +26,16 @@ def blobs(data: Path) -> dict[str, int]:
     return {p.parent.name: p.stat().st_size for p in (data / "docker/registry/v2/blobs").rglob("data")}
 
 
-def skopeo_inspect(ref: str) -> dict:
-    proc = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{ref}"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+def image_id(store: Path, ref: str) -> str:
+    return podman(store, "image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
+
+
+def stage_image_ids() -> dict[str, str]:
+    return {s["name"]: s["id"] for s in json.loads(osbuild("stages", "list", "--json").stdout)}
+
+
+def pinned_references(stdout: str) -> dict[str, str]:
+    return {line.split("@")[0].rsplit("/", 1)[1]: line.strip() for line in stdout.splitlines() if "@" in line}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +44,7 @@ def published(registry, stage_images):
     address, _ = registry
     proc = osbuild("stages", "push", f"{address}/osbuild", HTTP)
     assert proc.returncode == 0, proc.stderr
-    pinned = {line.split("@")[0].rsplit("/", 1)[1]: line.strip() for line in proc.stdout.splitlines() if "@" in line}
+    pinned = pinned_references(proc.stdout)
     assert "org.osbuild.noop" in pinned and "org.osbuild.tar" in pinned
     return pinned
 
@@ -49,16 +54,10 @@ def first_machine(registry, published, tmp_path_factory):
     """A build on 'machine one' that fills the registry cache."""
     address, _ = registry
     tmp = tmp_path_factory.mktemp("machine1")
-    path = tmp / "p.json"
-    path.write_text(json.dumps(pipeline()))
-    proc = osbuild("build", path, "--store", tmp / "store", "-o", tmp / "out", "--json",
-                   "--cache-to", f"{address}/osbuild/trees", HTTP)
-    assert proc.returncode == 0, proc.stderr
-    events = [json.loads(line) for line in proc.stdout.splitlines()]
-    done = [e for e in events if e["event"] == "build-done"][0]
-    pushed = [e for e in events if e["event"] == "tree-pushed"]
-    assert [e["id"] for e in pushed] == [e["id"] for e in events if e["event"] == "stage-done"]
-    return tmp / "store", done["tree"]
+    result = run_build(pipeline(), tmp / "store", tmp / "out", "--cache-to", f"{address}/osbuild/trees", HTTP)
+    assert result.returncode == 0, result.stderr
+    assert [e["id"] for e in result.of("tree-pushed")] == [e["id"] for e in result.of("stage-done")]
+    return tmp / "store", result.tree
 
 
 def test_second_machine_pulls_the_tree_and_runs_no_stage(registry, first_machine, build, tmp_path):
@@ -71,9 +70,8 @@ def test_second_machine_pulls_the_tree_and_runs_no_stage(registry, first_machine
     assert {e["source"] for e in result.of("stage-done")} == {f"{address}/osbuild/trees"}
     assert result.tree == tree
     assert len(result.of("assembler-done")) == 1
-    ids = [podman(s, "image", "inspect", "--format", "{{.Id}}", f"localhost/osbuild-oci/trees:{tree}").stdout
-           for s in (store1, tmp_path / "store2")]
-    assert ids[0] == ids[1]
+    ref = f"localhost/osbuild-oci/trees:{tree}"
+    assert image_id(store1, ref) == image_id(tmp_path / "store2", ref)
 
 
 def test_a_cached_tree_is_an_ordinary_image(registry, first_machine, tmp_path):
@@ -81,9 +79,8 @@ def test_a_cached_tree_is_an_ordinary_image(registry, first_machine, tmp_path):
     _, tree = first_machine
     ref = f"{address}/osbuild/trees:{tree}"
     manifest = skopeo_inspect(ref)
-    base_layers = len(podman(tmp_path / "s", "image", "inspect", MINBASE).stdout and
-                      json.loads(podman(tmp_path / "s", "image", "inspect", MINBASE).stdout)[0]["RootFS"]["Layers"])
-    assert len(manifest["Layers"]) == base_layers + 3
+    base_layers = json.loads(podman(tmp_path / "s", "image", "inspect", MINBASE).stdout)[0]["RootFS"]["Layers"]
+    assert len(manifest["Layers"]) == len(base_layers) + 3
     store = tmp_path / "plain"
     podman(store, "pull", "--tls-verify=false", ref)
     assert podman(store, "run", "--rm", "--network=none", ref, "cat", "/etc/motd").stdout == "hello\n"
@@ -96,7 +93,7 @@ def test_changed_last_stage_pulls_the_prefix_and_uploads_one_layer(registry, fir
     result = build(pipeline("two"), tmp_path / "store3", None, "--cache-from", f"{address}/osbuild/trees",
                    "--cache-to", f"{address}/osbuild/trees", HTTP)
     assert result.returncode == 0, result.stderr
-    assert result.ran == ["org.osbuild.mkdir"]
+    assert result.ran == ["org.osbuild-oci.files"]
     assert [e["source"] for e in result.of("stage-done")][:2] == [f"{address}/osbuild/trees"] * 2
     new = {d: size for d, size in blobs(data).items() if d not in before}
     # one layer, its image config and its manifest; nothing of the base or the earlier stages
@@ -116,12 +113,79 @@ def test_base_can_be_a_published_tree(registry, first_machine, build, tmp_path):
                   "sh", "-c", "cat /etc/motd; test -d /child && echo child").stdout == "hello\nchild\n"
 
 
-def test_pinned_stage_digest(registry, published, build, tmp_path):
-    good = {"name": "pinned", "stages": [{"name": "org.osbuild.noop", "image": published["org.osbuild.noop"]}]}
-    assert build(good, tmp_path / "store", None, HTTP).returncode == 0
+def test_a_tree_id_base_is_fetched_through_cache_from(registry, first_machine, build, tmp_path):
+    address, _ = registry
+    _, tree = first_machine
+    child = {"name": "child", "base": tree,
+             "stages": [{"name": "org.osbuild.mkdir", "options": {"paths": [{"path": "/by-id"}]}}]}
+    missing = build(child, tmp_path / "empty", None, HTTP)
+    assert missing.returncode == 2 and f"base: no tree {tree}" in missing.stderr, missing.stderr
+    result = build(child, tmp_path / "store", None, "--cache-from", f"{address}/osbuild/trees", HTTP)
+    assert result.returncode == 0, result.stderr
+    assert result.ran == ["org.osbuild.mkdir"]
+    assert tree_tags(tmp_path / "store") == {f"localhost/osbuild-oci/trees:{tree}", result.image}
+    assert podman(tmp_path / "store", "run", "--rm", "--network=none", result.image,
+                  "sh", "-c", "cat /srv/last; test -d /by-id && echo by-id").stdout == "oneby-id\n"
+
+
+def test_local_trees_win_over_the_cache_registry(registry, first_machine, build, tmp_path):
+    """The store is checked before the registry: a local tree is used, nothing is pulled."""
+    address, _ = registry
+    _, tree = first_machine
+    store = tmp_path / "store"
+    local = build(pipeline(), store, None, HTTP)
+    assert local.returncode == 0 and local.tree == tree, local.stderr
+    before = store_state(store)
+    again = build(pipeline(), store, None, "--cache-from", f"{address}/osbuild/trees", HTTP)
+    assert again.returncode == 0, again.stderr
+    assert [e["source"] for e in again.of("stage-done")] == ["store"] * 3
+    assert store_state(store)["images"] == before["images"], "nothing was pulled"
+
+
+def test_several_cache_registries_are_tried_in_order(registry, first_machine, build, tmp_path):
+    address, _ = registry
+    _, tree = first_machine
+    dead, empty, full = "127.0.0.1:9/osbuild/trees", f"{address}/osbuild/nothing-here", f"{address}/osbuild/trees"
+    result = build(pipeline(), tmp_path / "store", None, "--cache-from", dead, "--cache-from", empty,
+                   "--cache-from", full, HTTP)
+    assert result.returncode == 0, result.stderr
+    assert result.ran == [] and result.tree == tree
+    assert [e["source"] for e in result.of("stage-done")] == [full] * 3
+    assert [e["registry"] for e in result.of("cache-unavailable")] == [dead]
+
+
+def test_a_pulled_tree_whose_label_does_not_match_is_refused(registry, first_machine, build, tmp_path):
+    address, _ = registry
+    store1, _ = first_machine
+    small = {"name": "mislabelled", "stages": [{"name": "org.osbuild.noop", "options": {"mislabelled": 1}}]}
+    honest = build(small, tmp_path / "honest", None)
+    assert honest.returncode == 0, honest.stderr
+    # Another tree, published under the tag of this pipeline's tree.
+    forged = f"{address}/osbuild/forged:{honest.tree}"
+    podman(store1, "push", "--tls-verify=false", f"localhost/osbuild-oci/trees:{first_machine[1]}",
+           f"docker://{forged}")
+    result = build(small, tmp_path / "store", None, "--cache-from", f"{address}/osbuild/forged", HTTP)
+    assert result.returncode == 1, result.stderr
+    assert f"{forged} is not the tree it is tagged as" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert tree_tags(tmp_path / "store") == set(), "the forged image must not become a tree of the store"
+
+
+def test_pinned_stage_digest(registry, published, build, tmp_path, shared_store):
+    noop = {"name": "pinned", "stages": [{"name": "org.osbuild.noop", "options": {"pinned": 1}}]}
+    by_name = build(noop, shared_store)
+    assert by_name.returncode == 0, by_name.stderr
+    noop["stages"][0]["image"] = published["org.osbuild.noop"]
+    good = build(noop, tmp_path / "store", None, HTTP)
+    assert good.returncode == 0, good.stderr
+    assert good.ran == ["org.osbuild.noop"]
+    # The pulled image is the one built here (same config digest), so the tree id agrees with a local build.
+    assert image_id(tmp_path / "store", published["org.osbuild.noop"]) == stage_image_ids()["org.osbuild.noop"]
+    assert good.tree == by_name.tree
+
     wrong = published["org.osbuild.noop"][:-8] + "00000000"
-    bad = {"name": "pinned", "stages": [{"name": "org.osbuild.noop", "image": wrong}]}
-    result = build(bad, tmp_path / "store", None, HTTP)
+    noop["stages"][0]["image"] = wrong
+    result = build(noop, tmp_path / "store", None, HTTP)
     assert result.returncode == 2
     assert "stages[0].image" in result.stderr and "no image there has that digest" in result.stderr
 
@@ -135,47 +199,51 @@ def test_registry_down(build, tmp_path, stage_images):
     assert fallback.ran == ["org.osbuild.noop"]
     assert fallback.of("cache-unavailable")[0]["registry"] == f"{dead}/osbuild/trees"
 
-    before = tree_tags(store)
+    before = store_state(store)
     refused = build(small, store, None, "--stages-from", f"{dead}/osbuild", HTTP)
     assert refused.returncode == 1
     assert f"registry {dead}" in refused.stderr and "connection refused" in refused.stderr
     assert "Traceback" not in refused.stderr
-    assert tree_tags(store) == before
+    assert store_state(store) == before
 
 
-def test_plain_http_only_when_asked(registry, first_machine, build, tmp_path):
+def test_bad_input_pulls_nothing_into_the_store(registry, first_machine, build, tmp_path):
     address, _ = registry
-    result = build(pipeline(), tmp_path / "store", None, "--cache-to", f"{address}/osbuild/trees")
-    assert result.returncode == 1
-    assert "HTTP response to HTTPS client" in result.stderr
+    _, tree = first_machine
+    store = tmp_path / "store"
+    assert build({"name": "seed", "stages": [{"name": "org.osbuild.noop", "options": {"seed": 1}}]},
+                 store).returncode == 0
+    before = store_state(store)
+    bad = {"name": "bad", "base": f"{address}/osbuild/trees:{tree}",
+           "stages": [{"name": "org.osbuild.mkdir", "options": {"paths": "/not-a-list"}}]}
+    result = build(bad, store, None, HTTP)
+    assert result.returncode == 2, result.stderr
+    assert "stages[0].options.paths: expected array, got string" in result.stderr
+    assert store_state(store) == before
 
 
-def test_credentials_come_from_the_auth_file(tmp_path, build, stage_images):
-    htpasswd = tmp_path / "htpasswd"
-    htpasswd.write_text(subprocess.run(["htpasswd", "-Bbn", "alice", "s3cret"], capture_output=True,
-                                       text=True, check=True).stdout)
-    (tmp_path / "reg").mkdir()
-    proc, address = start_registry(tmp_path / "reg", htpasswd)
-    try:
-        small = {"name": "auth", "stages": [{"name": "org.osbuild.noop", "options": {"auth": 1}}]}
-        store = tmp_path / "store"
-        denied = build(small, store, None, "--cache-to", f"{address}/private/trees", HTTP,
-                       env={"REGISTRY_AUTH_FILE": str(tmp_path / "none.json")})
-        assert denied.returncode == 1
-        assert "authentication required" in denied.stderr and address in denied.stderr
-
-        authfile = tmp_path / "auth.json"
-        login = subprocess.run(["podman", "login", "--tls-verify=false", "--authfile", str(authfile),
-                                "-u", "alice", "--password-stdin", address], input="s3cret", text=True,
-                               capture_output=True)
-        assert login.returncode == 0, login.stderr
-        pushed = build(small, store, None, "--cache-to", f"{address}/private/trees", HTTP,
-                       env={"REGISTRY_AUTH_FILE": str(authfile)})
-        assert pushed.returncode == 0, pushed.stderr
-        assert len(pushed.of("tree-pushed")) == 1
-    finally:
-        proc.terminate()
-        proc.wait()
+@pytest.mark.parametrize("how", ["cache-to", "cache-from", "stages-from", "base"])
+def test_plain_http_only_when_asked(registry, first_machine, build, tmp_path, how):
+    address, _ = registry
+    _, tree = first_machine
+    small = {"name": "https", "stages": [{"name": "org.osbuild.noop", "options": {"https": 1}}]}
+    args = {"cache-to": ["--cache-to", f"{address}/osbuild/trees"],
+            "cache-from": ["--cache-from", f"{address}/osbuild/trees"],
+            "stages-from": ["--stages-from", f"{address}/osbuild"]}.get(how, [])
+    if how == "cache-from":
+        small = pipeline()
+    if how == "base":
+        small["base"] = f"{address}/osbuild/trees:{tree}"
+    result = build(small, tmp_path / "store", None, *args)
+    if how == "cache-from":
+        # An unusable cache is reported and skipped: every stage runs here, nothing comes over plain HTTP.
+        assert result.returncode == 0, result.stderr
+        assert len(result.ran) == 3
+        assert "HTTP response to HTTPS client" in result.of("cache-unavailable")[0]["error"]
+    else:
+        assert result.returncode == 1, result.stderr
+        assert "HTTP response to HTTPS client" in result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def test_final_tree_is_tagged_and_pushed_under_the_users_names(registry, build, tmp_path, stage_images):
@@ -185,7 +253,121 @@ def test_final_tree_is_tagged_and_pushed_under_the_users_names(registry, build, 
              "stages": [{"name": "org.osbuild.mkdir", "options": {"paths": [{"path": "/named"}]}}]}
     result = build(small, store, None, "--tag", "localhost/mine/named", "--push", f"{address}/mine/named:v1", HTTP)
     assert result.returncode == 0, result.stderr
-    local = podman(store, "image", "inspect", "--format", "{{.Id}}", "localhost/mine/named:latest").stdout
-    assert local == podman(store, "image", "inspect", "--format", "{{.Id}}", result.image).stdout
-    assert len(skopeo_inspect(f"{address}/mine/named:v1")["Layers"]) == len(
-        json.loads(podman(store, "image", "inspect", result.image).stdout)[0]["RootFS"]["Layers"])
+    local = image_id(store, result.image)
+    assert image_id(store, "localhost/mine/named:latest") == local
+    # The registry holds this very image (same config digest, same layers) ...
+    manifest = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                                          f"docker://{address}/mine/named:v1"], capture_output=True,
+                                         text=True, check=True).stdout)
+    assert manifest["config"]["digest"] == f"sha256:{local}"
+    config = skopeo_inspect(f"{address}/mine/named:v1", "--config")
+    assert config["rootfs"]["diff_ids"] == json.loads(podman(store, "image", "inspect", result.image).stdout)[0][
+        "RootFS"]["Layers"]
+    # ... and it runs anywhere.
+    elsewhere = tmp_path / "elsewhere"
+    podman(elsewhere, "pull", "--tls-verify=false", f"{address}/mine/named:v1")
+    assert podman(elsewhere, "run", "--rm", "--network=none", f"{address}/mine/named:v1", "sh", "-c",
+                  "test -d /named && . /etc/os-release && echo $ID").stdout == "debian\n"
+
+
+# -- a registry that wants credentials ----------------------------------------------
+
+USER, PASSWORD = "alice", "s3cret"
+
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory, stage_images):
+    """A registry with a password, the auth file `podman login` wrote for it, and the stages pushed there with it."""
+    root = tmp_path_factory.mktemp("private")
+    htpasswd = root / "htpasswd"
+    htpasswd.write_text(subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], capture_output=True,
+                                       text=True, check=True).stdout)
+    (root / "reg").mkdir()
+    proc, address = start_registry(root / "reg", htpasswd)
+    try:
+        authfile = root / "auth.json"
+        login(address, authfile)
+        denied = osbuild("stages", "push", f"{address}/osbuild", HTTP, env=no_credentials(root))
+        assert denied.returncode == 1 and "authentication required" in denied.stderr, denied.stderr
+        pushed = osbuild("stages", "push", f"{address}/osbuild", HTTP, env={"REGISTRY_AUTH_FILE": str(authfile)})
+        assert pushed.returncode == 0, pushed.stderr
+        assert set(pinned_references(pushed.stdout)) == set(stage_image_ids())
+        yield address, authfile
+    finally:
+        stop(proc)
+
+
+def no_credentials(folder: Path) -> dict:
+    """An environment whose auth file holds no credentials."""
+    (folder / "empty-auth.json").write_text('{"auths": {}}')
+    return {"REGISTRY_AUTH_FILE": str(folder / "empty-auth.json")}
+
+
+def login(address: str, authfile: Path) -> None:
+    authfile.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["podman", "login", "--tls-verify=false", "--authfile", str(authfile), "-u", USER,
+                           "--password-stdin", address], input=PASSWORD, text=True, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_credentials_come_from_the_auth_file(private, tmp_path, build):
+    address, authfile = private
+    small = {"name": "auth", "stages": [{"name": "org.osbuild.noop", "options": {"auth": 1}}]}
+    store = tmp_path / "store"
+    denied = build(small, store, None, "--cache-to", f"{address}/private/trees", HTTP, env=no_credentials(tmp_path))
+    assert denied.returncode == 1
+    assert "authentication required" in denied.stderr and address in denied.stderr
+
+    auth = {"REGISTRY_AUTH_FILE": str(authfile)}
+    pushed = build(small, store, None, "--cache-to", f"{address}/private/trees", HTTP, env=auth)
+    assert pushed.returncode == 0, pushed.stderr
+    assert len(pushed.of("tree-pushed")) == 1
+    read_back = skopeo_inspect(f"{address}/private/trees:{pushed.tree}", "--authfile", str(authfile))
+    assert read_back["Labels"]["org.osbuild-oci.tree-id"] == pushed.tree
+
+    # Pulls use the same credentials: stages, cached trees and a base from the private registry.
+    fresh = build(small, tmp_path / "fresh", None, "--stages-from", f"{address}/osbuild",
+                  "--cache-from", f"{address}/private/trees", HTTP, env=auth)
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.ran == [] and fresh.of("cache-unavailable") == [] and fresh.tree == pushed.tree
+    child = {"name": "child", "base": f"{address}/private/trees:{pushed.tree}",
+             "stages": [{"name": "org.osbuild.noop", "options": {"child": 1}}]}
+    based = build(child, tmp_path / "based", None, "--stages-from", f"{address}/osbuild", HTTP, env=auth)
+    assert based.returncode == 0, based.stderr
+    assert based.ran == ["org.osbuild.noop"]
+
+
+@pytest.mark.parametrize("how", ["stages-from", "cache-from", "base"])
+def test_pulls_without_credentials_are_refused(private, tmp_path, build, how):
+    address, _ = private
+    small = {"name": "noauth", "stages": [{"name": "org.osbuild.noop", "options": {"noauth": 1}}]}
+    args = []
+    if how == "stages-from":
+        args = ["--stages-from", f"{address}/osbuild"]
+    elif how == "cache-from":
+        args = ["--cache-from", f"{address}/osbuild/trees"]
+    else:
+        small["base"] = f"{address}/osbuild/org.osbuild.noop:latest"
+    result = build(small, tmp_path / "store", None, *args, HTTP, env=no_credentials(tmp_path))
+    if how == "cache-from":
+        assert result.returncode == 0 and result.ran == ["org.osbuild.noop"], result.stderr
+        assert "authentication required" in result.of("cache-unavailable")[0]["error"]
+    else:
+        assert result.returncode == 1, result.stderr
+        assert "authentication required" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("location", ["$XDG_RUNTIME_DIR/containers/auth.json", "~/.config/containers/auth.json",
+                                      "~/.docker/config.json"])
+def test_default_auth_file_locations_for_root(private, tmp_path, build, location):
+    """Without REGISTRY_AUTH_FILE, credentials are found where podman login (or docker login) keeps them."""
+    address, _ = private
+    home, runtime = tmp_path / "home", tmp_path / "runtime"
+    home.mkdir()
+    runtime.mkdir()
+    login(address, Path(location.replace("$XDG_RUNTIME_DIR", str(runtime)).replace("~", str(home))))
+    env = {"REGISTRY_AUTH_FILE": None, "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)}
+    small = {"name": "default-auth", "stages": [{"name": "org.osbuild.noop", "options": {"where": location}}]}
+    result = build(small, tmp_path / "store", None, "--cache-to", f"{address}/private/default", HTTP, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(result.of("tree-pushed")) == 1

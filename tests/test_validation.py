@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
-from conftest import REPO, osbuild, podman
-from test_cache import containers_created, tree_tags
+from helpers import REPO, osbuild, remove_default_images, stage_ref, store_state, unique_name
 
 GOOD_STAGE = {"name": "org.osbuild.noop", "options": {}}
 
@@ -22,7 +22,7 @@ CASES = [
     ("unknown-stage", {"name": "x", "stages": [GOOD_STAGE, {"name": "org.osbuild.nope"}]},
      "stages[1].name: no stage image localhost/osbuild-oci/org.osbuild.nope:latest"),
     ("unknown-option", {"name": "x", "stages": [{"name": "org.osbuild.mkdir", "options": {"pahts": []}}]},
-     "stages[0].options.pahts: unknown property; allowed here: files, paths"),
+     "stages[0].options.pahts: unknown property; allowed here: paths"),
     ("option-type", {"name": "x", "stages": [{"name": "org.osbuild.mkdir", "options": {"paths": "/srv"}}]},
      "stages[0].options.paths: expected array, got string"),
     ("nested-option", {"name": "x", "stages": [{"name": "org.osbuild.mkdir",
@@ -57,7 +57,7 @@ def populated_store(tmp_path_factory, stage_images):
 def test_malformed_pipeline_is_refused_before_anything_runs(populated_store, tmp_path, name, pipeline, expected):
     path = tmp_path / f"{name}.json"
     path.write_text(pipeline if isinstance(pipeline, str) else json.dumps(pipeline))
-    before = (containers_created(populated_store), tree_tags(populated_store))
+    before = store_state(populated_store)
     proc = osbuild("build", path, "--store", populated_store, "-o", tmp_path / "out")
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -65,7 +65,7 @@ def test_malformed_pipeline_is_refused_before_anything_runs(populated_store, tmp
     assert lines[0].startswith(f"error: {path}: ")
     assert expected in lines[0]
     assert "Traceback" not in proc.stderr and proc.stdout == ""
-    assert (containers_created(populated_store), tree_tags(populated_store)) == before
+    assert store_state(populated_store) == before
     assert not (tmp_path / "out").exists()
 
 
@@ -73,12 +73,56 @@ def test_missing_pipeline_file(tmp_path):
     proc = osbuild("build", tmp_path / "nope.json", "--store", tmp_path / "s", "-o", tmp_path / "out")
     assert proc.returncode == 2
     assert "nope.json" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "s").exists() and not (tmp_path / "out").exists()
 
 
 def test_output_directory_must_be_empty(populated_store, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.img").write_text("x")
+    before = store_state(populated_store)
     proc = osbuild("build", REPO / "pipelines" / "noop.json", "--store", populated_store, "-o", out)
     assert proc.returncode == 2
     assert f"output directory {out} is not empty" in proc.stderr
+    assert store_state(populated_store) == before
+    assert [p.name for p in out.iterdir()] == ["stale.img"]
+
+
+@pytest.fixture(scope="module")
+def invalid_schema_images(stage_images, tmp_path_factory):
+    """Stage images whose schema label is there but is no JSON schema: {label value: image name}."""
+    context = tmp_path_factory.mktemp("invalid-schema")
+    (context / "Containerfile").write_text("FROM localhost/osbuild-oci/stage-base:latest\n")
+    images = {}
+    for value in ('{"type": 12}', "{not json"):
+        name = unique_name("test.invalid-schema")
+        subprocess.run(["podman", "build", "-q", "-t", stage_ref(name), "--label", f"org.osbuild-oci.schema={value}",
+                        str(context)], check=True, capture_output=True)
+        images[value] = name
+    yield images
+    remove_default_images(*map(stage_ref, images.values()))
+
+
+@pytest.mark.parametrize("label", ['{"type": 12}', "{not json"])
+def test_invalid_schema_label_is_refused(populated_store, invalid_schema_images, tmp_path, label):
+    path = tmp_path / "p.json"
+    name = invalid_schema_images[label]
+    path.write_text(json.dumps({"name": "x", "stages": [{"name": "org.osbuild.noop"}, {"name": name}]}))
+    before = store_state(populated_store)
+    proc = osbuild("build", path, "--store", populated_store, "-o", tmp_path / "out")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: {path}: stages[1]: stage image {stage_ref(name)} has an invalid "
+                               "schema label: ")
+    assert store_state(populated_store) == before
+
+
+def test_bad_input_does_not_create_a_new_store(stage_images, tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"name": "x", "stages": [{"name": "org.osbuild.mkdir", "options": {"paths": "/a"}}]}))
+    store = tmp_path / "new" / "store"
+    proc = osbuild("build", path, "--store", store, "-o", tmp_path / "out")
+    assert proc.returncode == 2, proc.stderr
+    assert "stages[0].options.paths: expected array, got string" in proc.stderr
+    assert not (tmp_path / "new").exists()

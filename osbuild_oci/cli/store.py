@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -54,6 +55,9 @@ def store_delete(store: Optional[Path] = STORE) -> None:
 
 @store_app.command("podman-args")
 def store_podman_args(store: Optional[Path] = STORE) -> None:
-    """Print the podman flags that select the store, for `podman $(osbuild-oci store podman-args) run ...`."""
+    """Print the podman flags that select the store, for `podman $(osbuild-oci store podman-args) run ...`.
+
+    They are shell-quoted: for a store path with spaces, use `eval podman "$(osbuild-oci store podman-args)" ...`.
+    """
     from ..engine.service import Service
-    print(" ".join(Service(store_path(store)).podman_args()))
+    print(shlex.join(Service(store_path(store)).podman_args()))

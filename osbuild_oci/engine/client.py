@@ -36,12 +36,15 @@ def _podman_errors(method: Callable) -> Callable:
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except podman.errors.APIError as err:
+        except (podman.errors.APIError, requests.exceptions.ConnectionError) as err:
+            if not self.service.alive():
+                raise EngineError(f"the podman service of store {self.store} stopped while working; "
+                                  f"its log: {self.service.log}") from None
+            if isinstance(err, requests.exceptions.ConnectionError):
+                raise EngineError(f"lost the podman service of this store ({self.socket_path}): {err}") from None
             subject = str(args[0])[:200] if args else ""
             raise EngineError(f"podman refused to {method.__name__.replace('_', ' ')} {subject}: "
                               f"{err.explanation or err}") from None
-        except requests.exceptions.ConnectionError as err:
-            raise EngineError(f"lost the podman service of this store ({self.socket_path}): {err}") from None
     return wrapper
 
 
@@ -173,7 +176,7 @@ class Engine:
     # -- containers ----------------------------------------------------------
 
     @_podman_errors
-    def working_container(self, image_id: str) -> tuple[str, str]:
+    def mount_working_container(self, image_id: str) -> tuple[str, str]:
         """A never-started container of the image, mounted; returns (id, host path of its root)."""
         ctr = self.client.containers.create(image_id, command=["/nonexistent"], network_mode="none")
         self._containers.add(ctr.id)
@@ -248,7 +251,8 @@ class Engine:
             except ValueError:
                 message = response.text
             raise EngineError(f"podman {method} {path}: {message}")
-        return response.text
+        # libpod sends no charset, and requests would then guess Latin-1 for a UTF-8 path.
+        return response.content.decode("utf-8", errors="surrogateescape")
 
 
 def _last_line(text: str) -> str:

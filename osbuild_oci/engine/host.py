@@ -15,14 +15,16 @@ _OCTAL = re.compile(rb"\\([0-7]{3})")
 
 
 def runtime_dir() -> Path:
-    """Sockets and podman's run state: short paths (conmon's sockets must stay under 108 bytes).
+    """Sockets and podman's run state, in short paths: podman refuses a runroot over 50
+    characters, and conmon's sockets must stay under 108 bytes.
 
     Rootless users started with su/runuser have no XDG_RUNTIME_DIR; they get a
     private directory under /tmp instead.
     """
     if os.geteuid() == 0:
         return Path("/run/osbuild-oci")
-    return Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/osbuild-oci-{os.getuid()}") / "osbuild-oci"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(runtime) / "osbuild-oci" if runtime else Path(f"/tmp/osbuild-oci-{os.getuid()}")
 
 
 def ulimits() -> list[dict]:

@@ -56,7 +56,7 @@ class DefaultStorage:
 def build(context: Path, containerfile: Path, tag: str, labels: dict[str, str],
           build_args: dict[str, str] | None = None) -> None:
     """Build an image into the default storage, streaming podman's output to the terminal."""
-    args = ["build", "--network=host", "-f", str(containerfile), "-t", tag]
+    args = ["build", "-f", str(containerfile), "-t", tag]
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]
     for key, value in (build_args or {}).items():

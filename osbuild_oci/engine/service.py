@@ -56,6 +56,7 @@ class Service:
         self.run_dir = runtime_dir() / key
         self.socket_path = self.run_dir / "podman.sock"
         self._pid_file = self.run_dir / "service.pid"
+        self.log = self.run_dir / "service.log"
         self._process: subprocess.Popen | None = None
 
     def podman_args(self) -> list[str]:
@@ -71,27 +72,39 @@ class Service:
             args += ["--storage-opt", f"{default.driver}.imagestore={default.graph_root}"]
         return args
 
+    def _check_paths(self) -> None:
+        runroot = str(self.run_dir / "run")
+        if len(runroot) > 50:
+            raise EngineError(f"podman refuses the run root {runroot}: longer than 50 characters; "
+                              "set XDG_RUNTIME_DIR to a shorter directory of your own (e.g. /run/user/UID)")
+
     def start(self) -> None:
         """Start the service; one left behind by a killed command is stopped first, its socket removed."""
         self.store.mkdir(parents=True, exist_ok=True)
+        self._check_paths()
         private_dir(self.run_dir)
         self._stop_orphan()
         if self.socket_path.is_socket() or self.socket_path.exists():
             if self.socket_path.lstat().st_uid != os.geteuid():
                 raise EngineError(f"{self.socket_path} belongs to another user; refusing to use it")
             self.socket_path.unlink()
-        log = open(self.run_dir / "service.log", "ab")
+        log = open(self.log, "ab")
         self._process = subprocess.Popen(
             ["podman", *self.podman_args(), "system", "service", f"--time={ORPHAN_TIMEOUT}",
              f"unix://{self.socket_path}"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            # conmon parses its arguments in the locale's encoding: a UTF-8 store path needs a UTF-8 locale.
+            env={**os.environ, "LC_ALL": "C.UTF-8"})
         self._pid_file.write_text(str(self._process.pid))
         deadline = time.monotonic() + 20
         while not self._ping():
             if self._process.poll() is not None or time.monotonic() > deadline:
-                tail = (self.run_dir / "service.log").read_text(errors="replace").strip().splitlines()[-3:]
+                tail = self.log.read_text(errors="replace").strip().splitlines()[-3:]
                 raise EngineError(f"podman service for store {self.store} did not start: {' '.join(tail)}")
             time.sleep(0.02)
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def stop(self) -> None:
         """Stop the service and undo the store's mounts (the caller holds the store's lock)."""
@@ -104,7 +117,15 @@ class Service:
                 self._process.wait()
             self._process = None
             self._pid_file.unlink(missing_ok=True)
+        self._stop_pause_process()
         unmount_below(self.store)
+
+    def _stop_pause_process(self) -> None:
+        """Rootless podman keeps a pause process per --tmpdir, holding its user namespace; ours ends with us."""
+        try:
+            os.kill(int((self.run_dir / "tmp" / "pause.pid").read_text()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
 
     def _stop_orphan(self) -> None:
         """A service whose osbuild-oci died holds the storage; the store's lock says it is nobody's now."""

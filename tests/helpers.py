@@ -1,0 +1,441 @@
+"""What the tests share: the CLI as a user runs it, plain podman on a store, test stage images, disk tools.
+
+Everything here drives the real programs; nothing reaches into osbuild_oci's
+internals, so a test fails when the behaviour a user sees breaks.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import queue
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "osbuild_oci"]
+MINBASE = "localhost/osbuild-oci/debian-minbase:bookworm"
+TREES = "localhost/osbuild-oci/trees:"
+STAGE_BASE = REPO / "osbuild_oci" / "sources" / "base"
+
+# Every store a command named since the last leftover check (conftest checks them after each test).
+touched_stores: set[Path] = set()
+
+
+def _note_store(args: list[str], env: dict | None) -> None:
+    if "--store" in args:
+        touched_stores.add(Path(args[args.index("--store") + 1]).resolve())
+    if env and env.get("OSBUILD_OCI_STORE"):
+        touched_stores.add(Path(env["OSBUILD_OCI_STORE"]).resolve())
+
+
+def environ(env: dict | None) -> dict:
+    """This process's environment with ENV's changes; a value of None removes the variable."""
+    return {key: value for key, value in {**os.environ, **(env or {})}.items() if value is not None}
+
+
+def osbuild(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI; never raises on a non-zero exit, tests assert on it."""
+    argv = list(map(str, args))
+    _note_store(argv, env)
+    return subprocess.run([*CLI, *argv], capture_output=True, text=True, cwd=REPO, env=environ(env))
+
+
+def osbuild_popen(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """The CLI in the background, stdout and stderr as text pipes."""
+    argv = list(map(str, args))
+    _note_store(argv, env)
+    return subprocess.Popen([*CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env=environ(env))
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+    events: list[dict] = field(default_factory=list)
+
+    def of(self, kind: str) -> list[dict]:
+        return [e for e in self.events if e.get("event") == kind]
+
+    @property
+    def ran(self) -> list[str]:
+        """Names of the stages whose container really ran (not cached)."""
+        return [e["stage"] for e in self.of("stage-done") if not e["cached"]]
+
+    @property
+    def tree(self) -> str:
+        return self.of("build-done")[0]["tree"]
+
+    @property
+    def image(self) -> str:
+        return self.of("build-done")[0]["image"]
+
+
+def events_of(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def run_build(pipeline: dict | Path, store: Path, output: Path, *extra: str, env: dict | None = None) -> Result:
+    """`osbuild-oci build --json`; a dict pipeline is written beside the output directory first."""
+    if isinstance(pipeline, dict):
+        path = output.parent / f"{output.name}.json"
+        path.write_text(json.dumps(pipeline))
+    else:
+        path = Path(pipeline)
+    proc = osbuild("build", path, "--store", store, "-o", output, "--json", *extra, env=env)
+    return Result(proc.returncode, proc.stdout, proc.stderr, events_of(proc.stdout))
+
+
+@functools.cache
+def podman_args(store: Path) -> tuple[str, ...]:
+    """The flags `osbuild-oci store podman-args` gives, as the README tells users to reach a store."""
+    proc = subprocess.run([*CLI, "store", "podman-args", "--store", str(store)], capture_output=True, text=True,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    return tuple(shlex.split(proc.stdout))
+
+
+def podman(store: Path, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    """Plain podman pointed at a store's storage."""
+    proc = subprocess.run(["podman", *podman_args(Path(store).resolve()), *args], capture_output=True, text=True,
+                          input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} failed: {proc.stderr}")
+    return proc
+
+
+def tree_run(store: Path, image: str, *cmd: str) -> str:
+    """Run a command in a tree image (no network) and return its stdout."""
+    return podman(store, "run", "--rm", "--network=none", image, *cmd).stdout
+
+
+def _storage_records(store: Path, kind: str) -> list[dict]:
+    """containers-storage's own list of a store's images or layers (storage/DRIVER-KIND/KIND.json)."""
+    files = list((Path(store) / "storage").glob(f"*-{kind}/{kind}.json"))
+    assert len(files) == 1, f"no containers-storage {kind} list in {store}"
+    return json.loads(files[0].read_text())
+
+
+def store_state(store: Path) -> dict:
+    """What a build may change in a store: its images (ids and names) and layers, its containers, and how
+    many containers were ever created in it.
+
+    Images and layers come from containers-storage's records of this store alone: `podman images` on
+    a store also lists every stage image it sees and takes seconds.  The store must already hold a
+    tree, so "unchanged" can never be two empty answers.
+    """
+    state = {
+        "images": sorted((i["id"], tuple(sorted(i.get("names") or []))) for i in _storage_records(store, "images")),
+        "layers": sorted(layer["id"] for layer in _storage_records(store, "layers")),
+        "containers": podman(store, "ps", "--all", "--quiet").stdout.split(),
+        "created": len(podman(store, "events", "--stream=false", "--filter", "event=create",
+                              "--format", "{{.ID}}").stdout.split()),
+    }
+    assert any(name.startswith(TREES) for _, names in state["images"] for name in names), \
+        f"store {store} holds no tree: nothing to compare against"
+    return state
+
+
+def tree_tags(store: Path) -> set[str]:
+    """The store's trees, as `localhost/osbuild-oci/trees:<id>` names."""
+    names = podman(store, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    return {name for name in names if name.startswith(TREES)}
+
+
+def tree_entry(store: Path, image: str, path: str) -> tuple[tarfile.TarInfo, bytes | None] | None:
+    """A path as the tree's layers hold it, or None; `podman run` (and `podman cp`) would show podman's
+    own /dev, /etc/hostname and /etc/hosts instead.  The whole export is read, so a cut-off stream fails."""
+    container = podman(store, "create", image, "true").stdout.strip()
+    wanted = path.lstrip("/")
+    found = None
+    try:
+        with subprocess.Popen(["podman", *podman_args(Path(store).resolve()), "export", container],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                for info in tar:
+                    if info.name.lstrip("./") == wanted:
+                        data = tar.extractfile(info) if info.isfile() else None
+                        found = info, data.read() if data else None
+            errors = proc.stderr.read().decode(errors="replace")
+        assert proc.returncode == 0, f"podman export {image} failed: {errors}"
+    finally:
+        podman(store, "rm", container)
+    return found
+
+
+def mkdir_stage(content: str = "hello") -> dict:
+    return {"name": "org.osbuild-oci.files", "options": {"files": [{"path": "/srv/data/greeting", "content": content}]}}
+
+
+# -- stage images made by tests ------------------------------------------------
+
+TESTING_STAGE = '''#!/usr/bin/python3
+import os, sys, time
+import osbuild_stage
+
+def testing(tree, options):
+    print("testing stage VERSION running", flush=True)
+    time.sleep(options.get("sleep", 0))
+    if options.get("fail"):
+        print("failing as asked", file=sys.stderr)
+        sys.exit(3)
+    with open(os.path.join(tree, "version"), "w") as f:
+        f.write("VERSION")
+
+osbuild_stage.main(testing)
+'''
+
+TESTING_SCHEMA = {"type": "object", "additionalProperties": False,
+                  "properties": {"sleep": {"type": "number"}, "fail": {"type": "boolean"}, "note": {"type": "string"}}}
+
+
+def unique_name(prefix: str = "test.stage") -> str:
+    """A stage name no other test (and no org.osbuild.* image) uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def stage_ref(name: str) -> str:
+    return f"localhost/osbuild-oci/{name}:latest"
+
+
+def write_stage(root: Path, name: str, program: str, schema: dict | None = None, labels: dict | None = None,
+                kind: str = "stages", parent: str = "localhost/osbuild-oci/stage-base:latest") -> Path:
+    """A source folder ROOT/KIND/NAME beside a link to this repo's base; returns the folder."""
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / "base").exists():
+        (root / "base").symlink_to(STAGE_BASE)
+    folder = root / kind / name
+    folder.mkdir(parents=True, exist_ok=True)
+    label_lines = "".join(f"LABEL {key}={json.dumps(value)}\n" for key, value in (labels or {}).items())
+    (folder / "Containerfile").write_text(
+        f"FROM {parent}\nCOPY stage /usr/libexec/osbuild-oci/stage\n{label_lines}"
+        'ENTRYPOINT ["/usr/libexec/osbuild-oci/stage"]\n')
+    (folder / "schema.json").write_text(json.dumps(schema or {"type": "object"}))
+    (folder / "stage").write_text(program)
+    (folder / "stage").chmod(0o755)
+    return folder
+
+
+def build_stage(root: Path, name: str) -> subprocess.CompletedProcess:
+    """`osbuild-oci stages build --source ROOT --only NAME`, asserted to succeed."""
+    proc = osbuild("stages", "build", "--source", root, "--only", name)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def make_testing_stage(root: Path, name: str, version: str) -> None:
+    """The testing stage under NAME, printing and writing VERSION; rebuilt when VERSION changes."""
+    write_stage(root, name, TESTING_STAGE.replace("VERSION", version), TESTING_SCHEMA,
+                {"org.osbuild-oci.capabilities": "CAP_DAC_OVERRIDE"})
+    build_stage(root, name)
+
+
+def remove_default_images(*refs: str) -> None:
+    """Remove images a test built in the ordinary podman storage."""
+    subprocess.run(["podman", "rmi", "--force", "--ignore", *refs], capture_output=True, text=True)
+
+
+# -- processes whose output is read while they run ------------------------------
+
+class LineReader:
+    """Lines of a running process's stdout and stderr, with the time each arrived, readable with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.lines: queue.Queue = queue.Queue()
+        self.seen: list[tuple[str, float, str]] = []
+        for name, stream in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            threading.Thread(target=self._pump, args=(name, stream), daemon=True).start()
+
+    def _pump(self, name: str, stream) -> None:
+        for line in stream:
+            self.lines.put((name, time.monotonic(), line))
+        self.lines.put((name, time.monotonic(), None))
+
+    def wait_for(self, predicate, timeout: float) -> tuple[str, float, str]:
+        """The first (stream, time, line) matching predicate(stream, line); fails after timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"nothing matching within {timeout} s; seen: {self.seen[-20:]}"
+            try:
+                name, at, line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                continue
+            self.seen.append((name, at, line))
+            if predicate(name, line):
+                return name, at, line
+
+    def drain(self, timeout: float) -> list[tuple[str, float, str]]:
+        """Wait for the process to exit and collect the rest of its lines."""
+        self.proc.wait(timeout=timeout)
+        ended = 0
+        while ended < 2:
+            name, at, line = self.lines.get(timeout=timeout)
+            if line is None:
+                ended += 1
+            else:
+                self.seen.append((name, at, line))
+        return self.seen
+
+
+# -- registries -------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_registry(root: Path, htpasswd: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """Debian's docker-registry on a random loopback port, storing into root."""
+    port = free_port()
+    auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n" if htpasswd else ""
+    config = root / "config.yml"
+    config.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+                      f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}")
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=open(root / "registry.log", "w"))
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((root / "registry.log").read_text())
+            time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait()
+
+
+def skopeo_inspect(ref: str, *extra: str) -> dict:
+    proc = subprocess.run(["skopeo", "inspect", "--tls-verify=false", *extra, f"docker://{ref}"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+# -- disks, inspected with the tools of the raw assembler image -------------------
+
+DISK_TOOLS = "localhost/osbuild-oci/org.osbuild-oci.disk:latest"
+SECTOR = 512
+GPT = {"bios": "21686148-6E49-704E-6564-65654E656564", "esp": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+       "root": "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"}
+
+
+def disk_tool(image: Path, *cmd: str) -> str:
+    """Run a disk tool from the assembler image on IMAGE (mounted read-only at /d/NAME)."""
+    proc = subprocess.run(["podman", "run", "--rm", "--network=none", "-v", f"{image.parent}:/d:ro",
+                           "--entrypoint", cmd[0], DISK_TOOLS, *[c.replace("IMG", f"/d/{image.name}") for c in cmd[1:]]],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)}: {proc.stderr}"
+    return proc.stdout
+
+
+def partitions(image: Path) -> dict:
+    return json.loads(disk_tool(image, "sfdisk", "--json", "IMG"))["partitiontable"]
+
+
+def root_fs(image: Path, start_sector: int) -> dict:
+    out = disk_tool(image, "blkid", "-p", "-O", str(start_sector * SECTOR), "-o", "export", "IMG")
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def root_file(image: Path, start_sector: int, path: str) -> str:
+    return disk_tool(image, "debugfs", "-R", f"cat {path}", f"IMG?offset={start_sector * SECTOR}")
+
+
+def esp_listing(image: Path, start_sector: int) -> str:
+    return disk_tool(image, "mdir", "-b", "-i", f"IMG@@{start_sector * SECTOR}", "::/EFI/BOOT")
+
+
+def boot_img() -> bytes:
+    """GRUB's boot.img, as the assembler image has it."""
+    return subprocess.run(["podman", "run", "--rm", "--network=none", "--entrypoint", "cat", DISK_TOOLS,
+                           "/usr/lib/grub/i386-pc/boot.img"], capture_output=True, check=True).stdout
+
+
+def check_gpt_disk(image: Path, uuid_: str, size: int) -> dict:
+    """The layout every bootable GPT disk of ours has; returns the root partition."""
+    table = partitions(image)
+    assert table["label"] == "gpt"
+    parts = table["partitions"]
+    assert [(p["start"], p["size"], p["type"], p["name"]) for p in parts[:2]] == [
+        (2048, 2048, GPT["bios"], "bios"), (4096, 204800, GPT["esp"], "esp")]
+    root = parts[2]
+    assert (root["start"], root["type"]) == (208896, GPT["root"])
+    assert (root["start"] + root["size"]) * SECTOR == size - 1024 * 1024, "the last MiB is left to the backup GPT"
+    assert root_fs(image, root["start"])["UUID"] == uuid_
+    assert "BOOTX64.EFI" in esp_listing(image, 4096)
+    with open(image, "rb") as f:
+        mbr = f.read(SECTOR)
+    assert mbr[:0x5C] == boot_img()[:0x5C], "GRUB's boot code is in the MBR"
+    assert int.from_bytes(mbr[0x5C:0x64], "little") == 2048, "the boot code points at core.img"
+    return root
+
+
+# -- booting the output ---------------------------------------------------------------
+
+OVMF = Path("/usr/share/OVMF")
+BOOT_TIMEOUT = 240
+
+
+def boot_to_login(qcow2: Path, firmware: str, tmp: Path, run_as: str | None = None,
+                  prompt: bytes = b"debian-oci login:") -> str:
+    """Boot a disk image under qemu (TCG, snapshot mode) until the serial console shows the login prompt;
+    the console text.  run_as: the user that runs qemu (through runuser), for rootless boots; tmp must be
+    that user's to write."""
+    log = tmp / f"serial-{firmware}.log"
+    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-monitor", "none",
+           "-serial", f"file:{log}", "-drive", f"file={qcow2},if=virtio,snapshot=on"]
+    if firmware == "uefi":
+        shutil.copy(OVMF / "OVMF_VARS_4M.fd", tmp / "vars.fd")
+        cmd += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={tmp / 'vars.fd'}"]
+    if run_as:
+        if firmware == "uefi":
+            shutil.chown(tmp / "vars.fd", run_as)
+        cmd = ["runuser", "-u", run_as, "--", *cmd]
+    vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while prompt not in (log.read_bytes() if log.exists() else b""):
+            assert vm.poll() is None, f"qemu exited: {vm.stderr.read().decode(errors='replace')}"
+            assert time.monotonic() < deadline, f"no login prompt on ttyS0 after {BOOT_TIMEOUT} s:\n" + \
+                log.read_text(errors="replace")[-3000:]
+            time.sleep(1)
+    finally:
+        vm.kill()
+        vm.wait()
+    return log.read_text(errors="replace")
+
+
+def qcow2_file_stat(qcow2: Path, tmp: Path, path: str) -> tuple[int, int, int]:
+    """(mode, uid, gid) of a path in the root filesystem of a disk image, as debugfs reads it."""
+    raw = tmp / "stat.raw"
+    if not raw.exists():
+        subprocess.run(["qemu-img", "convert", "-O", "raw", str(qcow2), str(raw)], check=True)
+    root = [p for p in partitions(raw)["partitions"] if p.get("name") == "root" or p["type"] in (GPT["root"], "83")]
+    out = disk_tool(raw, "debugfs", "-R", f"stat {path}", f"IMG?offset={root[-1]['start'] * SECTOR}")
+    fields = dict(re.findall(r"(Mode|User|Group):\s+(\S+)", out))
+    kind = {"directory": 0o40000, "regular": 0o100000}[re.search(r"Type: (\w+)", out)[1]]
+    return kind | int(fields["Mode"], 8), int(fields["User"]), int(fields["Group"])

@@ -1,0 +1,77 @@
+"""What a stage container gets, seen from inside it: no capabilities but its label's, no network unless
+its label asks, the ulimits, and OSBUILD_STAGE."""
+
+from __future__ import annotations
+
+import json
+import resource
+import socket
+
+import pytest
+
+from helpers import build_stage, remove_default_images, stage_ref, tree_entry, unique_name, write_stage
+
+REPORT = """#!/usr/bin/python3
+import json, os, resource, socket, sys
+args = json.load(sys.stdin)
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+report = {"CapEff": status["CapEff"].strip(), "CapBnd": status["CapBnd"].strip(),
+          "nofile": resource.getrlimit(resource.RLIMIT_NOFILE), "nproc": resource.getrlimit(resource.RLIMIT_NPROC),
+          "OSBUILD_STAGE": os.environ.get("OSBUILD_STAGE"), "interfaces": sorted(os.listdir("/sys/class/net"))}
+try:
+    socket.create_connection(tuple(args["options"]["connect"]), timeout=10).close()
+    report["connect"] = "connected"
+except OSError as err:
+    report["connect"] = str(err)
+with open(os.path.join(args["tree"], args["options"]["report"]), "w") as f:
+    json.dump(report, f)
+"""
+
+# Both need CAP_DAC_OVERRIDE (bit 1) to write their report into the tree; CAP_FOWNER is bit 3.
+CONFINED_CAPS, CONFINED_MASK = "CAP_DAC_OVERRIDE CAP_FOWNER", f"{(1 << 1) | (1 << 3):016x}"
+NETWORKED_CAPS, NETWORKED_MASK = "CAP_DAC_OVERRIDE", f"{1 << 1:016x}"
+
+
+@pytest.fixture(scope="module")
+def reporters(tmp_path_factory, stage_images):
+    """Two stages that report what they got, one with network: their names."""
+    source = tmp_path_factory.mktemp("reporters")
+    confined, networked = unique_name("test.confined"), unique_name("test.networked")
+    write_stage(source, confined, REPORT, labels={"org.osbuild-oci.capabilities": CONFINED_CAPS})
+    write_stage(source, networked, REPORT, labels={"org.osbuild-oci.capabilities": NETWORKED_CAPS,
+                                                   "org.osbuild-oci.network": "true"})
+    build_stage(source, confined)
+    build_stage(source, networked)
+    yield confined, networked
+    remove_default_images(stage_ref(confined), stage_ref(networked))
+
+
+def expected_limit(kind: int, cap: int) -> list[int]:
+    """The process's own hard limit, capped where runc cannot set more (docs/design.md)."""
+    _, hard = resource.getrlimit(kind)
+    value = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+    return [value, value]
+
+
+def test_what_a_stage_container_gets(build, tmp_path, reporters):
+    confined, networked = reporters
+    # The Debian mirror, which containers with network reach (the only place they can, on our machines).
+    mirror = [socket.gethostbyname("deb.debian.org"), 80]
+    result = build({"name": "report", "stages": [
+        {"name": confined, "options": {"connect": mirror, "report": "confined.json"}},
+        {"name": networked, "options": {"connect": mirror, "report": "networked.json"}}]}, tmp_path / "store")
+    assert result.returncode == 0, result.stderr
+    assert result.ran == [confined, networked]
+    reports = {name: json.loads(tree_entry(tmp_path / "store", result.image, f"/{name}.json")[1])
+               for name in ("confined", "networked")}
+
+    assert reports["confined"]["CapEff"] == reports["confined"]["CapBnd"] == CONFINED_MASK
+    assert reports["networked"]["CapEff"] == reports["networked"]["CapBnd"] == NETWORKED_MASK
+    assert reports["confined"]["interfaces"] == ["lo"]
+    assert reports["confined"]["connect"] != "connected"
+    assert "lo" in reports["networked"]["interfaces"] and len(reports["networked"]["interfaces"]) > 1
+    assert reports["networked"]["connect"] == "connected"
+    for report, stage in zip(reports.values(), reporters):
+        assert report["OSBUILD_STAGE"] == stage
+        assert report["nofile"] == expected_limit(resource.RLIMIT_NOFILE, 65536)
+        assert report["nproc"] == expected_limit(resource.RLIMIT_NPROC, 16384)

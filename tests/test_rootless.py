@@ -1,0 +1,307 @@
+"""Rootless is the normal case: an ordinary user builds, caches, shares through a registry and boots.
+
+CI runs as root, so this module makes its own unprivileged user with
+`scripts/setup-host --user`, gives it a copy of the checkout, and runs the
+README's steps as that user through runuser, without a systemd session (no
+XDG_RUNTIME_DIR), as a user started with su would be.  Run as an ordinary
+user, the suite is rootless already and these tests use that user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shlex
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, boot_to_login, podman, qcow2_file_stat, run_build, stage_ref, tree_run
+
+pytestmark = pytest.mark.slow
+
+USER = "osbuild-oci-test"
+TREE_PIPELINE = REPO / "pipelines" / "debian-bookworm-tree.json"
+QCOW2_PIPELINE = REPO / "pipelines" / "debian-bookworm-qcow2.json"
+
+
+@dataclass
+class Rootless:
+    """An unprivileged user with a checkout of its own, prepared by scripts/setup-host."""
+
+    name: str
+    home: Path
+
+    @property
+    def src(self) -> Path:
+        return self.home / "src"
+
+    def run(self, *cmd: str, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess:
+        env = {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name, "LANG": "C.UTF-8",
+               "PATH": f"{self.src}/.venv/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+        prefix = [] if os.geteuid() != 0 else ["runuser", "-u", self.name, "--", "env", "-i",
+                                               *(f"{k}={v}" for k, v in env.items())]
+        proc = subprocess.run([*prefix, *map(str, cmd)], capture_output=True, text=True, cwd=self.src,
+                              timeout=timeout)
+        if check:
+            assert proc.returncode == 0, f"{' '.join(map(str, cmd))} as {self.name}: {proc.stderr[-3000:]!r}"
+        return proc
+
+    def build(self, pipeline: Path | str, store: Path, *extra: str, output: Path | None = None) -> dict:
+        """`osbuild-oci build --json` as the user; the events and the process."""
+        args = ["osbuild-oci", "build", pipeline, "--store", store, "--json", *extra]
+        if output is not None:
+            args += ["-o", output]
+        proc = self.run(*args, check=False)
+        events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        return {"proc": proc, "events": events,
+                "ran": [e["stage"] for e in events if e["event"] == "stage-done" and not e["cached"]],
+                "tree": next((e["tree"] for e in events if e["event"] == "build-done"), None)}
+
+    def remove(self, path: Path) -> None:
+        """Remove what the user made, files of its subordinate ids included."""
+        if os.geteuid() == 0:
+            subprocess.run(["sh", "-c", f'grep -o " {path}/[^ ]*" /proc/self/mounts | xargs -r -n1 umount -l'],
+                           check=False)
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            self.run("podman", "unshare", "rm", "-rf", path)
+
+    def podman(self, store: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        flags = shlex.split(self.run("osbuild-oci", "store", "podman-args", "--store", store).stdout)
+        return self.run("podman", *flags, *args, check=check)
+
+
+@pytest.fixture(scope="session")
+def rootless(tmp_path_factory) -> Rootless:
+    """The user, its subordinate ids and overlay storage, its checkout, .venv and stage images."""
+    if os.geteuid() != 0:
+        me = pwd.getpwuid(os.getuid())
+        return Rootless(me.pw_name, Path(me.pw_dir))
+    if subprocess.run(["id", USER], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", USER], check=True)
+    home = Path(pwd.getpwnam(USER).pw_dir)
+    prepared = subprocess.run(["sh", "scripts/setup-host", "--user", USER], cwd=REPO, capture_output=True, text=True)
+    assert prepared.returncode == 0, prepared.stderr
+    user = Rootless(USER, home)
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, check=True).stdout.split(b"\0")
+    shutil.rmtree(user.src, ignore_errors=True)
+    for name in filter(None, files):
+        source, target = REPO / name.decode(), user.src / name.decode()
+        if source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    subprocess.run(["chown", "-R", f"{USER}:{USER}", str(user.src)], check=True)
+    setup = user.run("sh", "scripts/setup-host", timeout=3000)
+    assert "Traceback" not in setup.stderr
+    info = json.loads(user.run("podman", "info", "--format", "json").stdout)
+    assert info["host"]["security"]["rootless"] is True
+    assert info["store"]["graphDriverName"] == "overlay", "rootless storage must not be vfs"
+    return user
+
+
+@pytest.fixture(scope="session")
+def rootless_tree(rootless) -> dict:
+    """The Debian tree pipeline built by the user in a fresh store, once."""
+    store = rootless.home / "tree-store"
+    rootless.remove(store)
+    first = rootless.build(TREE_PIPELINE, store)
+    assert first["proc"].returncode == 0, first["proc"].stderr[-3000:]
+    return {"store": store, **first}
+
+
+def listing(podman, image: str, tarball: Path) -> set[tuple[str, str, str]]:
+    """(path, mode string, owner) of every entry of a tree image, as `tar -tv` of its export shows them.
+
+    The export goes to a file the exporting user may write (a user's podman cannot reopen root's pipes).
+    """
+    container = podman("create", image, "true").stdout.strip()
+    podman("export", "-o", str(tarball), container)
+    podman("rm", container)
+    proc = subprocess.run(["tar", "--numeric-owner", "-tvf", str(tarball)], capture_output=True, check=True)
+    tarball.unlink()
+    out = set()
+    for line in proc.stdout.decode(errors="replace").splitlines():
+        fields = line.split(None, 5)
+        path = fields[5].split(" -> ")[0].split(" link to ")[0]
+        out.add((path.lstrip("./"), fields[0], fields[1]))
+    return out
+
+
+def test_tree_pipeline_as_an_ordinary_user_keeps_owners_modes_and_devices(rootless, rootless_tree, shared_store,
+                                                                          stage_images, tmp_path):
+    store, tree = rootless_tree["store"], rootless_tree["tree"]
+    assert rootless_tree["ran"] == [s["name"] for s in json.loads(TREE_PIPELINE.read_text())["stages"]]
+
+    again = rootless.build(TREE_PIPELINE, store)
+    assert again["proc"].returncode == 0 and again["ran"] == [] and again["tree"] == tree
+
+    image = f"localhost/osbuild-oci/trees:{tree}"
+    shown = rootless.podman(store, "run", "--rm", "--network=none", image, "stat", "-c", "%n %u:%g %a",
+                            "/home/debian", "/usr/bin/passwd", "/etc/shadow").stdout.split("\n")
+    assert shown[:3] == ["/home/debian 1000:1000 755", "/usr/bin/passwd 0:0 4755", "/etc/shadow 0:42 640"]
+
+    as_user = listing(lambda *a: rootless.podman(store, *a), image, rootless.home / "tree-export.tar")
+    root_build = run_build(TREE_PIPELINE, shared_store, tmp_path / "out")
+    assert root_build.returncode == 0, root_build.stderr
+    as_root = listing(lambda *a: podman(shared_store, *a), root_build.image, tmp_path / "tree-export.tar")
+
+    devices = {entry for entry in as_root if entry[0].startswith("dev/")}
+    assert devices and devices == {entry for entry in as_user if entry[0].startswith("dev/")}
+    assert len(as_user) > 5000
+    assert as_user == as_root, f"only rootless: {sorted(as_user - as_root)[:20]}; only root: {sorted(as_root - as_user)[:20]}"
+
+
+def test_rootless_store_is_about_the_size_of_its_tree(rootless, rootless_tree):
+    store, tree = rootless_tree["store"], rootless_tree["tree"]
+    size = int(rootless.podman(store, "image", "inspect", "--format", "{{.Size}}",
+                               f"localhost/osbuild-oci/trees:{tree}").stdout)
+    used = int(rootless.run("du", "-sb", store).stdout.split()[0])
+    assert used <= 1.1 * size, f"store {used} bytes for a tree of {size}"
+
+
+def test_rootless_registry_round_trip_runs_no_stage(rootless, rootless_tree, registry):
+    address, _ = registry
+    pushed = rootless.run("osbuild-oci", "stages", "push", f"{address}/rootless", "--tls-verify=false")
+    assert f"{address}/rootless/org.osbuild.apt@sha256:" in pushed.stdout
+    cache = f"{address}/rootless/trees"
+    shared = rootless.build(TREE_PIPELINE, rootless_tree["store"], "--cache-to", cache, "--tls-verify=false")
+    assert shared["proc"].returncode == 0, shared["proc"].stderr
+    fresh = rootless.home / "fresh-store"
+    rootless.remove(fresh)
+    pulled = rootless.build(TREE_PIPELINE, fresh, "--stages-from", f"{address}/rootless", "--cache-from", cache,
+                            "--tls-verify=false")
+    assert pulled["proc"].returncode == 0, pulled["proc"].stderr
+    assert pulled["ran"] == [] and pulled["tree"] == rootless_tree["tree"]
+    hostname = rootless.podman(fresh, "run", "--rm", "--network=none", f"localhost/osbuild-oci/trees:{pulled['tree']}",
+                               "cat", "/etc/hostname").stdout
+    assert hostname == "debian-oci\n"
+    rootless.run("osbuild-oci", "store", "delete", "--store", fresh)
+
+
+def test_rootless_qcow2_keeps_owners_and_boots(rootless, tmp_path):
+    store, output = rootless.home / "qcow2-store", rootless.home / "qcow2-out"
+    rootless.remove(store)
+    rootless.remove(output)
+    built = rootless.build(QCOW2_PIPELINE, store, output=output)
+    assert built["proc"].returncode == 0, built["proc"].stderr[-3000:]
+    qcow2 = output / json.loads(QCOW2_PIPELINE.read_text())["assembler"]["options"]["filename"]
+    assert qcow2_file_stat(qcow2, tmp_path, "/usr/bin/passwd") == (0o104755, 0, 0)
+    assert qcow2_file_stat(qcow2, tmp_path, "/home/debian") == (0o40755, 1000, 1000)
+    boot = rootless.home / "boot"
+    rootless.remove(boot)
+    rootless.run("mkdir", boot)
+    console = boot_to_login(qcow2, "bios", boot, run_as=rootless.name if os.geteuid() == 0 else None)
+    assert "debian-oci login:" in console
+
+
+class Listener:
+    """A TCP listener on the host's 127.0.0.1 that records whether anyone connected."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.sock.settimeout(0.5)
+        self.port = self.sock.getsockname()[1]
+        self.connected = False
+        self._stop = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+                self.connected = True
+                conn.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+PROBE = '''#!/usr/bin/python3
+import os, socket, osbuild_stage
+
+def probe(tree, options):
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect(("127.0.0.1", options["port"]))
+        result = "connected"
+    except OSError as err:
+        result = f"refused: {err}"
+    with open(os.path.join(tree, "probe"), "w") as f:
+        f.write(result)
+
+osbuild_stage.main(probe)
+'''
+
+
+def write_probe_stage(root: Path, name: str) -> None:
+    folder = root / "stages" / name
+    folder.mkdir(parents=True)
+    (folder / "stage").write_text(PROBE)
+    (folder / "stage").chmod(0o755)
+    (folder / "schema.json").write_text(json.dumps({"type": "object", "required": ["port"],
+                                                    "properties": {"port": {"type": "integer"}}}))
+    (folder / "Containerfile").write_text("FROM localhost/osbuild-oci/stage-base:latest\n"
+                                          "COPY stage /usr/libexec/osbuild-oci/stage\n"
+                                          'LABEL org.osbuild-oci.network="true"\n'
+                                          'LABEL org.osbuild-oci.capabilities="CAP_DAC_OVERRIDE"\n'
+                                          'ENTRYPOINT ["/usr/libexec/osbuild-oci/stage"]\n')
+
+
+@pytest.mark.parametrize("who", ["root", "rootless"])
+def test_a_stage_with_network_cannot_reach_the_hosts_loopback(who, request, tmp_path, stage_images):
+    name = f"test.netprobe-{who}"
+    listener = Listener()
+    try:
+        if who == "root":
+            source = tmp_path / "source"
+            write_probe_stage(source, name)
+            built = subprocess.run([f"{REPO}/.venv/bin/osbuild-oci", "stages", "build", "--source", str(source),
+                                    "--only", name], capture_output=True, text=True)
+            assert built.returncode == 0, built.stderr
+            result = run_build({"name": "probe", "stages": [{"name": name, "options": {"port": listener.port}}]},
+                               tmp_path / "store", tmp_path / "out")
+            assert result.returncode == 0, result.stderr
+            tree_file = tree_run(tmp_path / "store", result.image, "cat", "/probe")
+            subprocess.run(["podman", "rmi", stage_ref(name)], capture_output=True)
+        else:
+            user = request.getfixturevalue("rootless")
+            source = user.home / "probe-source"
+            user.remove(source)
+            write_probe_stage(tmp_path / "probe", name)
+            shutil.copytree(tmp_path / "probe", source)
+            subprocess.run(["chown", "-R", user.name, str(source)], check=True)
+            user.run("osbuild-oci", "stages", "build", "--source", source, "--only", name)
+            pipeline = user.home / "probe.json"
+            pipeline.write_text(json.dumps({"name": "probe", "stages": [{"name": name,
+                                                                          "options": {"port": listener.port}}]}))
+            store = user.home / "probe-store"
+            user.remove(store)
+            result = user.build(pipeline, store)
+            assert result["proc"].returncode == 0, result["proc"].stderr
+            assert "share the host's network namespace" not in result["proc"].stderr
+            tree_file = user.podman(store, "run", "--rm", "--network=none",
+                                    f"localhost/osbuild-oci/trees:{result['tree']}", "cat", "/probe").stdout
+            user.run("podman", "rmi", stage_ref(name), check=False)
+            user.run("osbuild-oci", "store", "delete", "--store", store)
+        time.sleep(0.5)
+        assert tree_file.startswith("refused"), tree_file
+        assert not listener.connected
+    finally:
+        listener.close()

@@ -1,0 +1,289 @@
+"""scripts/setup-host as a fresh machine sees it, and every shell script of the checkout linted.
+
+CI runs on a machine that setup-host prepared long ago, so its first-run branches never run
+there; these tests run them with /bin/sh (dash on Debian) against a fresh temporary root
+(SETUP_HOST_ROOT), with the package step only printing and the slow steps skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SETUP_HOST = REPO / "scripts" / "setup-host"
+CONF = "etc/containers/containers.conf.d/50-osbuild-oci.conf"
+TUN_RULE = "etc/udev/rules.d/70-osbuild-oci-tun.rules"
+SHELLS = ("sh", "bash", "dash")
+
+
+def is_shell_script(path: Path) -> bool:
+    """Whether the #! line names a shell, directly or through env."""
+    with path.open("rb") as f:
+        first = f.readline()
+    words = first[2:].decode(errors="replace").split() if first.startswith(b"#!") else []
+    if words[:1] == ["/usr/bin/env"]:
+        words = words[1:]
+    return bool(words) and Path(words[0]).name in SHELLS
+
+
+def shell_scripts() -> list[Path]:
+    """Every file of the checkout (tracked or new, not ignored) that is a shell script."""
+    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
+    return [REPO / name for name in names if name and (REPO / name).is_file() and is_shell_script(REPO / name)]
+
+
+def test_shell_scripts_pass_shellcheck():
+    assert shutil.which("shellcheck") and shutil.which("git"), "shellcheck or git missing: run scripts/setup-host"
+    scripts = shell_scripts()
+    assert SETUP_HOST in scripts and REPO / ".ci" / "run" in scripts
+    proc = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def setup_host(root: Path | str, *args: str, packages: str = "dash", **env: str) -> subprocess.CompletedProcess:
+    """setup-host under dash on the fresh host `root`; apt only prints, no .venv or stage images."""
+    return subprocess.run(["/bin/sh", str(SETUP_HOST), *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SETUP_HOST_ROOT": str(root), "SETUP_HOST_PACKAGES": packages,
+                               "SETUP_HOST_INSTALL": "print", "SETUP_HOST_SKIP": "venv stages", **env})
+
+
+@pytest.fixture
+def fresh_root(tmp_path) -> Path:
+    """A host nothing has touched: no podman configuration, /dev/net/tun 0600 (a stand-in file)."""
+    root = tmp_path / "root"
+    (root / "dev" / "net").mkdir(parents=True)
+    (root / "dev" / "net" / "tun").touch(mode=0o600)
+    return root
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int, int]]:
+    """Every file under root with its content, mode and modification time."""
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def expected_limit(rlimit: int, cap: int) -> int:
+    hard = resource.getrlimit(rlimit)[1]
+    return cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+
+
+def test_fresh_host_gets_podman_config_and_tun(fresh_root):
+    proc = setup_host(fresh_root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == proc.stderr == ""
+    nofile = expected_limit(resource.RLIMIT_NOFILE, 65536)
+    nproc = expected_limit(resource.RLIMIT_NPROC, 16384)
+    assert (fresh_root / CONF).read_text() == (
+        "[containers]\n"
+        f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n\n'
+        "[engine]\n"
+        'runtime = "runc"\n')
+    assert (fresh_root / TUN_RULE).read_text() == 'KERNEL=="tun", MODE="0666"\n'
+    assert (fresh_root / "dev/net/tun").stat().st_mode & 0o777 == 0o666
+
+
+def test_second_run_changes_nothing_and_says_nothing(fresh_root):
+    assert setup_host(fresh_root).returncode == 0
+    before = snapshot(fresh_root)
+    start = time.monotonic()
+    proc = setup_host(fresh_root)
+    assert time.monotonic() - start < 3
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    assert snapshot(fresh_root) == before
+
+
+def test_existing_config_is_left_alone(fresh_root):
+    conf = fresh_root / CONF
+    conf.parent.mkdir(parents=True)
+    conf.write_text("# the admin's own settings\n")
+    os.utime(conf, ns=(10**18, 10**18))
+    proc = setup_host(fresh_root)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert conf.read_text() == "# the admin's own settings\n"
+    assert conf.stat().st_mtime_ns == 10**18
+
+
+def test_missing_packages_are_named_and_installed_without_recommends(fresh_root):
+    proc = setup_host(fresh_root, packages="dash osbuild-oci-no-such-package\n  coreutils osbuild-oci-nor-this")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ("setup-host: missing packages; would run: apt-get install -y --no-install-recommends"
+                           " osbuild-oci-no-such-package osbuild-oci-nor-this\n")
+
+
+@pytest.mark.parametrize("args, env, error", [
+    (["--user"], {}, "usage: scripts/setup-host [--user NAME]"),
+    (["--bogus"], {}, "usage: scripts/setup-host [--user NAME]"),
+    pytest.param(["--user", "osbuild-oci-nobody"], {}, "no user 'osbuild-oci-nobody'; create it first",
+                 marks=pytest.mark.skipif(os.geteuid() != 0, reason="--user is for root")),
+    ([], {"SETUP_HOST_INSTALL": "yes"}, "SETUP_HOST_INSTALL is 'apt' or 'print', not 'yes'"),
+])
+def test_bad_invocation_is_one_line(fresh_root, args, env, error):
+    proc = setup_host(fresh_root, *args, **env)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"setup-host: {error}") and proc.stderr.count("\n") == 1
+    assert not (fresh_root / "etc").exists()
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="creates a user")
+
+
+class User:
+    """A throwaway unprivileged user on the real host, removed with everything it ran afterwards.
+
+    Like a user started with su or runuser here, it has no systemd session: no XDG_RUNTIME_DIR,
+    so its podman keeps its runtime files in /tmp/podman-run-UID.
+    """
+
+    def __init__(self, name: str):
+        subprocess.run(["useradd", "--system", "--create-home", "--shell", "/bin/sh", name], check=True)
+        self.name = name
+        self.uid = int(subprocess.run(["id", "-u", name], capture_output=True, text=True, check=True).stdout)
+        self.home = Path(os.path.expanduser(f"~{name}"))
+
+    def run(self, *cmd: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+        """CMD as the user, in the environment of a fresh login (not the test's podman settings)."""
+        env = [f"HOME={self.home}", f"USER={self.name}", "PATH=/usr/local/bin:/usr/bin:/bin"]
+        return subprocess.run(["runuser", "-u", self.name, "--", "env", "-i", *env, *cmd],
+                              input=stdin, capture_output=True, cwd="/", timeout=120)
+
+    def remove(self) -> None:
+        pause = Path(f"/tmp/podman-run-{self.uid}/libpod/tmp/pause.pid")
+        if pause.exists():
+            os.kill(int(pause.read_text()), 15)
+            time.sleep(0.2)
+        subprocess.run(["userdel", "--remove", self.name], capture_output=True)
+        # podman's runtime directory, and the run root c/storage picks without a storage.conf.
+        for leftover in f"/tmp/podman-run-{self.uid}", f"/tmp/containers-user-{self.uid}":
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+@pytest.fixture
+def make_user():
+    """make_user() -> a user that has never used podman, as useradd --system makes it: no subordinate ids."""
+    users = []
+
+    def _make() -> User:
+        users.append(User(f"osbuild-oci-{os.getpid()}-{len(users)}"))
+        return users[-1]
+
+    yield _make
+    for user in users:
+        user.remove()
+
+
+def subid_range(kind: str, name: str) -> range:
+    """The user's one range of /etc/subuid or /etc/subgid."""
+    entries = [line.split(":") for line in Path(f"/etc/sub{kind}").read_text().splitlines()]
+    mine = [range(int(first), int(first) + int(count)) for user, first, count in entries if user == name]
+    assert len(mine) == 1, entries
+    return mine[0]
+
+
+@needs_root
+def test_users_get_their_own_subordinate_ids_and_overlay_storage(make_user):
+    first, second = make_user(), make_user()
+    for user in first, second:
+        proc = setup_host("", "--user", user.name)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    for user in first, second:
+        assert subid_range("uid", user.name) == subid_range("gid", user.name)
+        assert len(subid_range("uid", user.name)) == 65536
+    assert not set(subid_range("uid", first.name)) & set(subid_range("uid", second.name))
+    conf = first.home / ".config" / "containers" / "storage.conf"
+    assert conf.read_text().startswith(f'[storage]\ndriver = "overlay"\ngraphroot = "{first.home}/.local/share/'
+                                       f'containers/storage"\nrunroot = "/tmp/podman-run-{first.uid}/containers"\n')
+    assert conf.stat().st_uid == conf.parent.stat().st_uid == conf.parent.parent.stat().st_uid == first.uid
+
+    before = [conf.read_bytes(), Path("/etc/subuid").read_bytes(), Path("/etc/subgid").read_bytes()]
+    start = time.monotonic()
+    proc = setup_host("", "--user", first.name)
+    assert time.monotonic() - start < 3
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    assert [conf.read_bytes(), Path("/etc/subuid").read_bytes(), Path("/etc/subgid").read_bytes()] == before
+
+
+def bash_image() -> bytes:
+    """The smallest image with a shell that can open TCP connections: bash and its libraries."""
+    libs = subprocess.run(["ldd", "/bin/bash"], capture_output=True, text=True, check=True).stdout
+    paths = ["/bin/bash", *(word for line in libs.splitlines() for word in line.split() if word.startswith("/"))]
+    with tempfile.TemporaryFile() as f:
+        with tarfile.open(fileobj=f, mode="w") as tar:
+            for path in paths:
+                tar.add(os.path.realpath(path), arcname=path.lstrip("/"))
+        f.seek(0)
+        return f.read()
+
+
+@needs_root
+def test_prepared_user_runs_rootless_containers_on_overlay(make_user):
+    user = make_user()
+    assert setup_host("", "--user", user.name).returncode == 0
+    info = user.run("podman", "info", "--format", "json")
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["store"]["graphDriverName"] == "overlay"
+    imported = user.run("podman", "import", "-", "localhost/bash", stdin=bash_image())
+    assert imported.returncode == 0, imported.stderr
+    ran = user.run("podman", "run", "--name", "answer", "--network=none", "localhost/bash", "/bin/bash", "-c",
+                   "echo $((6 * 7)) > /answer")
+    assert ran.returncode == 0, ran.stderr
+    # What osbuild-oci does after every stage; without a session it needs runroot in storage.conf.
+    committed = user.run("podman", "commit", "-q", "answer", "localhost/answer")
+    assert committed.returncode == 0, committed.stderr
+    ran = user.run("podman", "run", "--rm", "--network=none", "localhost/answer", "/bin/bash", "-c", "echo $(</answer)")
+    assert (ran.returncode, ran.stdout) == (0, b"42\n"), ran.stderr
+
+    # A stage with network gets a namespace of its own: the host's loopback services stay out of reach.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        probe = " ".join(f"(exec 3<>/dev/tcp/{host}/{port}) 2>/dev/null && echo reached {host};"
+                         for host in ("127.0.0.1", "10.0.2.2"))
+        ran = user.run("podman", "run", "--rm", "--network=slirp4netns", "localhost/bash", "/bin/bash", "-c",
+                       probe + " echo done")
+        assert (ran.returncode, ran.stdout) == (0, b"done\n"), ran.stderr
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+
+
+@needs_root
+def test_vfs_storage_in_use_is_not_switched_but_explained(make_user):
+    user = make_user()
+    assert user.run("podman", "--storage-driver", "vfs", "info").returncode == 0
+    proc = setup_host("", "--user", user.name)
+    assert proc.returncode == 0
+    assert f"run 'podman system reset' as {user.name}" in proc.stderr
+    assert not (user.home / ".config" / "containers" / "storage.conf").exists()
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("sudo") is not None, reason="sudo would ask for a password")
+def test_ordinary_user_needs_root_only_for_what_is_missing(make_user, fresh_root):
+    user = make_user()
+    assert setup_host("", "--user", user.name).returncode == 0
+    checkout = Path(tempfile.mkdtemp(prefix="setup-host-"))
+    try:
+        (checkout / "scripts").mkdir()
+        shutil.copy(SETUP_HOST, checkout / "scripts")
+        checkout.chmod(0o755)
+        env = ["SETUP_HOST_PACKAGES=dash", "SETUP_HOST_INSTALL=print", "SETUP_HOST_SKIP=venv stages"]
+        ready = user.run("env", *env, "/bin/sh", str(checkout / "scripts" / "setup-host"))
+        assert (ready.returncode, ready.stdout, ready.stderr) == (0, b"", b"")
+        fresh = user.run("env", *env, f"SETUP_HOST_ROOT={fresh_root}", "/bin/sh", str(checkout / "scripts" / "setup-host"))
+        assert (fresh.returncode, fresh.stderr.decode()) == (1, "setup-host: 'mkdir' needs root and sudo is not installed: "
+                                                                f"as root, run scripts/setup-host --user {user.name}\n")
+    finally:
+        shutil.rmtree(checkout)
