@@ -11,20 +11,67 @@ block exits without an exception).  One command at a time works on a store
 from __future__ import annotations
 
 import fcntl
+import re
 import shutil
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from . import layers
 from .engine.model import ImageInfo
 from .engine.client import Engine
-from .errors import BuildError, RegistryError, UserError
+from .errors import BuildError, EngineError, RegistryError, UserError
 
 TREES = "localhost/osbuild-oci/trees"
 LABEL_TREE = "org.osbuild-oci.tree-id"
 LABEL_STAGE = "org.osbuild-oci.stage"
+LABEL_DEPTH = "org.osbuild-oci.depth"
+LABEL_ROOT = "org.osbuild-oci.root"
+LABEL_LAYERS = "org.osbuild-oci.layer-trees"
+_LAYER_END = re.compile(r"^([0-9]+):([0-9a-f]{64})$")
+_ROOT = re.compile(r"(?:[0-9a-f]{64})?")
+_MOUNT_DATA = re.compile(r'\s*mount_data="[^"]*"|\s*mount_data=\S+')
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a tree stands under the layer budget (see layers.py).
+
+    root: the tree id of the image its layers start on ("" for the empty image);
+    depth: stages since that root; ends: (depth, tree id) where each of its own
+    layers ends, oldest first.
+    """
+
+    root: str
+    depth: int
+    ends: tuple[tuple[int, str], ...]
+
+    @classmethod
+    def of(cls, tree_id: str | None, info: ImageInfo | None) -> "Lineage":
+        """From a tree image's labels; an image that is not a tree of ours (an adopted base) is a root.
+
+        A base deeper than the budget allows is no root: the first stage's layer flattens it.
+        Labels are only ever a layout hint: whatever they say, the tree's content is its parent's.
+        """
+        if tree_id is None or info is None:
+            return cls("", 0, ())
+        labels = info.labels
+        found = [_LAYER_END.match(end) for end in labels.get(LABEL_LAYERS, "").split()]
+        if (labels.get(LABEL_TREE) == tree_id and labels.get(LABEL_DEPTH, "").isdigit() and found
+                and all(found) and _ROOT.fullmatch(labels.get(LABEL_ROOT, "-"))):
+            return cls(labels[LABEL_ROOT], int(labels[LABEL_DEPTH]),
+                       tuple((int(m[1]), m[2]) for m in found if m))
+        return cls(tree_id if layers.keeps_base(len(info.layers)) else "", 0, ())
+
+    def child_labels(self, tree_id: str, start: int, root: str) -> dict[str, str]:
+        """Labels of the tree one stage deeper: on root, this one's layers up to depth `start`, then its own."""
+        depth = self.depth + 1
+        kept = [f"{d}:{t}" for d, t in self.ends if d <= start]
+        return {LABEL_DEPTH: str(depth), LABEL_ROOT: root,
+                LABEL_LAYERS: " ".join([*kept, f"{depth}:{tree_id}"])}
 
 
 def tree_ref(tree_id: str) -> str:
@@ -41,6 +88,7 @@ class ObjectStore:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self._sources: dict[str, bool] = {}
 
     def tree_image(self, tree_id: str) -> ImageInfo | None:
         """The tree's image, only if it really is that tree (a checked cache hit)."""
@@ -60,12 +108,16 @@ class ObjectStore:
             self.engine.tag(image_id, tree_ref(image_id))
 
     def _base_image(self, tree_id: str | None) -> str:
+        info = self._base_info(tree_id)
+        return info.id if info else self.engine.empty_image()
+
+    def _base_info(self, tree_id: str | None) -> ImageInfo | None:
         if tree_id is None:
-            return self.engine.empty_image()
+            return None
         info = self.tree_image(tree_id)
         if info is None:
             raise BuildError(f"tree {tree_id} is not in the store")
-        return info.id
+        return info
 
     @contextmanager
     def get_tree(self, tree_id: str | None) -> Iterator[str]:
@@ -80,12 +132,86 @@ class ObjectStore:
 
     @contextmanager
     def new_tree(self, tree_id: str, base_id: str | None, stage: str = "") -> Iterator[str]:
-        container, path = self.engine.mount_working_container(self._base_image(base_id))
+        """A writable tree with the content of base_id, committed as tree_id when the block succeeds.
+
+        Its image is the parent's plus one layer, except where the layer budget
+        merges: then it starts on an older tree's image (see layers.py), the
+        parent's content is synced into it, and the one new layer holds
+        everything since that older tree.
+        """
+        info = self._base_info(base_id)
+        parent = info.id if info else self.engine.empty_image()
+        lineage = Lineage.of(base_id, info)
+        start, root, image = self._merge_start(lineage)
+        with self._mount_errors("mount the image the tree starts on", stage, tree_id, image):
+            container, path = self.engine.mount_working_container(image)
         try:
+            if image != parent:
+                self._sync(parent, path, stage, tree_id)
             yield path
-            self.engine.commit(container, tree_ref(tree_id), {LABEL_TREE: tree_id, LABEL_STAGE: stage})
+            with self._mount_errors("commit the tree", stage, tree_id, image):
+                self.engine.commit(container, tree_ref(tree_id), {
+                    LABEL_TREE: tree_id, LABEL_STAGE: stage, **lineage.child_labels(tree_id, start, root)})
         finally:
             self.engine.remove_container(container)
+
+    def _merge_start(self, lineage: Lineage) -> tuple[int, str, str]:
+        """(depth, root, image) a new tree one stage below lineage starts on.
+
+        The budget names the tree; when that tree is gone (a fresh store that pulled
+        only the newest tree, a deleted tree) an older layer end, the root, or at
+        last the empty image does, which is still within the budget.
+        """
+        target = layers.merge_start(lineage.depth + 1)
+        for depth, tree in reversed(lineage.ends):
+            if depth <= target:
+                image = self._available(tree)
+                if image is not None:
+                    return depth, lineage.root, image
+        image = self._available(lineage.root) if lineage.root else None
+        if image is not None:
+            return 0, lineage.root, image
+        return 0, "", self.engine.empty_image()
+
+    def _available(self, tree_id: str) -> str | None:
+        """The tree's image id: from the store, or pulled from a registry this store already pulled trees from.
+
+        A registry that fails now only costs the shared layout, not the build.
+        """
+        info = self.tree_image(tree_id)
+        for repository, tls_verify in self._sources.items():
+            if info is not None:
+                break
+            try:
+                if self.fetch(tree_id, repository, tls_verify):
+                    info = self.tree_image(tree_id)
+            except RegistryError:
+                continue
+        return info.id if info else None
+
+    def _sync(self, parent: str, path: str, stage: str, tree_id: str) -> None:
+        """Make the working tree at path equal the parent image's tree; overlay copies up only what differs."""
+        with self._mount_errors("mount the parent tree to merge layers", stage, tree_id, parent):
+            source, source_path = self.engine.mount_working_container(parent)
+        try:
+            self.engine.sync(source_path, path)
+        finally:
+            self.engine.remove_container(source)
+
+    @contextmanager
+    def _mount_errors(self, action: str, stage: str, tree_id: str, image: str) -> Iterator[None]:
+        """A podman failure while mounting or committing a tree becomes one line a user can act on."""
+        try:
+            yield
+        except EngineError as err:
+            info = self.engine.image(image)
+            count = f"{len(info.layers)} layers" if info else "an unknown number of layers"
+            reason = _MOUNT_DATA.sub("", str(err)).rsplit(": ", 1)[-1].strip()
+            raise BuildError(
+                f"stage {stage or '(none)'}, tree {tree_id}: podman could not {action} (image {image[:12]}, "
+                f"{count}; the layer budget is {layers.BUDGET}): {reason}; check the store's storage with "
+                f"`podman {' '.join(self.engine.podman_args())} info`, then `osbuild-oci store clean` "
+                "and build again") from None
 
     def fetch(self, tree_id: str, repository: str, tls_verify: bool) -> bool:
         """Pull REPOSITORY:<tree id> and keep it as that tree if it really is it; False if absent."""
@@ -99,6 +225,7 @@ class ObjectStore:
             raise BuildError(f"{repository}:{tree_id} is not the tree it is tagged as (its "
                              f"{LABEL_TREE} label says {info.labels.get(LABEL_TREE)!r}); refusing to use it")
         self.engine.tag(info.id, tree_ref(tree_id))
+        self._sources.setdefault(repository, tls_verify)
         return True
 
     def push(self, tree_id: str, destination: str, tls_verify: bool) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import shutil
+import subprocess
 import urllib.parse
 from pathlib import Path
 from typing import Callable
@@ -187,6 +190,23 @@ class Engine:
         image = self.client.containers.get(container_id).commit(repository=repo, tag=tag, format="oci",
                                                                  changes=changes)
         return image.id
+
+    def sync(self, source: str, destination: str) -> None:
+        """Make the mounted tree at destination equal the one at source, touching only what differs.
+
+        rsync compares size and mtime to the nanosecond, as containers-storage's own diff
+        does, so overlay copies up (and the next commit stores) only changed files, plus
+        whiteouts for removed ones.  Rootless, the mounts exist only in podman's user
+        namespace, so rsync runs there.
+        """
+        if shutil.which("rsync") is None:
+            raise EngineError("rsync is not installed; run scripts/setup-host (or apt-get install rsync)")
+        enter = [] if os.geteuid() == 0 else ["podman", *self.podman_args(), "unshare"]
+        proc = subprocess.run([*enter, "rsync", "-aHAX", "--numeric-ids", "--delete", "--modify-window=-1",
+                               f"{source}/", f"{destination}/"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            detail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+            raise EngineError(f"rsync could not copy tree {source} into {destination}: {detail[0]}")
 
     @_podman_errors
     def changes(self, container_id: str) -> list:
