@@ -13,6 +13,7 @@ import queue
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -415,7 +416,9 @@ def boot_to_login(qcow2: Path, firmware: str, tmp: Path, run_as: str | None = No
         if firmware == "uefi":
             shutil.chown(tmp / "vars.fd", run_as)
         cmd = ["runuser", "-u", run_as, "--", *cmd]
-    vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A group of its own: runuser keeps qemu as its child, and killing runuser alone would leave qemu running.
+    vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          start_new_session=True)
     try:
         deadline = time.monotonic() + BOOT_TIMEOUT
         while prompt not in (log.read_bytes() if log.exists() else b""):
@@ -424,7 +427,7 @@ def boot_to_login(qcow2: Path, firmware: str, tmp: Path, run_as: str | None = No
                 log.read_text(errors="replace")[-3000:]
             time.sleep(1)
     finally:
-        vm.kill()
+        os.killpg(vm.pid, signal.SIGKILL)
         vm.wait()
     return log.read_text(errors="replace")
 
