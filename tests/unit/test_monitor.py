@@ -1,0 +1,37 @@
+"""What a build prints: every event reaches both audiences, and user text is never read as markup."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+from osbuild_oci.monitor import JsonMonitor, Monitor, ProgressMonitor
+
+
+def test_both_monitors_report_every_event():
+    events = {name for name, member in vars(Monitor).items() if getattr(member, "__isabstractmethod__", False)}
+    assert len(events) == 8
+    for monitor in (JsonMonitor, ProgressMonitor):
+        assert not getattr(monitor, "__abstractmethods__", None), monitor
+        for name in events:
+            assert inspect.signature(getattr(monitor, name)).parameters.keys() == \
+                inspect.signature(getattr(Monitor, name)).parameters.keys()
+
+
+def test_progress_prints_names_and_errors_literally(capsys):
+    monitor = ProgressMonitor()
+    monitor.pipeline_start(name="evil [/x] [bold]name", stages=1)
+    monitor.cache_unavailable(registry="reg[/]", error="refused [red]x[/red]")
+    err = capsys.readouterr().err
+    assert "Building evil [/x] [bold]name (1 stages)" in err
+    assert "cache reg[/] unavailable, building without it: refused [red]x[/red]" in err
+
+
+def test_json_events_are_one_object_a_line(capsys):
+    monitor = JsonMonitor()
+    monitor.stage_done(stage="s", index=0, total=2, id="a" * 64, cached=True, source="store", seconds=0.1)
+    monitor.build_done(tree=None, image=None, seconds=1.0)
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["event"] for line in lines] == ["stage-done", "build-done"]
+    assert json.loads(lines[0]) == {"event": "stage-done", "stage": "s", "index": 0, "total": 2, "id": "a" * 64,
+                                    "cached": True, "source": "store", "seconds": 0.1}
