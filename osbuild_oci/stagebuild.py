@@ -69,7 +69,8 @@ def source_digest(folder: Path, extra: str) -> str:
     only the executable bit), so they do not count.
     """
     h = hashlib.sha256(extra.encode() + b"\0")
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    # Python's byte-code caches appear wherever a test imported a stage program; they are no source.
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         executable = "x" if path.stat().st_mode & 0o111 else "-"
         h.update(f"{path.relative_to(folder).as_posix()}\0{executable}\0".encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())

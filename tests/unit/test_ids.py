@@ -41,5 +41,10 @@ def test_source_digest_follows_bytes_modes_and_paths(tmp_path):
     shutil.move(folder / "schema.json", folder / "sub" / "schema.json")
     assert source_digest(folder, "base") != executable, "moving a file into a subfolder must rebuild the image"
 
+    moved = source_digest(folder, "base")
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "stage.cpython-311.pyc").write_bytes(b"\0")
+    assert source_digest(folder, "base") == moved, "byte-code pip or a test left behind is no source"
+
     (folder / "sub" / "schema.json").write_text('{"type": "object"}')
-    assert source_digest(folder, "base") != executable
+    assert source_digest(folder, "base") != moved
