@@ -234,14 +234,11 @@ class ObjectStore:
     @contextmanager
     def unchanged_on_user_error(self) -> Iterator[None]:
         """Planning may pull images; if the input turns out bad, take back every image and name it added."""
-        before = {info.id: set(info.names) for info in self.engine.images()}
+        mark = len(self.engine.journal)
         try:
             yield
         except UserError:
-            for info in self.engine.images():
-                added = [info.id] if info.id not in before else sorted(set(info.names) - before[info.id])
-                for name in added:
-                    self.engine.remove_image(name)
+            self.engine.undo(mark)
             raise
 
     def tag(self, tree_id: str, name: str) -> str:

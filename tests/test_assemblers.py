@@ -124,7 +124,8 @@ open(os.path.join(args["output"], "outcome"), "w").write(outcome)
 
 @pytest.fixture(scope="module")
 def evil_assembler(tmp_path_factory, stage_images):
-    """An assembler that tries to change the tree, with CAP_DAC_OVERRIDE, and CAP_SYS_ADMIN to remount it."""
+    """An assembler that tries to change the tree, with CAP_DAC_OVERRIDE, and CAP_SYS_ADMIN to remount it
+    (outside the allowlist: the tests grant it with --allow-capability, as a user who trusts it would)."""
     source = tmp_path_factory.mktemp("evil")
     name = unique_name("test.evil")
     write_stage(source, name, EVIL, {"type": "object", "properties": {"remount": {"type": "boolean"}}},
@@ -135,14 +136,16 @@ def evil_assembler(tmp_path_factory, stage_images):
 
 
 def test_assembler_gets_the_tree_read_only(build, tmp_path, shared_store, evil_assembler):
-    result = build(small_tree({"name": evil_assembler, "options": {}}), output=tmp_path / "evil")
+    result = build(small_tree({"name": evil_assembler, "options": {}}), None, tmp_path / "evil",
+                   "--allow-capability", "CAP_SYS_ADMIN")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "evil" / "outcome").read_text() == "Read-only file system"
     assert tree_entry(shared_store, result.image, "/etc/os-release")[1].decode() == OS_RELEASE
 
 
 def test_assembler_that_changes_the_tree_fails_the_build(build, tmp_path, shared_store, evil_assembler):
-    result = build(small_tree({"name": evil_assembler, "options": {"remount": True}}), output=tmp_path / "evil")
+    result = build(small_tree({"name": evil_assembler, "options": {"remount": True}}), None, tmp_path / "evil",
+                   "--allow-capability", "CAP_SYS_ADMIN")
     assert (tmp_path / "evil" / "outcome").read_text() == "written", "the assembler did change its view"
     assert result.returncode == 1, result.stderr
     assert f"error: tree {result.of('stage-done')[-1]['id']} was altered by a reader that must only read it" \

@@ -56,6 +56,8 @@ class Engine:
         self.store = self.service.store
         self._client: podman.PodmanClient | None = None
         self._containers: set[str] = set()
+        # What pulls and tags added to the store, so a refused plan can take it back.
+        self.journal: list[tuple[str, str, str | None]] = []
 
     @property
     def socket_path(self) -> Path:
@@ -94,20 +96,33 @@ class Engine:
             raise EngineError(f"cannot inspect image {ref}: {err.explanation or err}") from None
 
     @_podman_errors
-    def images(self, repository: str | None = None) -> list[ImageInfo]:
-        """Images with a tag in the given repository, or every image the store sees."""
+    def images(self, repository: str) -> list[ImageInfo]:
+        """Images with a tag in the given repository (for listing the store)."""
         out = []
         for img in self.client.images.list():
-            tags = [t for t in (img.attrs.get("RepoTags") or []) if repository is None or
-                    t.rsplit(":", 1)[0] == repository]
-            if tags or repository is None:
+            tags = [t for t in (img.attrs.get("RepoTags") or []) if t.rsplit(":", 1)[0] == repository]
+            if tags:
                 out.append(ImageInfo(id=img.id, labels=img.attrs.get("Labels") or {}, layers=[], names=tags))
         return out
 
     @_podman_errors
     def tag(self, image_id: str, ref: str) -> None:
+        before = self.image(ref)
         repo, tag = ref.rsplit(":", 1)
         self.client.images.get(image_id).tag(repo, tag)
+        self.journal.append(("name", ref, before.id if before else None))
+
+    def undo(self, mark: int) -> None:
+        """Take back the pulls and names recorded since mark, newest first."""
+        while len(self.journal) > mark:
+            kind, what, previous = self.journal.pop()
+            if kind == "image":
+                self.remove_image(what)
+            elif previous is None:
+                self.remove_image(what)
+            else:
+                repo, tag = what.rsplit(":", 1)
+                self.client.images.get(previous).tag(repo, tag)
 
     @_podman_errors
     def remove_image(self, ref: str) -> None:
@@ -161,11 +176,16 @@ class Engine:
 
     def pull(self, ref: str, tls_verify: bool = True) -> ImageInfo:
         """Pull into this store; a reference pinned by digest is verified by podman against it."""
+        before = self.image(ref)
         self._registry_call("/images/pull", {"reference": ref, "tlsVerify": tls_verify, "policy": "always",
                                               "quiet": True}, ref, "pull")
         info = self.image(ref)
         if info is None:
             raise RegistryError(ref, "pull", "podman reported success but the image is not in the store")
+        if before is None or before.id != info.id:
+            self.journal.append(("image", info.id, None))
+            if before is not None and "@" not in ref:
+                self.journal.append(("name", ref, before.id))
         return info
 
     def push(self, image: str, destination: str, tls_verify: bool = True) -> None:
