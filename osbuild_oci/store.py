@@ -206,7 +206,9 @@ class ObjectStore:
         except EngineError as err:
             info = self.engine.image(image)
             count = f"{len(info.layers)} layers" if info else "an unknown number of layers"
-            reason = _MOUNT_DATA.sub("", str(err)).rsplit(": ", 1)[-1].strip()
+            # podman's own words, without the mount data and the "podman refused to ..." we already say.
+            reason = _MOUNT_DATA.sub("", str(err)).strip()
+            reason = reason.split(": ", 1)[1] if reason.startswith("podman refused to") else reason
             raise BuildError(
                 f"stage {stage or '(none)'}, tree {tree_id}: podman could not {action} (image {image[:12]}, "
                 f"{count}; the layer budget is {layers.BUDGET}): {reason}; check the store's storage with "

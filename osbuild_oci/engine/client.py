@@ -38,8 +38,7 @@ def _podman_errors(method: Callable) -> Callable:
             return method(self, *args, **kwargs)
         except (podman.errors.APIError, requests.exceptions.ConnectionError) as err:
             if not self.service.alive():
-                raise EngineError(f"the podman service of store {self.store} stopped while working; "
-                                  f"its log: {self.service.log}") from None
+                raise self.service_died() from None
             if isinstance(err, requests.exceptions.ConnectionError):
                 raise EngineError(f"lost the podman service of this store ({self.socket_path}): {err}") from None
             subject = str(args[0])[:200] if args else ""
@@ -87,13 +86,19 @@ class Engine:
 
     # -- images ------------------------------------------------------------
 
+    def service_died(self) -> EngineError:
+        return EngineError(f"the podman service of store {self.store} stopped while working; "
+                           f"its log: {self.service.log}")
+
     def image(self, ref: str) -> ImageInfo | None:
         try:
             return ImageInfo.from_inspect(self.client.images.get(ref).attrs)
         except podman.errors.ImageNotFound:
             return None
-        except podman.errors.APIError as err:
-            raise EngineError(f"cannot inspect image {ref}: {err.explanation or err}") from None
+        except (podman.errors.APIError, requests.exceptions.ConnectionError) as err:
+            if not self.service.alive():
+                raise self.service_died() from None
+            raise EngineError(f"cannot inspect image {ref}: {getattr(err, 'explanation', None) or err}") from None
 
     @_podman_errors
     def images(self, repository: str) -> list[ImageInfo]:
