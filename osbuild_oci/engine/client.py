@@ -121,9 +121,7 @@ class Engine:
         """Take back the pulls and names recorded since mark, newest first."""
         while len(self.journal) > mark:
             kind, what, previous = self.journal.pop()
-            if kind == "image":
-                self.remove_image(what)
-            elif previous is None:
+            if kind == "image" or previous is None:
                 self.remove_image(what)
             else:
                 repo, tag = what.rsplit(":", 1)
