@@ -104,7 +104,19 @@ class Service:
             time.sleep(0.02)
 
     def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        """Whether the service still runs, asked after a request failed.
+
+        A killed process closes its sockets a moment before it can be
+        reaped, so a request can fail while poll() still sees it running:
+        give it a moment to finish dying.
+        """
+        if self._process is None:
+            return False
+        try:
+            self._process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            return True
+        return False
 
     def stop(self) -> None:
         """Stop the service and undo the store's mounts (the caller holds the store's lock)."""
