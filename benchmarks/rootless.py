@@ -7,7 +7,7 @@ scratch" includes mmdebstrap's minbase and every stage image. The rootless side 
 unprivileged user prepared with `scripts/setup-host --user NAME`, with a checkout and
 .venv of its own (the test suite's osbuild-oci-test has both).
 
-Run as root after scripts/setup-host:
+Run as root after scripts/setup-host (rows interleave the two sides, so a busy machine weighs on both):
     .venv/bin/python benchmarks/rootless.py [--user osbuild-oci-test]
 """
 
@@ -32,9 +32,12 @@ class Side:
         self.name, self.user, self.work = name, user, work
         home = Path(pwd.getpwnam(user).pw_dir) if user else REPO
         self.src = home / "src" if user else REPO
-        self.conf = work / "storage.conf"
+        # Rootless podman reads ~/.config/containers/storage.conf before CONTAINERS_STORAGE_CONF, so the
+        # user side gets a fresh home of its own, configured as scripts/setup-host --user configures one.
+        self.home = work / "home"
+        self.conf = self.home / ".config" / "containers" / "storage.conf"
         self.store = work / "store"
-        work.mkdir(parents=True, exist_ok=True)
+        self.conf.parent.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{work}/graph"\n'
                              f'runroot = "/tmp/bench-{name}-run"\n')
         if user:
@@ -44,7 +47,7 @@ class Side:
         env = {"CONTAINERS_STORAGE_CONF": str(self.conf), "PATH": f"{self.src}/.venv/bin:/usr/bin:/bin:/usr/sbin:/sbin",
                "LANG": "C.UTF-8"}
         if self.user:
-            env["HOME"] = pwd.getpwnam(self.user).pw_dir
+            env["HOME"] = str(self.home)
             cmd = ["runuser", "-u", self.user, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *args]
         else:
             cmd = ["env", *(f"{k}={v}" for k, v in env.items()), *args]
@@ -70,22 +73,24 @@ class Side:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
-def measure(side: Side) -> dict:
-    row = {}
-    row["stages build from scratch"], _ = side.run("osbuild-oci", "stages", "build")
-    row["cold qcow2 build"], _ = side.build(PIPELINE, "cold")
-    row["cached rebuild (assembler only)"], _ = side.build(PIPELINE, "warm")
+def _trivial_stage(side: Side) -> float:
+    """The hostname stage alone: the pipeline with another hostname, everything before it cached."""
     changed = json.loads((REPO / PIPELINE).read_text())
     next(s for s in changed["stages"] if s["name"] == "org.osbuild.hostname")["options"]["hostname"] = "bench"
     (side.work / "changed.json").write_text(json.dumps(changed))
     if side.user:
         subprocess.run(["chown", side.user, str(side.work / "changed.json")], check=True)
     _, events = side.build(str(side.work / "changed.json"), "changed")
-    row["one trivial stage (hostname)"] = next(e["seconds"] for e in events if e["event"] == "stage-done"
-                                               and e["stage"] == "org.osbuild.hostname")
-    _, du = side.run("du", "-sb", str(side.store))
-    row["store size (MB)"] = int(du.stdout.split()[0]) / 1e6
-    return row
+    return next(e["seconds"] for e in events if e["event"] == "stage-done" and e["stage"] == "org.osbuild.hostname")
+
+
+ROWS = [
+    ("stages build from scratch", lambda side: side.run("osbuild-oci", "stages", "build")[0]),
+    ("cold qcow2 build", lambda side: side.build(PIPELINE, "cold")[0]),
+    ("cached rebuild (assembler only)", lambda side: side.build(PIPELINE, "warm")[0]),
+    ("one trivial stage (hostname)", _trivial_stage),
+    ("store size (MB)", lambda side: int(side.run("du", "-sb", str(side.store))[1].stdout.split()[0]) / 1e6),
+]
 
 
 def main() -> None:
@@ -95,15 +100,19 @@ def main() -> None:
     args = parser.parse_args()
     sides = [Side("root", None, Path(args.work) / "root"),
              Side("rootless", args.user, Path(pwd.getpwnam(args.user).pw_dir) / "bench")]
-    results = {}
-    for side in sides:
-        try:
-            results[side.name] = measure(side)
-        finally:
+    results: dict[str, dict[str, float]] = {side.name: {} for side in sides}
+    try:
+        # Row by row, each side in turn, the first side alternating: a busy machine then weighs on both.
+        for index, (what, measure) in enumerate(ROWS):
+            for side in (sides if index % 2 == 0 else sides[::-1]):
+                results[side.name][what] = measure(side)
+                print(f"{side.name}: {what}: {results[side.name][what]:.1f}", flush=True)
+    finally:
+        for side in sides:
             side.cleanup()
     print("| what | root | rootless | rootless / root |")
     print("|---|---|---|---|")
-    for what in results["root"]:
+    for what, _ in ROWS:
         root, rootless = results["root"][what], results["rootless"][what]
         print(f"| {what} | {root:.1f} | {rootless:.1f} | {rootless / root:.2f}× |")
 

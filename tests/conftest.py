@@ -3,7 +3,7 @@
 Tests call `osbuild-oci` as a subprocess and read its `--json` events; trees are
 checked with plain `podman` pointed at the store through `osbuild-oci store
 podman-args`, as a user would.  After every test, each store it used must hold
-no container and no container mount: a build that leaks one fails the test.
+no container, no container mount and no podman service: a build that leaks one fails the test.
 """
 
 from __future__ import annotations
@@ -32,6 +32,20 @@ def _store_mounts(store: Path) -> list[tuple[str, str]]:
     return [(point, kind) for point, kind in _mounts() if point.startswith(prefix) and point != own]
 
 
+def _services(store: Path) -> list[str]:
+    """Processes still serving the store: a podman service osbuild-oci did not stop."""
+    needle = f"--root\0{store.resolve()}/storage\0".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes() if proc.name.isdigit() else b""
+        except OSError:
+            continue
+        if needle in cmdline and b"\0service\0" in cmdline:
+            found.append(proc.name + ": " + cmdline.replace(b"\0", b" ").decode(errors="replace")[:200])
+    return found
+
+
 def pytest_collection_modifyitems(items) -> None:
     """Whatever needs the stage images runs containers: slow, whether or not its module says so."""
     for item in items:
@@ -41,13 +55,14 @@ def pytest_collection_modifyitems(items) -> None:
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind():
-    """Every store the test (or a fixture it set up) used: no container, no container mount afterwards."""
+    """Every store the test (or a fixture it set up) used: no container, mount or service afterwards."""
     yield
     stores = sorted(s for s in touched_stores if (s / "storage").is_dir())
     touched_stores.clear()
     for store in stores:
         assert podman(store, "ps", "--all", "--quiet").stdout.split() == [], f"containers left in {store}"
         assert _store_mounts(store) == [], f"mounts left under {store}"
+        assert _services(store) == [], f"podman service left running for {store}"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,8 +5,9 @@ in the user's ordinary storage, which every store sees read-only as an
 additional image store, so a new store needs no copies of them.  The service
 listens on a socket in a private runtime directory (0700, the user's own:
 a socket someone else could plant there would see every stage's stdin).  A
-service orphaned by a killed osbuild-oci is found by its pid file and stopped;
-a socket left by a killed service is removed before a new one starts.  When
+service orphaned by a killed osbuild-oci is found by its socket path in its
+command line and stopped; a socket left by a killed service is removed before a
+new one starts.  When
 the command ends, the mounts containers-storage keeps under the store are
 undone, so the store is a plain directory again.
 """
@@ -55,7 +56,6 @@ class Service:
         key = hashlib.sha256(str(self.store).encode()).hexdigest()[:16]
         self.run_dir = runtime_dir() / key
         self.socket_path = self.run_dir / "podman.sock"
-        self._pid_file = self.run_dir / "service.pid"
         self.log = self.run_dir / "service.log"
         self._process: subprocess.Popen | None = None
 
@@ -83,7 +83,8 @@ class Service:
         self.store.mkdir(parents=True, exist_ok=True)
         self._check_paths()
         private_dir(self.run_dir)
-        self._stop_orphan()
+        # A service whose osbuild-oci died holds the storage; the store's lock says it is nobody's now.
+        self._stop_processes(self._orphans())
         if self.socket_path.is_socket() or self.socket_path.exists():
             if self.socket_path.lstat().st_uid != os.geteuid():
                 raise EngineError(f"{self.socket_path} belongs to another user; refusing to use it")
@@ -95,7 +96,6 @@ class Service:
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             # conmon parses its arguments in the locale's encoding: a UTF-8 store path needs a UTF-8 locale.
             env={**os.environ, "LC_ALL": "C.UTF-8"})
-        self._pid_file.write_text(str(self._process.pid))
         deadline = time.monotonic() + 20
         while not self._ping():
             if self._process.poll() is not None or time.monotonic() > deadline:
@@ -121,14 +121,16 @@ class Service:
     def stop(self) -> None:
         """Stop the service and undo the store's mounts (the caller holds the store's lock)."""
         if self._process is not None:
-            self._process.terminate()
+            # The whole process group: rootless podman re-executes itself into a user namespace, and a
+            # child whose parent was killed would go on holding the store.
+            self._signal_group(signal.SIGTERM)
             try:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self._process.kill()
+                self._signal_group(signal.SIGKILL)
                 self._process.wait()
             self._process = None
-            self._pid_file.unlink(missing_ok=True)
+        self._stop_processes(self._orphans())  # one that escaped its group
         self._stop_pause_process()
         unmount_below(self.store)
 
@@ -139,21 +141,40 @@ class Service:
         except (OSError, ValueError):
             pass
 
-    def _stop_orphan(self) -> None:
-        """A service whose osbuild-oci died holds the storage; the store's lock says it is nobody's now."""
+    def _signal_group(self, signum: int) -> None:
         try:
-            pid = int(self._pid_file.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return
-        if str(self.socket_path).encode() not in cmdline:
-            return
-        os.kill(pid, signal.SIGTERM)
+            os.killpg(self._process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _orphans(self) -> list[int]:
+        """This user's processes serving this store's socket: a service whose osbuild-oci died."""
+        needle = f"unix://{self.socket_path}".encode() + b"\0"
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if entry.stat().st_uid == os.geteuid() and needle in (entry / "cmdline").read_bytes():
+                        pids.append(int(entry.name))
+                except OSError:
+                    pass
+        return pids
+
+    @staticmethod
+    def _stop_processes(pids: list[int]) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if Path(f"/proc/{pid}").exists():
-            os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def _ping(self) -> bool:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
