@@ -44,12 +44,13 @@ class Side:
             subprocess.run(["chown", "-R", user, str(work)], check=True)
 
     def run(self, *args: str) -> tuple[float, subprocess.CompletedProcess]:
-        env = {"CONTAINERS_STORAGE_CONF": str(self.conf), "PATH": f"{self.src}/.venv/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-               "LANG": "C.UTF-8"}
+        env = {"PATH": f"{self.src}/.venv/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8"}
         if self.user:
+            # Not CONTAINERS_STORAGE_CONF: rootless podman 4.3 then ignores its graphroot, and skopeo does not.
             env["HOME"] = str(self.home)
             cmd = ["runuser", "-u", self.user, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *args]
         else:
+            env["CONTAINERS_STORAGE_CONF"] = str(self.conf)
             cmd = ["env", *(f"{k}={v}" for k, v in env.items()), *args]
         t0 = time.monotonic()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.src)
@@ -66,7 +67,8 @@ class Side:
 
     def cleanup(self) -> None:
         """Remove the store and the side's own podman storage (as root: the user's files have subuids)."""
-        self.run("osbuild-oci", "store", "delete", "--store", str(self.store))
+        if (self.store / "storage").is_dir():
+            self.run("osbuild-oci", "store", "delete", "--store", str(self.store))
         mounts = Path("/proc/self/mounts").read_text().split("\n")
         for point in sorted((line.split()[1] for line in mounts if f" {self.work}/" in line), reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True)
