@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import registry
+from . import registry, signing
 from .engine.model import ImageInfo
 from .errors import RegistryError, UserError
 from .pipeline import Pipeline, Step
@@ -30,12 +30,15 @@ def stage_id(parent: str | None, image_id: str, options: dict) -> str:
 
 @dataclass(frozen=True)
 class Remote:
-    """Where stages and cached trees may come from and go to."""
+    """Where stages and cached trees may come from and go to, and who must have signed them."""
 
     stages_from: str | None = None
     cache_from: tuple[str, ...] = ()
     cache_to: str | None = None
     tls_verify: bool = True
+    # Public keys of which one must have signed every image pulled from a registry (none: trust the registry).
+    trust: tuple = ()
+    sign_key: signing.SigningKey | None = None
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,10 @@ class Plan:
 
 
 def _pull_for(store: ObjectStore, ref: str, remote: Remote, where: str) -> ImageInfo:
+    """Pull ref; with trust keys, only the manifest one of them signed, by its digest (else signing.Untrusted)."""
     try:
-        return store.engine.pull(ref, remote.tls_verify)
+        pinned = signing.trusted(ref, remote.trust, remote.tls_verify) if remote.trust else ref
+        return store.engine.pull(pinned, remote.tls_verify)
     except RegistryError as err:
         if not err.missing:
             raise
@@ -80,7 +85,8 @@ def resolve(store: ObjectStore, step: Step, kind: str, remote: Remote, policy: P
     ref = step.image or local_ref(step.name, remote.stages_from or LOCAL_PREFIX)
     where = f"{step.where}.image" if step.image else f"{step.where}.name"
     info = store.engine.image(ref)
-    if info is None and registry.is_remote(ref):
+    # With trust keys a remote image is checked every time: the copy in the store proves nothing about the tag now.
+    if registry.is_remote(ref) and (info is None or remote.trust):
         info = _pull_for(store, ref, remote, where)
     if info is None:
         hint = ("pull it first or check the reference" if step.image else
@@ -102,12 +108,13 @@ def _resolve_base(store: ObjectStore, base: str | None,
     if base is None:
         return None, None
     if TREE_ID.match(base):
-        if store.has_tree(base) or any(store.fetch(base, repo, remote.tls_verify) for repo in remote.cache_from):
+        if store.has_tree(base) or any(store.fetch(base, repo, remote.tls_verify, remote.trust)
+                                       for repo in remote.cache_from):
             return base, None
         raise UserError(f"no tree {base} in this store{' or the --cache-from registries' if remote.cache_from else ''}"
                         "; build its pipeline first or give an image reference", "base")
     info = store.engine.image(base)
-    if info is None and registry.is_remote(base):
+    if registry.is_remote(base) and (info is None or remote.trust):
         info = _pull_for(store, base, remote, "base")
     if info is None:
         raise UserError(f"no image {base} in this store; give a registry reference to pull it", "base")

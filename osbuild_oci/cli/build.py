@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import UserError
-from .common import LOCK_TIMEOUT, STORE, TLS_VERIFY, naming, store_path
+from .common import LOCK_TIMEOUT, SIGN_KEY, SIGN_PASSPHRASE, STORE, TLS_VERIFY, naming, signing_key, store_path
 
 
 def build(
@@ -32,13 +32,24 @@ def build(
     allow_capability: List[str] = typer.Option([], "--allow-capability", metavar="CAP",
                                                help="Grant stage images this capability beyond the allowlist "
                                                     "(repeatable; only for images you trust)"),
+    trust_key: List[Path] = typer.Option([], "--trust-key", metavar="PUB", dir_okay=False,
+                                         help="Use a stage image or cached tree from a registry only if this public "
+                                              "key signed it (repeatable: any of them) [default: trust-keys of the "
+                                              "config file, else trust the registry]"),
+    sign_key: Optional[Path] = SIGN_KEY,
+    sign_passphrase_file: Optional[Path] = SIGN_PASSPHRASE,
 ) -> None:
     """Build PIPELINE: run the stages the store lacks, then the assembler into OUTPUT."""
     from .. import pipeline as pipeline_model
     from .. import planner, runner
     from ..monitor import JsonMonitor, ProgressMonitor
-    from ..store import open_store
-    remote = planner.Remote(stages_from, tuple(cache_from), cache_to, tls_verify)
+    from ..store import image_name, open_store
+    from .. import config, signing
+    key = signing_key(sign_key, sign_passphrase_file)
+    if key is not None and not (cache_to or push):
+        raise UserError("--sign-key signs what --cache-to and --push push; give one of them")
+    trust = tuple(signing.load_public(path) for path in config.trust_keys(trust_key))
+    remote = planner.Remote(stages_from, tuple(cache_from), cache_to, tls_verify, trust, key)
     extra = {c.upper() if c.upper().startswith("CAP_") else f"CAP_{c.upper()}" for c in allow_capability}
     policy = planner.Policy(planner.Policy().capabilities | extra)
     for cap in sorted(extra - planner.Policy().capabilities):
@@ -58,4 +69,4 @@ def build(
         for name in tag:
             objects.tag(final, name)
         for destination in push:
-            objects.push(final, destination, tls_verify)
+            objects.push(final, image_name(destination), tls_verify, key)
