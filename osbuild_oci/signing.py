@@ -67,7 +67,11 @@ def _skopeo(*args: str, action: str, ref: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(["skopeo", *args], capture_output=True, text=True)
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        raise RegistryError(ref, action, reason.split('msg="', 1)[-1].rstrip('"'))
+        reason = reason.split('msg="', 1)[-1].rstrip('"').replace('\\"', '"')
+        # skopeo blames "parsing image name" for any failure to open the image; the rest says what failed.
+        if reason.startswith("Error parsing image name") and '": ' in reason:
+            reason = reason.split('": ', 1)[1]
+        raise RegistryError(ref, action, reason)
     return proc
 
 
