@@ -133,6 +133,16 @@ def test_signed_trees_round_trip_between_stores(keys, registry, build, tmp_path)
     assert {e["reason"] for e in other.of("cache-untrusted")} == {"signed by none of the trusted keys"}
     assert len(other.of("cache-untrusted")) == 2
 
+    # A signed tree copied under another tree's tag keeps a valid signature for its digest, but not for that name.
+    older, newest = [e["id"] for e in first.of("stage-done")]
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", f"docker://{repo}:{older}",
+                    f"docker://{repo}:{newest}"], check=True, capture_output=True)
+    renamed = build(pipeline("round trip"), tmp_path / "d", None, "--cache-from", repo, HTTP,
+                    env={"OSBUILD_OCI_CONFIG": str(config)})
+    assert renamed.returncode == 0, renamed.stderr
+    assert [e["reason"] for e in renamed.of("cache-untrusted")] == [f"it is signed as {repo}:{older}, not as {repo}:{newest}"]
+    assert renamed.ran == ["org.osbuild-oci.files"] and renamed.tree == newest
+
 
 @pytest.fixture
 def own_stage(tmp_path, stage_images):
