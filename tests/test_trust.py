@@ -177,13 +177,14 @@ def test_a_stage_image_retagged_after_signing_is_refused(keys, registry, own_sta
     make_testing_stage(root, name, "evil")
     subprocess.run(["podman", "push", "--tls-verify=false", stage_ref(name), f"docker://{namespace}/{name}:latest"],
                    check=True, capture_output=True)
-    moved = run_build(stages, store, tmp_path / "out3", *trusting)
+    blind = run_build(stages, store, tmp_path / "out3", "--stages-from", namespace, HTTP)
+    assert blind.returncode == 0, blind.stderr  # without --trust-key, whatever :latest names now runs
+    assert tree_run(store, blind.image, "cat", "/version") == "evil"
+    # With it, the copy of :latest now in the store is checked against the registry's signatures again.
+    moved = run_build(stages, store, tmp_path / "out4", *trusting)
     assert moved.returncode == 1
     assert f"error: cannot trust {namespace}/{name}:latest" in moved.stderr
     assert "it has no signature" in moved.stderr and moved.ran == []
-    blind = run_build(stages, store, tmp_path / "out4", "--stages-from", namespace, HTTP)
-    assert blind.returncode == 0, blind.stderr  # without --trust-key, whatever :latest names now runs
-    assert tree_run(store, blind.image, "cat", "/version") == "evil"
 
 
 @pytest.mark.slow
@@ -203,14 +204,15 @@ def test_locked_builds_keep_their_stage_images(registry, own_stage, tmp_path):
     make_testing_stage(root, name, "two")
     assert osbuild("stages", "push", namespace, HTTP, "--source", root).returncode == 0
     before = lock.read_bytes()
-    locked = run_build(stages, tmp_path / "b", tmp_path / "out2", "--stages-from", namespace, HTTP,
+    unlocked = run_build(stages, tmp_path / "b", tmp_path / "out2", "--stages-from", namespace, HTTP)
+    assert unlocked.returncode == 0 and unlocked.tree != first.tree
+    # The store now holds the new :latest; the lock still chooses the old image, pulled by its digest.
+    locked = run_build(stages, tmp_path / "b", tmp_path / "out3", "--stages-from", namespace, HTTP,
                        "--lock", lock, "--locked")
     assert locked.returncode == 0, locked.stderr
     assert locked.tree == first.tree
     assert tree_run(tmp_path / "b", locked.image, "cat", "/version") == "one"
     assert lock.read_bytes() == before
-    unlocked = run_build(stages, tmp_path / "c", tmp_path / "out3", "--stages-from", namespace, HTTP)
-    assert unlocked.returncode == 0 and unlocked.tree != first.tree
 
     more = {**stages, "stages": [*stages["stages"], {"name": "org.osbuild.noop", "options": {}}]}
     refused = run_build(more, tmp_path / "d", tmp_path / "out4", "--stages-from", namespace, HTTP,
