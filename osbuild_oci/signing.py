@@ -61,10 +61,24 @@ class SigningKey:
             raise UserError(f"--sign-key {path}: {err}") from None
 
 
-def _skopeo(*args: str, action: str, ref: str) -> subprocess.CompletedProcess:
+def _skopeo(command: str, *args: str, side: str, tls_verify: bool, action: str, ref: str
+            ) -> subprocess.CompletedProcess:
+    """skopeo COMMAND for the registry of ref (side "", "src-" or "dest-"), with the credentials osbuild-oci found.
+
+    They go in a private auth file, so skopeo reads exactly what every other pull
+    and push uses (containers-auth.json(5) order, helpers) and no path it cannot
+    open (rootless without a session, /run/containers/UID is root's).
+    """
     if shutil.which("skopeo") is None:
         raise BuildError("skopeo is not installed; run scripts/setup-host (or apt-get install skopeo)")
-    proc = subprocess.run(["skopeo", *args], capture_output=True, text=True)
+    creds, host = registry.credentials(ref), registry.host(ref)
+    auths = {host: {"auth": base64.b64encode(f"{creds['username']}:{creds['password']}".encode()).decode()}} \
+        if creds and host else {}
+    with tempfile.TemporaryDirectory(prefix="osbuild-oci-auth-") as tmp:
+        authfile = Path(tmp) / "auth.json"
+        authfile.write_text(json.dumps({"auths": auths}))
+        proc = subprocess.run(["skopeo", command, f"--{side}tls-verify={str(tls_verify).lower()}",
+                               f"--{side}authfile={authfile}", *args], capture_output=True, text=True)
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         reason = reason.split('msg="', 1)[-1].rstrip('"').replace('\\"', '"')
@@ -73,10 +87,6 @@ def _skopeo(*args: str, action: str, ref: str) -> subprocess.CompletedProcess:
             reason = reason.split('": ', 1)[1]
         raise RegistryError(ref, action, reason)
     return proc
-
-
-def _tls(flag: str, tls_verify: bool) -> str:
-    return f"--{flag}tls-verify={str(tls_verify).lower()}"
 
 
 def _blob(layout: Path, data: bytes) -> dict:
@@ -91,7 +101,7 @@ def sign(reference: str, image_id: str, key: SigningKey, tls_verify: bool) -> st
     The manifest is read back from the registry, and signed only if its config
     is the image just pushed (image_id), so a tag swapped in between is never signed.
     """
-    raw = _skopeo("inspect", "--raw", _tls("", tls_verify), f"docker://{reference}",
+    raw = _skopeo("inspect", "--raw", f"docker://{reference}", side="", tls_verify=tls_verify,
                   action="read back", ref=reference).stdout.encode()
     manifest = json.loads(raw)
     config = (manifest.get("config") or {}).get("digest", "")
@@ -116,8 +126,8 @@ def sign(reference: str, image_id: str, key: SigningKey, tls_verify: bool) -> st
                         "layers": [layer]}
         entry = {"mediaType": OCI_MANIFEST, **_blob(layout, json.dumps(sig_manifest).encode())}
         (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-        _skopeo("copy", "--quiet", "--preserve-digests", _tls("dest-", tls_verify), f"oci:{layout}",
-                f"docker://{_attachment(reference, digest)}", action="store the signature of", ref=reference)
+        _skopeo("copy", "--quiet", "--preserve-digests", f"oci:{layout}", f"docker://{_attachment(reference, digest)}",
+                side="dest-", tls_verify=tls_verify, action="store the signature of", ref=reference)
     return digest
 
 
@@ -152,8 +162,8 @@ def _payloads(reference: str, digest: str, tls_verify: bool) -> list[tuple[bytes
     target = _attachment(reference, digest)
     with tempfile.TemporaryDirectory(prefix="osbuild-oci-verify-") as tmp:
         try:
-            _skopeo("copy", "--quiet", "--preserve-digests", _tls("src-", tls_verify), f"docker://{target}",
-                    f"oci:{tmp}", action="read the signatures of", ref=reference)
+            _skopeo("copy", "--quiet", "--preserve-digests", f"docker://{target}", f"oci:{tmp}", side="src-",
+                    tls_verify=tls_verify, action="read the signatures of", ref=reference)
         except RegistryError as err:
             if err.missing:
                 return []
@@ -201,7 +211,7 @@ def trusted(reference: str, trust_keys: tuple[ec.EllipticCurvePublicKey, ...], t
     if "@" in reference:
         digest = reference.split("@", 1)[1]
     else:
-        raw = _skopeo("inspect", "--raw", _tls("", tls_verify), f"docker://{reference}",
+        raw = _skopeo("inspect", "--raw", f"docker://{reference}", side="", tls_verify=tls_verify,
                       action="pull", ref=reference).stdout.encode()
         digest = f"sha256:{hashlib.sha256(raw).hexdigest()}"
     payloads = _payloads(reference, digest, tls_verify)
