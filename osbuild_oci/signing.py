@@ -41,7 +41,7 @@ UNKNOWN_SIGNER = "signed by none of the trusted keys"
 
 
 class Untrusted(RegistryError):
-    """The registry gave an image no trusted key signed; `reason` is skopeo's."""
+    """The registry holds no signature by a trusted key for the image; `reason` says what was found instead."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ def _blob(layout: Path, data: bytes) -> dict:
     return {"size": len(data), "digest": f"sha256:{digest}"}
 
 
-def sign(reference: str, image_id: str, key: SigningKey, tls_verify: bool) -> str:
-    """Sign the manifest the registry now serves under reference (REPO:TAG); return its digest.
+def sign(reference: str, image_id: str, key: SigningKey, tls_verify: bool) -> None:
+    """Sign the manifest the registry now serves under reference (REPO:TAG).
 
     The manifest is read back from the registry, and signed only if its config
     is the image just pushed (image_id), so a tag swapped in between is never signed.
@@ -111,7 +111,7 @@ def sign(reference: str, image_id: str, key: SigningKey, tls_verify: bool) -> st
     digest = f"sha256:{hashlib.sha256(raw).hexdigest()}"
     payload = json.dumps({"critical": {"identity": {"docker-reference": reference},
                                        "image": {"docker-manifest-digest": digest},
-                                       "type": "cosign container image signature"},
+                                       "type": SIGNATURE_TYPE},
                           "optional": {"creator": "osbuild-oci"}}, sort_keys=True).encode()
     signature = base64.b64encode(key.private.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
     with tempfile.TemporaryDirectory(prefix="osbuild-oci-sign-") as tmp:
@@ -128,7 +128,6 @@ def sign(reference: str, image_id: str, key: SigningKey, tls_verify: bool) -> st
         (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
         _skopeo("copy", "--quiet", "--preserve-digests", f"oci:{layout}", f"docker://{_attachment(reference, digest)}",
                 side="dest-", tls_verify=tls_verify, action="store the signature of", ref=reference)
-    return digest
 
 
 def _attachment(reference: str, digest: str) -> str:

@@ -7,7 +7,6 @@ Everything runs against the real registry on 127.0.0.1 with keys made by
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import tarfile
