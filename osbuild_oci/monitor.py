@@ -45,6 +45,15 @@ class Monitor(abc.ABC):
     def cache_unavailable(self, registry: str, error: str) -> None: ...
 
     @abc.abstractmethod
+    def cache_untrusted(self, image: str, reason: str) -> None:
+        """A cached tree no trusted key signed: a miss, and the stage runs here.
+
+        Both audiences get the warning line on stderr: a planted tree is news even to a script.
+        """
+        Console(stderr=True, highlight=False, soft_wrap=True).print(Text.assemble(
+            (f"cache {image} not trusted, building the stage here:", "yellow"), f" {reason}"))
+
+    @abc.abstractmethod
     def tree_pushed(self, stage: str, id: str, image: str, seconds: float) -> None: ...
 
     @abc.abstractmethod
@@ -75,6 +84,10 @@ class JsonMonitor(Monitor):
 
     def cache_unavailable(self, registry, error):
         self._emit("cache-unavailable", registry=registry, error=error)
+
+    def cache_untrusted(self, image, reason):
+        super().cache_untrusted(image, reason)
+        self._emit("cache-untrusted", image=image, reason=reason)
 
     def tree_pushed(self, stage, id, image, seconds):
         self._emit("tree-pushed", stage=stage, id=id, image=image, seconds=seconds)
@@ -112,6 +125,9 @@ class ProgressMonitor(Monitor):
 
     def cache_unavailable(self, registry, error):
         self._line((f"cache {registry} unavailable, building without it:", "yellow"), f" {error}")
+
+    def cache_untrusted(self, image, reason):
+        super().cache_untrusted(image, reason)
 
     def tree_pushed(self, stage, id, image, seconds):
         self._line((f"↑ {stage}", "cyan"), f" pushed to {image} in {seconds:.1f} s")

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import registry
+from . import registry, signing
+from .lockfile import Lock, Pin
 from .engine.model import ImageInfo
 from .errors import RegistryError, UserError
 from .pipeline import Pipeline, Step
@@ -30,12 +31,15 @@ def stage_id(parent: str | None, image_id: str, options: dict) -> str:
 
 @dataclass(frozen=True)
 class Remote:
-    """Where stages and cached trees may come from and go to."""
+    """Where stages and cached trees may come from and go to, and who must have signed them."""
 
     stages_from: str | None = None
     cache_from: tuple[str, ...] = ()
     cache_to: str | None = None
     tls_verify: bool = True
+    # Public keys of which one must have signed every image pulled from a registry (none: trust the registry).
+    trust: tuple = ()
+    sign_key: signing.SigningKey | None = None
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,10 @@ class Plan:
 
 
 def _pull_for(store: ObjectStore, ref: str, remote: Remote, where: str) -> ImageInfo:
+    """Pull ref; with trust keys, only the manifest one of them signed, by its digest (else signing.Untrusted)."""
     try:
-        return store.engine.pull(ref, remote.tls_verify)
+        pinned = signing.trusted(ref, remote.trust, remote.tls_verify) if remote.trust else ref
+        return store.engine.pull(pinned, remote.tls_verify)
     except RegistryError as err:
         if not err.missing:
             raise
@@ -76,12 +82,40 @@ def _pull_for(store: ObjectStore, ref: str, remote: Remote, where: str) -> Image
         raise UserError(f"{ref} is not in its registry{pinned}: {err.reason}", where) from None
 
 
-def resolve(store: ObjectStore, step: Step, kind: str, remote: Remote, policy: Policy) -> StageImage:
+def _locked(store: ObjectStore, pin: Pin, remote: Remote, lock: Lock, where: str) -> ImageInfo:
+    """Exactly the locked image: from the store by its id, else pulled by its digest."""
+    info = store.engine.image(pin.id)
+    if info is None and pin.pull:
+        info = _pull_for(store, pin.pull, remote, where)
+    if info is None or info.id != pin.id:
+        found = f"{pin.pull} is image {info.id}" if info else f"no image {pin.id[:12]} is in the store"
+        raise UserError(f"the lock file {lock.path} pins {pin.image} to image {pin.id[:12]}, but {found}; "
+                        "rebuild that image, or rewrite the lock with --lock and without --locked", where)
+    return info
+
+
+def pin(store: ObjectStore, ref: str, image_id: str) -> Pin:
+    """How the lock records an image: its id, plus the manifest digest to pull it by if it is a registry's."""
+    if not registry.is_remote(ref):
+        return Pin(ref, image_id)
+    if "@" in ref:
+        return Pin(ref, image_id, ref)
+    info = store.engine.image(image_id)
+    pulled = [d for d in (info.digests if info else ()) if registry.repository(d) == registry.repository(ref)]
+    return Pin(ref, image_id, pulled[0] if pulled else None)
+
+
+def resolve(store: ObjectStore, step: Step, kind: str, remote: Remote, policy: Policy,
+            lock: Lock | None = None) -> StageImage:
     ref = step.image or local_ref(step.name, remote.stages_from or LOCAL_PREFIX)
     where = f"{step.where}.image" if step.image else f"{step.where}.name"
-    info = store.engine.image(ref)
-    if info is None and registry.is_remote(ref):
-        info = _pull_for(store, ref, remote, where)
+    if lock is not None:
+        info: ImageInfo | None = _locked(store, lock.image(step.name, f"{step.where}.name"), remote, lock, where)
+    else:
+        info = store.engine.image(ref)
+        # With trust keys a remote image is checked every time: the copy in the store proves nothing about the tag now.
+        if registry.is_remote(ref) and (info is None or remote.trust):
+            info = _pull_for(store, ref, remote, where)
     if info is None:
         hint = ("pull it first or check the reference" if step.image else
                 "run `osbuild-oci stages build` to build this repo's stages, or `osbuild-oci stages list` to see them")
@@ -96,36 +130,55 @@ def resolve(store: ObjectStore, step: Step, kind: str, remote: Remote, policy: P
     return image
 
 
-def _resolve_base(store: ObjectStore, base: str | None,
-                  remote: Remote) -> tuple[str | None, str | None]:
+def _resolve_base(store: ObjectStore, base: str | None, remote: Remote,
+                  lock: Lock | None) -> tuple[str | None, str | None]:
     """The base as (tree id, image to adopt as that tree); a remote base is pulled first."""
     if base is None:
         return None, None
+    if lock is not None and not TREE_ID.match(base):
+        info = _locked(store, lock.base_for(base), remote, lock, "base")
+        return info.id, info.id
     if TREE_ID.match(base):
-        if store.has_tree(base) or any(store.fetch(base, repo, remote.tls_verify) for repo in remote.cache_from):
+        if store.has_tree(base) or any(store.fetch(base, repo, remote.tls_verify, remote.trust)
+                                       for repo in remote.cache_from):
             return base, None
         raise UserError(f"no tree {base} in this store{' or the --cache-from registries' if remote.cache_from else ''}"
                         "; build its pipeline first or give an image reference", "base")
     info = store.engine.image(base)
-    if info is None and registry.is_remote(base):
+    if registry.is_remote(base) and (info is None or remote.trust):
         info = _pull_for(store, base, remote, "base")
     if info is None:
         raise UserError(f"no image {base} in this store; give a registry reference to pull it", "base")
     return info.id, info.id
 
 
-def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), policy: Policy = Policy()) -> Plan:
-    base, base_image = _resolve_base(store, pipeline.base, remote)
+def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), policy: Policy = Policy(),
+         lock: Lock | None = None) -> Plan:
+    """The plan; with a lock, every image is the one it pins (a stage it lacks is refused)."""
+    base, base_image = _resolve_base(store, pipeline.base, remote, lock)
     stages, parent = [], base
     for step in pipeline.stages:
-        image = resolve(store, step, "stage", remote, policy)
+        image = resolve(store, step, "stage", remote, policy, lock)
         planned = PlannedStage(step, image, stage_id(parent, image.id, step.options), parent)
         stages.append(planned)
         parent = planned.id
     assembler = None
     if pipeline.assembler is not None:
-        assembler = (pipeline.assembler, resolve(store, pipeline.assembler, "assembler", remote, policy))
+        assembler = (pipeline.assembler, resolve(store, pipeline.assembler, "assembler", remote, policy, lock))
     return Plan(pipeline.name, base, base_image, stages, assembler)
+
+
+def lock_of(the_plan: Plan, store: ObjectStore, path: Path, base: str | None) -> Lock:
+    """The lock that pins every image the plan uses; one name meaning two images cannot be locked."""
+    images: dict[str, Pin] = {}
+    steps = [(s.step, s.image) for s in the_plan.stages] + ([the_plan.assembler] if the_plan.assembler else [])
+    for step, image in steps:
+        pinned = pin(store, image.ref, image.id)
+        if images.setdefault(step.name, pinned).id != image.id:
+            raise UserError(f"{step.name!r} names two different images in this pipeline, which a lock file "
+                            "(keyed by stage name) cannot tell apart", f"{step.where}.image")
+    base_pin = pin(store, base, the_plan.base_image) if base is not None and the_plan.base_image else None
+    return Lock(path, base_pin, images)
 
 
 def check_output(output: Path | None, has_assembler: bool) -> None:

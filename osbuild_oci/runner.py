@@ -17,6 +17,7 @@ from .errors import BuildError, RegistryError
 from .monitor import Monitor
 from .pipeline import Step
 from .planner import Plan, Remote
+from .signing import Untrusted
 from .stageimage import StageImage
 from .store import ObjectStore, tree_ref
 
@@ -52,7 +53,8 @@ def _run_container(store: ObjectStore, step: Step, image: StageImage, mounts: li
 def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Monitor) -> tuple[int, str]:
     """How many leading stages need not run, and where their tree is: newest first, local before remote.
 
-    Only the newest cached tree is pulled; it holds every earlier stage's layer.
+    Only the newest cached tree is pulled; it holds every earlier stage's layer.  With
+    trust keys, a tree none of them signed is a miss (`cache-untrusted`), never pulled.
     """
     repos = list(remote.cache_from)
     for index in reversed(range(len(the_plan.stages))):
@@ -61,8 +63,10 @@ def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: 
             return index + 1, "store"
         for repo in list(repos):
             try:
-                if store.fetch(tree_id, repo, remote.tls_verify):
+                if store.fetch(tree_id, repo, remote.tls_verify, remote.trust):
                     return index + 1, repo
+            except Untrusted as err:
+                monitor.cache_untrusted(image=f"{repo}:{tree_id}", reason=err.reason)
             except RegistryError as err:
                 repos.remove(repo)
                 monitor.cache_unavailable(registry=repo, error=str(err))
@@ -75,7 +79,7 @@ def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Mon
         if store.has_tree(stage.id):
             t0 = time.monotonic()
             destination = f"{remote.cache_to}:{stage.id}"
-            store.push(stage.id, destination, remote.tls_verify)
+            store.push(stage.id, destination, remote.tls_verify, remote.sign_key)
             monitor.tree_pushed(stage=stage.step.name, id=stage.id, image=destination,
                                 seconds=round(time.monotonic() - t0, 3))
 

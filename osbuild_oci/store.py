@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from . import layers
+from . import layers, signing
 from .engine.model import ImageInfo
 from .engine.client import Engine
 from .errors import BuildError, EngineError, RegistryError, UserError
@@ -88,7 +88,7 @@ class ObjectStore:
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        self._sources: dict[str, bool] = {}
+        self._sources: dict[str, tuple[bool, tuple]] = {}
 
     def tree_image(self, tree_id: str) -> ImageInfo | None:
         """The tree's image, only if it really is that tree (a checked cache hit)."""
@@ -179,11 +179,11 @@ class ObjectStore:
         A registry that fails now only costs the shared layout, not the build.
         """
         info = self.tree_image(tree_id)
-        for repository, tls_verify in self._sources.items():
+        for repository, (tls_verify, trust) in self._sources.items():
             if info is not None:
                 break
             try:
-                if self.fetch(tree_id, repository, tls_verify):
+                if self.fetch(tree_id, repository, tls_verify, trust):
                     info = self.tree_image(tree_id)
             except RegistryError:
                 continue
@@ -215,10 +215,15 @@ class ObjectStore:
                 f"`podman {' '.join(self.engine.podman_args())} info`, then `osbuild-oci store clean` "
                 "and build again") from None
 
-    def fetch(self, tree_id: str, repository: str, tls_verify: bool) -> bool:
-        """Pull REPOSITORY:<tree id> and keep it as that tree if it really is it; False if absent."""
+    def fetch(self, tree_id: str, repository: str, tls_verify: bool, trust: tuple = ()) -> bool:
+        """Pull REPOSITORY:<tree id> and keep it as that tree if it really is it; False if absent.
+
+        With trust keys, only a manifest one of them signed is pulled (by its digest);
+        anything else raises signing.Untrusted before a byte of it reaches the store.
+        """
+        ref = f"{repository}:{tree_id}"
         try:
-            info = self.engine.pull(f"{repository}:{tree_id}", tls_verify)
+            info = self.engine.pull(signing.trusted(ref, trust, tls_verify) if trust else ref, tls_verify)
         except RegistryError as err:
             if err.missing:
                 return False
@@ -227,11 +232,14 @@ class ObjectStore:
             raise BuildError(f"{repository}:{tree_id} is not the tree it is tagged as (its "
                              f"{LABEL_TREE} label says {info.labels.get(LABEL_TREE)!r}); refusing to use it")
         self.engine.tag(info.id, tree_ref(tree_id))
-        self._sources.setdefault(repository, tls_verify)
+        self._sources.setdefault(repository, (tls_verify, trust))
         return True
 
-    def push(self, tree_id: str, destination: str, tls_verify: bool) -> None:
+    def push(self, tree_id: str, destination: str, tls_verify: bool, sign_key: signing.SigningKey | None = None) -> None:
+        """Push the tree; with a key, sign the manifest the registry then serves for destination."""
         self.engine.push(tree_ref(tree_id), destination, tls_verify)
+        if sign_key is not None:
+            signing.sign(destination, self.engine.image(tree_ref(tree_id)).id, sign_key, tls_verify)
 
     @contextmanager
     def unchanged_on_user_error(self) -> Iterator[None]:

@@ -319,7 +319,9 @@ def test_credentials_come_from_the_auth_file(private, tmp_path, build):
     assert "authentication required" in denied.stderr and address in denied.stderr
 
     auth = {"REGISTRY_AUTH_FILE": str(authfile)}
-    pushed = build(small, store, None, "--cache-to", f"{address}/private/trees", HTTP, env=auth)
+    assert osbuild("key", "generate", tmp_path / "team").returncode == 0
+    pushed = build(small, store, None, "--cache-to", f"{address}/private/trees", HTTP, "--sign-key",
+                   tmp_path / "team.key", env=auth)
     assert pushed.returncode == 0, pushed.stderr
     assert len(pushed.of("tree-pushed")) == 1
     read_back = skopeo_inspect(f"{address}/private/trees:{pushed.tree}", "--authfile", str(authfile))
@@ -330,6 +332,11 @@ def test_credentials_come_from_the_auth_file(private, tmp_path, build):
                   "--cache-from", f"{address}/private/trees", HTTP, env=auth)
     assert fresh.returncode == 0, fresh.stderr
     assert fresh.ran == [] and fresh.of("cache-unavailable") == [] and fresh.tree == pushed.tree
+    # Signing and checking signatures reach the registry with the same credentials.
+    trusted = build(small, tmp_path / "trusted", None, "--cache-from", f"{address}/private/trees", HTTP,
+                    "--trust-key", tmp_path / "team.pub", env=auth)
+    assert trusted.returncode == 0, trusted.stderr
+    assert trusted.ran == [] and trusted.of("cache-untrusted") == []
     child = {"name": "child", "base": f"{address}/private/trees:{pushed.tree}",
              "stages": [{"name": "org.osbuild.noop", "options": {"child": 1}}]}
     based = build(child, tmp_path / "based", None, "--stages-from", f"{address}/osbuild", HTTP, env=auth)

@@ -12,12 +12,14 @@ import sys
 from ..errors import OsbuildOciError
 from .build import build
 from .common import app
+from .key import key_app
 from .stages import stages_app
 from .store import store_app
 
 app.command()(build)
 app.add_typer(stages_app, name="stages")
 app.add_typer(store_app, name="store")
+app.add_typer(key_app, name="key")
 
 # podman and skopeo spell it --tls-verify=false; users type it from habit.
 _TLS_SPELLINGS = {"--tls-verify=false": "--no-tls-verify", "--tls-verify=true": "--tls-verify"}

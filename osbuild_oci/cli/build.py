@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import UserError
-from .common import LOCK_TIMEOUT, STORE, TLS_VERIFY, naming, store_path
+from .common import LOCK_TIMEOUT, SIGN_KEY, SIGN_PASSPHRASE, STORE, TLS_VERIFY, naming, signing_key, store_path
 
 
 def build(
@@ -32,13 +32,33 @@ def build(
     allow_capability: List[str] = typer.Option([], "--allow-capability", metavar="CAP",
                                                help="Grant stage images this capability beyond the allowlist "
                                                     "(repeatable; only for images you trust)"),
+    trust_key: List[Path] = typer.Option([], "--trust-key", metavar="PUB", dir_okay=False,
+                                         help="Use a stage image or cached tree from a registry only if this public "
+                                              "key signed it (repeatable: any of them) [default: trust-keys of the "
+                                              "config file, else trust the registry]"),
+    sign_key: Optional[Path] = SIGN_KEY,
+    sign_passphrase_file: Optional[Path] = SIGN_PASSPHRASE,
+    lock: Optional[Path] = typer.Option(None, "--lock", metavar="FILE", dir_okay=False,
+                                        help="Write the id (and registry digest) of every stage, assembler and "
+                                             "base image the build used to FILE, sorted JSON to commit"),
+    locked: bool = typer.Option(False, "--locked",
+                                help="Build with exactly the images the --lock FILE pins (pulled by digest if "
+                                     "missing) and leave FILE as it is; a stage it lacks is refused"),
 ) -> None:
     """Build PIPELINE: run the stages the store lacks, then the assembler into OUTPUT."""
     from .. import pipeline as pipeline_model
     from .. import planner, runner
     from ..monitor import JsonMonitor, ProgressMonitor
-    from ..store import open_store
-    remote = planner.Remote(stages_from, tuple(cache_from), cache_to, tls_verify)
+    from ..store import image_name, open_store
+    from .. import config, lockfile, signing
+    key = signing_key(sign_key, sign_passphrase_file)
+    if key is not None and not (cache_to or push):
+        raise UserError("--sign-key signs what --cache-to and --push push; give one of them")
+    trust = tuple(signing.load_public(path) for path in config.trust_keys(trust_key))
+    if locked and lock is None:
+        raise UserError("--locked builds with the images a lock file pins; name it with --lock FILE")
+    pins = lockfile.load(lock) if locked and lock is not None else None
+    remote = planner.Remote(stages_from, tuple(cache_from), cache_to, tls_verify, trust, key)
     extra = {c.upper() if c.upper().startswith("CAP_") else f"CAP_{c.upper()}" for c in allow_capability}
     policy = planner.Policy(planner.Policy().capabilities | extra)
     for cap in sorted(extra - planner.Policy().capabilities):
@@ -52,10 +72,13 @@ def build(
         raise UserError("--tag/--push: the pipeline has no stages and no base, so there is no tree to name")
     with open_store(store_path(store), lock_timeout) as objects:
         with naming(pipeline), objects.unchanged_on_user_error():
-            the_plan = planner.plan(model, objects, remote, policy)
+            the_plan = planner.plan(model, objects, remote, policy, pins)
+            new_lock = planner.lock_of(the_plan, objects, lock, model.base) if lock and not locked else None
         monitor = JsonMonitor() if json_events else ProgressMonitor()
         final = runner.run(the_plan, objects, monitor, output if the_plan.assembler else None, remote)
         for name in tag:
             objects.tag(final, name)
         for destination in push:
-            objects.push(final, destination, tls_verify)
+            objects.push(final, image_name(destination), tls_verify, key)
+        if new_lock is not None:
+            new_lock.write()

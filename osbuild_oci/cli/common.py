@@ -31,6 +31,24 @@ TLS_VERIFY = typer.Option(True, "--tls-verify/--no-tls-verify",
                                "allows plain-HTTP registries")
 
 
+SIGN_KEY = typer.Option(None, "--sign-key", metavar="KEY", dir_okay=False,
+                        help="Sign every image pushed with this private key (NAME.key of `osbuild-oci key generate`); "
+                             "the signature goes into the registry as a sigstore attachment")
+
+SIGN_PASSPHRASE = typer.Option(None, "--sign-passphrase-file", metavar="FILE", dir_okay=False,
+                               help="File whose first line is the --sign-key passphrase [default: none]")
+
+
+def signing_key(key: Optional[Path], passphrase_file: Optional[Path]):
+    """The opened --sign-key (None without one); a passphrase file without a key is a mistake."""
+    from ..signing import SigningKey
+    if key is None:
+        if passphrase_file is not None:
+            raise UserError("--sign-passphrase-file is the passphrase of --sign-key; give --sign-key too")
+        return None
+    return SigningKey.open(key, passphrase_file)
+
+
 def store_path(store: Optional[Path]) -> Path:
     """--store, $OSBUILD_OCI_STORE, or the user's cache directory."""
     if store is None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 
 from ..errors import UserError
-from .common import SOURCE, TLS_VERIFY
+from .common import SIGN_KEY, SIGN_PASSPHRASE, SOURCE, TLS_VERIFY, signing_key
 
 stages_app = typer.Typer(help="Build, list, inspect and publish stage and assembler images.", no_args_is_help=True)
 
@@ -31,18 +31,25 @@ def stages_push(
     namespace: str = typer.Argument(..., metavar="REGISTRY/NAMESPACE"),
     tls_verify: bool = TLS_VERIFY,
     source: Path = SOURCE,
+    sign_key: Optional[Path] = SIGN_KEY,
+    sign_passphrase_file: Optional[Path] = SIGN_PASSPHRASE,
 ) -> None:
     """Publish every built stage and assembler image as REGISTRY/NAMESPACE/NAME, printing pinned references."""
-    from .. import registry, stagebuild
+    from .. import registry, signing, stagebuild
     from ..engine import localstorage
     from ..stageimage import local_ref
     if not registry.is_remote(namespace):
         raise UserError(f"{namespace} names no registry; give REGISTRY/NAMESPACE such as registry.example.com/osbuild")
-    for src in stagebuild.find_sources(source):
-        if localstorage.image(src.ref) is None:
+    key = signing_key(sign_key, sign_passphrase_file)
+    images = {src: localstorage.image(src.ref) for src in stagebuild.find_sources(source)}
+    for src, info in images.items():
+        if info is None:
             raise UserError(f"{src.ref} is not built; run `osbuild-oci stages build` first")
+    for src, info in images.items():
         destination = local_ref(src.name, namespace)
         digest = localstorage.push(src.ref, destination, tls_verify)
+        if key is not None:
+            signing.sign(destination, info.id, key, tls_verify)
         print(f"{destination.rsplit(':', 1)[0]}@{digest}")
 
 

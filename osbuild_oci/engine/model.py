@@ -35,6 +35,8 @@ class ImageInfo:
     names: list[str]
     size: int = 0
     created: str = ""
+    # REPO@sha256:... of the manifests it was pulled by or pushed as.
+    digests: tuple[str, ...] = ()
 
     @classmethod
     def from_inspect(cls, attrs: dict) -> "ImageInfo":
@@ -42,4 +44,4 @@ class ImageInfo:
         return cls(id=attrs["Id"], labels=attrs.get("Labels") or {},
                    layers=list((attrs.get("RootFS") or {}).get("Layers") or []),
                    names=list(attrs.get("RepoTags") or []), size=int(attrs.get("Size") or 0),
-                   created=str(attrs.get("Created") or ""))
+                   created=str(attrs.get("Created") or ""), digests=tuple(attrs.get("RepoDigests") or ()))

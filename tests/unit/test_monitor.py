@@ -10,7 +10,7 @@ from osbuild_oci.monitor import JsonMonitor, Monitor, ProgressMonitor
 
 def test_both_monitors_report_every_event():
     events = {name for name, member in vars(Monitor).items() if getattr(member, "__isabstractmethod__", False)}
-    assert len(events) == 8
+    assert len(events) == 9
     for monitor in (JsonMonitor, ProgressMonitor):
         assert not getattr(monitor, "__abstractmethods__", None), monitor
         for name in events:
@@ -35,3 +35,12 @@ def test_json_events_are_one_object_a_line(capsys):
     assert [json.loads(line)["event"] for line in lines] == ["stage-done", "build-done"]
     assert json.loads(lines[0]) == {"event": "stage-done", "stage": "s", "index": 0, "total": 2, "id": "a" * 64,
                                     "cached": True, "source": "store", "seconds": 0.1}
+
+
+def test_an_untrusted_cache_is_one_line_on_stderr_for_both_audiences(capsys):
+    JsonMonitor().cache_untrusted(image="reg/trees:[b]id", reason="it has no signature")
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"event": "cache-untrusted", "image": "reg/trees:[b]id", "reason": "it has no signature"}
+    assert err == "cache reg/trees:[b]id not trusted, building the stage here: it has no signature\n"
+    ProgressMonitor().cache_untrusted(image="reg/trees:id", reason="it has no signature")
+    assert capsys.readouterr() == ("", "cache reg/trees:id not trusted, building the stage here: it has no signature\n")

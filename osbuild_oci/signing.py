@@ -1,0 +1,223 @@
+"""Sigstore signatures in the registry: written when pushing, required when pulling.
+
+A signature is stored the way cosign, podman and skopeo store it (registries.d
+`use-sigstore-attachments`): an OCI manifest tagged `sha256-<manifest hex>.sig`
+next to the image, one layer a signature, whose payload names the image's
+reference and manifest digest and whose annotation holds the ECDSA P-256
+signature of that payload.  Debian 12's podman and skopeo can neither write
+nor check them (both stop with "Debian-local change: sigstore disabled"), so
+osbuild-oci does both with `cryptography`, making the checks containers/image
+makes for a policy.json `sigstoreSigned` requirement with the default
+`matchRepoDigestOrExact` identity.  skopeo only moves bytes (and reads the
+auth files): the image's manifest, the signature artifact.  A trusted image
+is then pulled by the digest the signature names, so a tag moved after the
+check cannot slip in, and an untrusted one is never pulled at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from . import keys, registry
+from .errors import BuildError, RegistryError, UserError
+
+PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
+SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+SIGNATURE_TYPE = "cosign container image signature"
+UNKNOWN_SIGNER = "signed by none of the trusted keys"
+
+
+class Untrusted(RegistryError):
+    """The registry holds no signature by a trusted key for the image; `reason` says what was found instead."""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An opened --sign-key; without a passphrase file, the empty passphrase `key generate` seals with."""
+
+    path: Path
+    private: ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def open(cls, path: Path, passphrase_file: Path | None = None) -> "SigningKey":
+        try:
+            return cls(path, keys.load_private(path, keys.read_passphrase(passphrase_file)))
+        except OSError as err:
+            raise UserError(f"--sign-key {path}: cannot read {err.filename}: {err.strerror}") from None
+        except ValueError as err:
+            raise UserError(f"--sign-key {path}: {err}") from None
+
+
+def _skopeo(command: str, *args: str, side: str, tls_verify: bool, action: str, ref: str
+            ) -> subprocess.CompletedProcess:
+    """skopeo COMMAND for the registry of ref (side "", "src-" or "dest-"), with the credentials osbuild-oci found.
+
+    They go in a private auth file, so skopeo reads exactly what every other pull
+    and push uses (containers-auth.json(5) order, helpers) and no path it cannot
+    open (rootless without a session, /run/containers/UID is root's).
+    """
+    if shutil.which("skopeo") is None:
+        raise BuildError("skopeo is not installed; run scripts/setup-host (or apt-get install skopeo)")
+    creds, host = registry.credentials(ref), registry.host(ref)
+    auths = {host: {"auth": base64.b64encode(f"{creds['username']}:{creds['password']}".encode()).decode()}} \
+        if creds and host else {}
+    with tempfile.TemporaryDirectory(prefix="osbuild-oci-auth-") as tmp:
+        authfile = Path(tmp) / "auth.json"
+        authfile.write_text(json.dumps({"auths": auths}))
+        proc = subprocess.run(["skopeo", command, f"--{side}tls-verify={str(tls_verify).lower()}",
+                               f"--{side}authfile={authfile}", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        reason = reason.split('msg="', 1)[-1].rstrip('"').replace('\\"', '"')
+        # skopeo blames "parsing image name" for any failure to open the image; the rest says what failed.
+        if reason.startswith("Error parsing image name") and '": ' in reason:
+            reason = reason.split('": ', 1)[1]
+        raise RegistryError(ref, action, reason)
+    return proc
+
+
+def _blob(layout: Path, data: bytes) -> dict:
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    return {"size": len(data), "digest": f"sha256:{digest}"}
+
+
+def sign(reference: str, image_id: str, key: SigningKey, tls_verify: bool) -> None:
+    """Sign the manifest the registry now serves under reference (REPO:TAG).
+
+    The manifest is read back from the registry, and signed only if its config
+    is the image just pushed (image_id), so a tag swapped in between is never signed.
+    """
+    raw = _skopeo("inspect", "--raw", f"docker://{reference}", side="", tls_verify=tls_verify,
+                  action="read back", ref=reference).stdout.encode()
+    manifest = json.loads(raw)
+    config = (manifest.get("config") or {}).get("digest", "")
+    if config.removeprefix("sha256:") != image_id.removeprefix("sha256:"):
+        raise BuildError(f"{reference} changed in the registry while it was pushed (its config is {config}, "
+                         f"not {image_id}); refusing to sign it")
+    digest = f"sha256:{hashlib.sha256(raw).hexdigest()}"
+    payload = json.dumps({"critical": {"identity": {"docker-reference": reference},
+                                       "image": {"docker-manifest-digest": digest},
+                                       "type": SIGNATURE_TYPE},
+                          "optional": {"creator": "osbuild-oci"}}, sort_keys=True).encode()
+    signature = base64.b64encode(key.private.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+    with tempfile.TemporaryDirectory(prefix="osbuild-oci-sign-") as tmp:
+        layout = Path(tmp)
+        (layout / "blobs" / "sha256").mkdir(parents=True)
+        (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+        layer = {"mediaType": PAYLOAD_TYPE, **_blob(layout, payload), "annotations": {SIGNATURE_ANNOTATION: signature}}
+        config_doc = {"architecture": "", "os": "", "config": {},
+                      "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}
+        sig_manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                        "config": {"mediaType": OCI_CONFIG, **_blob(layout, json.dumps(config_doc).encode())},
+                        "layers": [layer]}
+        entry = {"mediaType": OCI_MANIFEST, **_blob(layout, json.dumps(sig_manifest).encode())}
+        (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+        _skopeo("copy", "--quiet", "--preserve-digests", f"oci:{layout}", f"docker://{_attachment(reference, digest)}",
+                side="dest-", tls_verify=tls_verify, action="store the signature of", ref=reference)
+
+
+def _attachment(reference: str, digest: str) -> str:
+    """Where sigstore attachments of the manifest digest live: REPO:sha256-<hex>.sig."""
+    return f"{registry.repository(reference)}:{digest.replace(':', '-')}.sig"
+
+
+def load_public(path: Path) -> ec.EllipticCurvePublicKey:
+    """A --trust-key file: the PEM public key `key generate` (or cosign) wrote."""
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except OSError as err:
+        raise UserError(f"--trust-key {path}: cannot read it: {err.strerror}") from None
+    except ValueError:
+        raise UserError(f"--trust-key {path}: not a PEM public key (use the NAME.pub of `osbuild-oci key generate`)"
+                        ) from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise UserError(f"--trust-key {path}: not an ECDSA public key; sigstore signatures use ECDSA P-256")
+    return key
+
+
+def _identity_matches(signed: str, reference: str) -> bool:
+    """matchRepoDigestOrExact: a tag must be signed exactly; a digest reference needs the same repository."""
+    if "@" in reference:
+        return registry.repository(signed) == registry.repository(reference)
+    return signed == reference
+
+
+def _payloads(reference: str, digest: str, tls_verify: bool) -> list[tuple[bytes, str]]:
+    """(payload, base64 signature) of every sigstore signature stored for the digest; none when there is none."""
+    target = _attachment(reference, digest)
+    with tempfile.TemporaryDirectory(prefix="osbuild-oci-verify-") as tmp:
+        try:
+            _skopeo("copy", "--quiet", "--preserve-digests", f"docker://{target}", f"oci:{tmp}", side="src-",
+                    tls_verify=tls_verify, action="read the signatures of", ref=reference)
+        except RegistryError as err:
+            if err.missing:
+                return []
+            raise
+        layout = Path(tmp)
+
+        def blob(descriptor: dict) -> bytes:
+            algorithm, _, hex_digest = str(descriptor.get("digest", "")).partition(":")
+            data = (layout / "blobs" / algorithm / hex_digest).read_bytes()
+            if algorithm != "sha256" or hashlib.sha256(data).hexdigest() != hex_digest:
+                raise BuildError(f"signature artifact {target} has a blob that does not match its digest")
+            return data
+        index = json.loads((layout / "index.json").read_text())
+        manifest = json.loads(blob(index["manifests"][0]))
+        return [(blob(layer), (layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION, ""))
+                for layer in manifest.get("layers") or [] if layer.get("mediaType") == PAYLOAD_TYPE]
+
+
+def _check(payload: bytes, signature: str, key: ec.EllipticCurvePublicKey, reference: str, digest: str) -> str:
+    """Why this signature does not vouch for reference at digest with key; "" when it does."""
+    try:
+        key.verify(base64.b64decode(signature, validate=True), payload, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return UNKNOWN_SIGNER
+    try:
+        critical = json.loads(payload)["critical"]
+        kind, signed_digest = critical["type"], critical["image"]["docker-manifest-digest"]
+        identity = critical["identity"]["docker-reference"]
+    except (ValueError, KeyError, TypeError):
+        return "its signed payload is malformed"
+    if kind != SIGNATURE_TYPE:
+        return f"its signed payload is of type {kind!r}"
+    if signed_digest != digest:
+        return f"its signature is for manifest {signed_digest}, not {digest}"
+    if not _identity_matches(identity, reference):
+        return f"it is signed as {identity}, not as {reference}"
+    return ""
+
+
+def trusted(reference: str, trust_keys: tuple[ec.EllipticCurvePublicKey, ...], tls_verify: bool) -> str:
+    """REPO@DIGEST of what reference names now, if one of the keys signed that manifest for it; else Untrusted.
+
+    A reference pinned by digest is checked against that digest without asking what a tag says.
+    """
+    if "@" in reference:
+        digest = reference.split("@", 1)[1]
+    else:
+        raw = _skopeo("inspect", "--raw", f"docker://{reference}", side="", tls_verify=tls_verify,
+                      action="pull", ref=reference).stdout.encode()
+        digest = f"sha256:{hashlib.sha256(raw).hexdigest()}"
+    payloads = _payloads(reference, digest, tls_verify)
+    if not payloads:
+        raise Untrusted(reference, "trust", "it has no signature")
+    reasons = [_check(payload, signature, key, reference, digest)
+               for payload, signature in payloads for key in trust_keys]
+    if "" not in reasons:
+        raise Untrusted(reference, "trust", next((r for r in reasons if r != UNKNOWN_SIGNER), UNKNOWN_SIGNER))
+    return f"{registry.repository(reference)}@{digest}"
