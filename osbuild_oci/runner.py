@@ -1,8 +1,9 @@
 """Runs a plan: every stage the store lacks in its own container, then the assembler.
 
-A stage's tree is committed only when its container exits 0; anything else
-(a failure, Ctrl-C, SIGTERM) removes the working container, so nothing is
-ever stored half-built under a stage id.
+A stage's tree is committed under its id only when its container exits 0;
+anything else (a failure, Ctrl-C, SIGTERM) removes the working container, so
+nothing is ever stored half-built under a stage id.  A failed stage's tree is
+kept under another name (`store.failed_ref`) for a shell to look into.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 
 from .engine.model import ContainerSpec, Mount
-from .errors import BuildError, RegistryError
+from .errors import RegistryError, StageFailed
 from .monitor import Monitor
 from .pipeline import Step
 from .planner import Plan, Remote
@@ -45,7 +46,7 @@ def _run_container(store: ObjectStore, step: Step, image: StageImage, mounts: li
                          env={"OSBUILD_STAGE": step.name}, stdin=json.dumps(document).encode())
     status = store.engine.run(spec, tail)
     if status != 0:
-        raise BuildError(f"{image.kind} {step.name} ({step.where}) failed with exit status {status}; "
+        raise StageFailed(f"{image.kind} {step.name} ({step.where}) failed with exit status {status}; "
                          f"its last output:\n{tail.lines()}")
 
 
@@ -81,8 +82,8 @@ def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Mon
 
 
 def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | None,
-        remote: Remote = Remote()) -> str | None:
-    """Build the plan; return the final tree id."""
+        remote: Remote = Remote(), keep_failed: bool = True) -> str | None:
+    """Build the plan; return the final tree id.  A failed stage's tree is kept unless keep_failed is off."""
     started = time.monotonic()
     total = len(the_plan.stages)
     monitor.pipeline_start(name=the_plan.name, stages=total)
@@ -94,7 +95,7 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
         monitor.stage_start(stage=stage.step.name, index=index, total=total, id=stage.id)
         cached = index < done
         if not cached:
-            with store.new_tree(stage.id, stage.parent, stage.step.name) as tree:
+            with store.new_tree(stage.id, stage.parent, stage.step.name, keep_failed) as tree:
                 _run_container(store, stage.step, stage.image, [Mount(tree, TREE_MOUNT)],
                                {"tree": TREE_MOUNT, "options": stage.step.options}, monitor)
         monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,

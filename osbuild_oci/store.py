@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -23,7 +24,7 @@ from typing import Iterator
 from . import layers
 from .engine.model import ImageInfo
 from .engine.client import Engine
-from .errors import BuildError, EngineError, RegistryError, UserError
+from .errors import BuildError, EngineError, RegistryError, StageFailed, UserError
 
 TREES = "localhost/osbuild-oci/trees"
 LABEL_TREE = "org.osbuild-oci.tree-id"
@@ -31,6 +32,8 @@ LABEL_STAGE = "org.osbuild-oci.stage"
 LABEL_DEPTH = "org.osbuild-oci.depth"
 LABEL_ROOT = "org.osbuild-oci.root"
 LABEL_LAYERS = "org.osbuild-oci.layer-trees"
+LABEL_FAILED = "org.osbuild-oci.failed-stage"
+FAILED = "failed-"
 _LAYER_END = re.compile(r"^([0-9]+):([0-9a-f]{64})$")
 _ROOT = re.compile(r"(?:[0-9a-f]{64})?")
 _MOUNT_DATA = re.compile(r'\s*mount_data="[^"]*"|\s*mount_data=\S+')
@@ -76,6 +79,11 @@ class Lineage:
 
 def tree_ref(tree_id: str) -> str:
     return f"{TREES}:{tree_id}"
+
+
+def failed_ref(stage_id: str) -> str:
+    """Where a failed stage's partial tree is kept: never under its stage id, so never a cache hit."""
+    return f"{TREES}:{FAILED}{stage_id}"
 
 
 def image_name(name: str) -> str:
@@ -131,13 +139,17 @@ class ObjectStore:
             self.engine.remove_container(container)
 
     @contextmanager
-    def new_tree(self, tree_id: str, base_id: str | None, stage: str = "") -> Iterator[str]:
+    def new_tree(self, tree_id: str, base_id: str | None, stage: str = "",
+                 keep_failed: bool = False) -> Iterator[str]:
         """A writable tree with the content of base_id, committed as tree_id when the block succeeds.
 
         Its image is the parent's plus one layer, except where the layer budget
         merges: then it starts on an older tree's image (see layers.py), the
         parent's content is synced into it, and the one new layer holds
-        everything since that older tree.
+        everything since that older tree.  When the stage fails (StageFailed)
+        and keep_failed is set, the partial tree is committed under
+        `failed_ref`, which no lookup by tree id can reach; an interruption or
+        any other error keeps nothing.
         """
         info = self._base_info(base_id)
         parent = info.id if info else self.engine.empty_image()
@@ -152,8 +164,30 @@ class ObjectStore:
             with self._mount_errors("commit the tree", stage, tree_id, image):
                 self.engine.commit(container, tree_ref(tree_id), {
                     LABEL_TREE: tree_id, LABEL_STAGE: stage, **lineage.child_labels(tree_id, start, root)})
+            self.engine.remove_image(failed_ref(tree_id))
+        except StageFailed as err:
+            if keep_failed:
+                err.kept = self._keep_failed(container, tree_id, stage)
+            raise
         finally:
             self.engine.remove_container(container)
+
+    def _keep_failed(self, container: str, tree_id: str, stage: str) -> str:
+        """Commit a failed stage's tree under failed_ref; how to open a shell in it (or why it is not kept).
+
+        Its labels say it is no tree (an empty tree id), so even a label check cannot take it for one.
+        """
+        try:
+            self.engine.commit(container, failed_ref(tree_id), {
+                LABEL_TREE: "", LABEL_FAILED: tree_id, LABEL_STAGE: stage, LABEL_DEPTH: "", LABEL_ROOT: "",
+                LABEL_LAYERS: ""})
+        except EngineError as err:
+            return f"its partial tree could not be kept: {err}"
+        podman = shlex.join(["podman", *self.engine.podman_args(), "run", "--rm", "-it", "--network=none",
+                             failed_ref(tree_id), "/bin/sh"])
+        return (f"its partial tree is kept as {failed_ref(tree_id)}; open a shell in it with\n"
+                f"    osbuild-oci shell --failed {tree_id} --store {shlex.quote(str(self.engine.store))}\n"
+                f"or\n    {podman}")
 
     def _merge_start(self, lineage: Lineage) -> tuple[int, str, str]:
         """(depth, root, image) a new tree one stage below lineage starts on.
@@ -252,20 +286,27 @@ class ObjectStore:
         self.engine.tag(info.id, name)
         return name
 
-    def trees(self) -> list[tuple[str, ImageInfo]]:
-        """(tree id, image) of every tree, by its tag."""
+    def _tagged(self) -> list[tuple[str, ImageInfo]]:
         prefix = tree_ref("")
         return [(name[len(prefix):], info) for info in self.engine.images(TREES)
                 for name in info.names if name.startswith(prefix)]
 
+    def trees(self) -> list[tuple[str, ImageInfo]]:
+        """(tree id, image) of every tree, by its tag; kept failures are no trees."""
+        return [(tag, info) for tag, info in self._tagged() if not tag.startswith(FAILED)]
+
+    def failed(self) -> list[tuple[str, ImageInfo]]:
+        """(stage id, image) of every kept failed tree."""
+        return [(tag[len(FAILED):], info) for tag, info in self._tagged() if tag.startswith(FAILED)]
+
     def clear(self) -> None:
-        """Remove every tree and every layer only trees used; stage images are not the store's.
+        """Remove every tree, kept failure and every layer only they used; stage images are not the store's.
 
         Trees go by name: an adopted base image seen from the user's storage is read-only
         here, and loses only its tree name.
         """
-        for tree_id, _ in self.trees():
-            self.engine.remove_image(tree_ref(tree_id))
+        for tag, _ in self._tagged():
+            self.engine.remove_image(tree_ref(tag))
         self.engine.prune()
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from ..errors import UserError
-from .common import LOCK_TIMEOUT, STORE, TLS_VERIFY, naming, store_path
+from .common import (ALLOW_CAPABILITY, CACHE_FROM, LOCK_TIMEOUT, STAGES_FROM, STORE, TLS_VERIFY, load_pipeline,
+                     naming, store_path, where_from)
 
 
 def build(
@@ -21,40 +21,32 @@ def build(
     json_events: bool = typer.Option(False, "--json", help="Print one JSON object per event on stdout"),
     tag: List[str] = typer.Option([], "--tag", help="Also tag the final tree image with this name (repeatable)"),
     push: List[str] = typer.Option([], "--push", help="Push the final tree image to this reference (repeatable)"),
-    stages_from: Optional[str] = typer.Option(None, "--stages-from", metavar="REGISTRY/NAMESPACE",
-                                              help="Resolve stage names to REGISTRY/NAMESPACE/NAME:latest"),
-    cache_from: List[str] = typer.Option([], "--cache-from", metavar="REGISTRY/NAMESPACE/REPO",
-                                         help="Look up trees missing from the store here (tag = tree id)"),
+    stages_from: Optional[str] = STAGES_FROM,
+    cache_from: List[str] = CACHE_FROM,
     cache_to: Optional[str] = typer.Option(None, "--cache-to", metavar="REGISTRY/NAMESPACE/REPO",
                                            help="Push every tree of the pipeline here (tag = tree id)"),
     tls_verify: bool = TLS_VERIFY,
     lock_timeout: float = LOCK_TIMEOUT,
-    allow_capability: List[str] = typer.Option([], "--allow-capability", metavar="CAP",
-                                               help="Grant stage images this capability beyond the allowlist "
-                                                    "(repeatable; only for images you trust)"),
+    keep_failed: bool = typer.Option(True, "--keep-failed/--no-keep-failed",
+                                     help="Keep a failed stage's partial tree for `osbuild-oci shell --failed`"),
+    allow_capability: List[str] = ALLOW_CAPABILITY,
 ) -> None:
     """Build PIPELINE: run the stages the store lacks, then the assembler into OUTPUT."""
-    from .. import pipeline as pipeline_model
     from .. import planner, runner
     from ..monitor import JsonMonitor, ProgressMonitor
     from ..store import open_store
-    remote = planner.Remote(stages_from, tuple(cache_from), cache_to, tls_verify)
-    extra = {c.upper() if c.upper().startswith("CAP_") else f"CAP_{c.upper()}" for c in allow_capability}
-    policy = planner.Policy(planner.Policy().capabilities | extra)
-    for cap in sorted(extra - planner.Policy().capabilities):
-        print(f"note: --allow-capability {cap}: stage images that ask for it get it", file=sys.stderr)
+    remote, policy = where_from(stages_from, cache_from, cache_to, tls_verify, allow_capability)
+    model = load_pipeline(pipeline)
     with naming(pipeline):
-        model = pipeline_model.load(pipeline)
         planner.check_output(output, model.assembler is not None)
-    for note in model.notes:
-        print(f"note: {pipeline}: {note}", file=sys.stderr)
     if (tag or push) and not model.stages and model.base is None:
         raise UserError("--tag/--push: the pipeline has no stages and no base, so there is no tree to name")
     with open_store(store_path(store), lock_timeout) as objects:
         with naming(pipeline), objects.unchanged_on_user_error():
             the_plan = planner.plan(model, objects, remote, policy)
         monitor = JsonMonitor() if json_events else ProgressMonitor()
-        final = runner.run(the_plan, objects, monitor, output if the_plan.assembler else None, remote)
+        final = runner.run(the_plan, objects, monitor, output if the_plan.assembler else None, remote,
+                           keep_failed)
         for name in tag:
             objects.tag(final, name)
         for destination in push:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import typer
 
 from .. import SOURCES
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
+    from ..planner import Policy, Remote
 
 app = typer.Typer(help="Build operating-system images from pipelines of OCI stage images.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -29,6 +34,37 @@ LOCK_TIMEOUT = typer.Option(3600.0, "--lock-timeout", metavar="SECONDS",
 TLS_VERIFY = typer.Option(True, "--tls-verify/--no-tls-verify",
                           help="Require HTTPS with a valid certificate; --no-tls-verify (or --tls-verify=false) "
                                "allows plain-HTTP registries")
+
+
+STAGES_FROM = typer.Option(None, "--stages-from", metavar="REGISTRY/NAMESPACE",
+                           help="Resolve stage names to REGISTRY/NAMESPACE/NAME:latest")
+
+CACHE_FROM = typer.Option([], "--cache-from", metavar="REGISTRY/NAMESPACE/REPO",
+                          help="Look up trees missing from the store here (tag = tree id)")
+
+ALLOW_CAPABILITY = typer.Option([], "--allow-capability", metavar="CAP",
+                                help="Grant stage images this capability beyond the allowlist "
+                                     "(repeatable; only for images you trust)")
+
+
+def where_from(stages_from: Optional[str], cache_from: List[str], cache_to: Optional[str], tls_verify: bool,
+               allow_capability: List[str]) -> tuple["Remote", "Policy"]:
+    """The registries and the capability policy a command plans with; says which capabilities the user added."""
+    from ..planner import Policy, Remote
+    extra = {c.upper() if c.upper().startswith("CAP_") else f"CAP_{c.upper()}" for c in allow_capability}
+    for cap in sorted(extra - Policy().capabilities):
+        print(f"note: --allow-capability {cap}: stage images that ask for it get it", file=sys.stderr)
+    return Remote(stages_from, tuple(cache_from), cache_to, tls_verify), Policy(Policy().capabilities | extra)
+
+
+def load_pipeline(pipeline: Path) -> "Pipeline":
+    """The pipeline file, its input errors named after it, its notes (deprecated names) on stderr."""
+    from ..pipeline import load
+    with naming(pipeline):
+        model = load(pipeline)
+    for note in model.notes:
+        print(f"note: {pipeline}: {note}", file=sys.stderr)
+    return model
 
 
 def store_path(store: Optional[Path]) -> Path:
