@@ -295,6 +295,37 @@ class LineReader:
         return self.seen
 
 
+class Terminal:
+    """A tmux session on a tmux server of its own: a real terminal that a test types into and reads."""
+
+    def __init__(self, script: str, width: int = 200, height: int = 50):
+        self.tmux = ["tmux", "-L", unique_name("osbuild-oci-test")]
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), script],
+                       check=True)
+
+    def __enter__(self) -> "Terminal":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
+
+    def screen(self) -> str:
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", "t"], capture_output=True, text=True).stdout
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        """The screen once it shows text; fails with the screen after timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while text not in (screen := self.screen()):
+            assert time.monotonic() < deadline, f"no {text!r} on the terminal after {timeout} s:\n{screen}"
+            time.sleep(0.3)
+        return screen
+
+    def type(self, line: str) -> None:
+        """Type a line and press Enter."""
+        subprocess.run([*self.tmux, "send-keys", "-t", "t", "-l", line], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", "t", "Enter"], check=True)
+
+
 # -- registries -------------------------------------------------------------------
 
 def free_port() -> int:

@@ -1,0 +1,90 @@
+"""Looking into trees: a failed stage keeps its tree, a shell opens in any tree or in that failed one."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+
+import pytest
+
+from helpers import CLI, MINBASE, REPO, Terminal, osbuild, run_build, store_state, tree_tags
+
+pytestmark = pytest.mark.slow
+
+
+def script(text: str) -> dict:
+    return {"name": "org.osbuild.script", "options": {"script": text}}
+
+
+FAILS = {"name": "third-fails", "base": MINBASE, "stages": [
+    script("echo one > /one"), script("echo two > /two"), script("echo half-built > /half; exit 1")]}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, stage_images):
+    return tmp_path_factory.mktemp("debugging") / "store"
+
+
+def test_failed_stage_keeps_its_tree_for_a_shell_and_never_as_a_cache_hit(store, tmp_path):
+    failed = run_build(FAILS, store, tmp_path / "o1")
+    assert failed.returncode == 1, failed.stderr
+    failed_id = failed.of("stage-start")[-1]["id"]
+    shell_line, podman_line = failed.stderr.rstrip().splitlines()[-3], failed.stderr.rstrip().splitlines()[-1]
+    assert shell_line.strip() == f"osbuild-oci shell --failed {failed_id} --store {store}", failed.stderr
+    assert f"localhost/osbuild-oci/trees:failed-{failed_id}" in tree_tags(store)
+    assert f"localhost/osbuild-oci/trees:{failed_id}" not in tree_tags(store), "nothing half-built under its id"
+
+    shown = osbuild(*shlex.split(shell_line)[1:], "--command", "cat /half /two")
+    assert (shown.returncode, shown.stdout) == (0, "half-built\ntwo\n"), shown.stderr
+    plain = subprocess.run(shlex.split(podman_line.replace(" -it ", " ").removesuffix("/bin/sh")) + ["cat", "/half"],
+                           capture_output=True, text=True)
+    assert plain.stdout == "half-built\n", plain.stderr
+    listed = json.loads(osbuild("store", "list", "--store", store, "--json").stdout)
+    assert failed_id not in [t["tree"] for t in listed if not t.get("failed")]
+
+    again = run_build(FAILS, store, tmp_path / "o2")
+    assert again.returncode == 1
+    assert [e["cached"] for e in again.of("stage-done")] == [True, True], "the failed stage ran again"
+    assert again.of("stage-start")[-1]["id"] == failed_id
+
+
+def test_no_keep_failed_keeps_nothing(tmp_path, stage_images):
+    store = tmp_path / "store"
+    failed = run_build(FAILS, store, tmp_path / "o", "--no-keep-failed")
+    assert failed.returncode == 1
+    assert "shell --failed" not in failed.stderr
+    assert not any("failed-" in tag for tag in tree_tags(store))
+
+
+def test_shell_builds_up_to_its_stage_and_changes_nothing(store, tmp_path):
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({**FAILS, "stages": [
+        FAILS["stages"][0], script("echo two > /two; echo for the shell"), script("echo three > /three")]}))
+    seen = osbuild("shell", pipeline, "--store", store, "--stage", "2", "--command", "cat /two; touch /x; ls /three")
+    assert seen.returncode == 2 and seen.stdout == "two\n", seen.stderr
+    assert "■ [2/2] org.osbuild.script done" in seen.stderr, "the missing second stage was built"
+    assert "/three" in seen.stderr, "the third stage did not run"
+    before = store_state(store)
+    again = osbuild("shell", pipeline, "--store", store, "--stage", "2", "--command", "ls /x")
+    assert again.returncode == 2, "what the last shell did is gone"
+    after = store_state(store)
+    assert (after["images"], after["layers"], after["containers"]) == (
+        before["images"], before["layers"], before["containers"]), "a shell changes nothing in the store"
+    offline = osbuild("shell", pipeline, "--store", store, "--stage", "0", "-c", "cat /sys/class/net/*/operstate")
+    assert offline.stdout.split() in ([], ["unknown"]), "no network but loopback"
+    unknown = osbuild("shell", pipeline, "--store", store, "--stage", "org.osbuild.script")
+    assert unknown.returncode == 2 and "give its number" in unknown.stderr
+
+
+def test_interactive_shell_on_a_terminal(store, tmp_path):
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({**FAILS, "stages": FAILS["stages"][:1]}))
+    cli = shlex.join([*CLI, "shell", str(pipeline), "--store", str(store)])
+    with Terminal(f"cd {shlex.quote(str(REPO))}; {cli}; echo EXIT=$?; sleep 600") as terminal:
+        terminal.wait_for("root@", 60)
+        terminal.type("cat /one; echo $((6 * 7))")
+        screen = terminal.wait_for("42", 10)
+        assert "one\n42" in "\n".join(line.rstrip() for line in screen.splitlines())
+        terminal.type("exit 3")
+        terminal.wait_for("EXIT=3", 20)
