@@ -16,6 +16,8 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
+from .budget import human
+
 
 class Monitor(abc.ABC):
     """The events of a build, in the order they happen."""
@@ -50,6 +52,9 @@ class Monitor(abc.ABC):
     @abc.abstractmethod
     def build_done(self, tree: str | None, image: str | None, seconds: float) -> None: ...
 
+    @abc.abstractmethod
+    def store_trimmed(self, removed: list[str], size: int, max_size: int) -> None: ...
+
 
 class JsonMonitor(Monitor):
     """One JSON object per event on stdout, `event` naming it."""
@@ -81,6 +86,9 @@ class JsonMonitor(Monitor):
 
     def build_done(self, tree, image, seconds):
         self._emit("build-done", tree=tree, image=image, seconds=seconds)
+
+    def store_trimmed(self, removed, size, max_size):
+        self._emit("store-trimmed", removed=removed, size=size, max_size=max_size)
 
 
 class ProgressMonitor(Monitor):
@@ -118,3 +126,8 @@ class ProgressMonitor(Monitor):
 
     def build_done(self, tree, image, seconds):
         self._line(("Built", "bold green"), f" in {seconds:.1f} s; final tree {image}")
+
+    def store_trimmed(self, removed, size, max_size):
+        over = " (still over: the rest is in use)" if size > max_size else ""
+        self._line(("Store", "cyan"), f" {human(size)} of {human(max_size)}{over}; "
+                   f"{len(removed)} least recently used tree(s) removed")

@@ -81,14 +81,8 @@ def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Mon
                                 seconds=round(time.monotonic() - t0, 3))
 
 
-def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | None,
-        remote: Remote = Remote(), keep_failed: bool = True) -> str | None:
-    """Build the plan; return the final tree id.  A failed stage's tree is kept unless keep_failed is off."""
-    started = time.monotonic()
+def _run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Remote, keep_failed: bool) -> None:
     total = len(the_plan.stages)
-    monitor.pipeline_start(name=the_plan.name, stages=total)
-    if the_plan.base_image is not None:
-        store.adopt(the_plan.base_image)
     done, source = _cached_prefix(the_plan, store, remote, monitor)
     for index, stage in enumerate(the_plan.stages):
         t0 = time.monotonic()
@@ -100,6 +94,23 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
                                {"tree": TREE_MOUNT, "options": stage.step.options}, monitor)
         monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,
                            source=source if cached else "built", seconds=round(time.monotonic() - t0, 3))
+
+
+def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | None,
+        remote: Remote = Remote(), keep_failed: bool = True) -> str | None:
+    """Build the plan; return the final tree id.  A failed stage's tree is kept unless keep_failed is off."""
+    started = time.monotonic()
+    total = len(the_plan.stages)
+    monitor.pipeline_start(name=the_plan.name, stages=total)
+    if the_plan.base_image is not None:
+        store.adopt(the_plan.base_image)
+    used = [the_plan.base or "", *(stage.id for stage in the_plan.stages)]
+    try:
+        _run_stages(the_plan, store, monitor, remote, keep_failed)
+    except StageFailed:
+        store.record_use(used)  # the cached prefix was a use too
+        raise
+    store.record_use(used)
     if the_plan.assembler is not None and output is not None:
         step, image = the_plan.assembler
         t0 = time.monotonic()

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from . import layers
+from . import budget, layers
 from .engine.model import ImageInfo
+from .engine import records
 from .engine.client import Engine
 from .errors import BuildError, EngineError, RegistryError, StageFailed, UserError
+from .usage import Usage
 
 TREES = "localhost/osbuild-oci/trees"
 LABEL_TREE = "org.osbuild-oci.tree-id"
@@ -96,6 +98,7 @@ class ObjectStore:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self.usage = Usage(engine.store)
         self._sources: dict[str, bool] = {}
 
     def tree_image(self, tree_id: str) -> ImageInfo | None:
@@ -298,6 +301,68 @@ class ObjectStore:
     def failed(self) -> list[tuple[str, ImageInfo]]:
         """(stage id, image) of every kept failed tree."""
         return [(tag[len(FAILED):], info) for tag, info in self._tagged() if tag.startswith(FAILED)]
+
+    def record_use(self, tree_ids: list[str]) -> None:
+        """A build used these trees (built or hit): gc removes them last."""
+        self.usage.touch([tree_id for tree_id in tree_ids if tree_id and self.has_tree(tree_id)])
+
+    def last_used(self, tree_id: str, info: ImageInfo) -> float:
+        """When the tree was last used; one never recorded counts from its creation."""
+        recorded = self.usage.last_used(tree_id)
+        return recorded if recorded is not None else float(info.created or 0)
+
+    def listing(self) -> list[dict]:
+        """Every tree and kept failure: stage, size of its own (newest) layer, creation and last use (Unix time).
+
+        A base adopted from the user's storage has no layer of this store's own: its size is None.
+        """
+        found = records.read(self.engine.store / "storage")
+        rows = []
+        for kind, entries in (("tree", self.trees()), ("failed", self.failed())):
+            for tree_id, info in entries:
+                top = found.images.get(info.id, ("", ()))[0]
+                rows.append({"tree": tree_id, "image": tree_ref(tree_id if kind == "tree" else FAILED + tree_id),
+                             "failed": kind == "failed", "stage": info.labels.get(LABEL_STAGE, ""),
+                             "size": found.layers[top].size if top in found.layers else None,
+                             "created": float(info.created or 0),
+                             "last_used": self.usage.last_used(tree_id) if kind == "tree" else None})
+        return rows
+
+    def size(self) -> int:
+        """The sum of this store's own layers, each counted once (what gc budgets)."""
+        found = records.read(self.engine.store / "storage")
+        return found.size(set(found.layers))
+
+    def gc(self, max_size: int | None, keep: set[str] = frozenset(),
+           others: list[budget.Trimmable] = ()) -> tuple[list[str], int]:
+        """Make the store fit max_size; (removed tree names, the store's size after).
+
+        Without max_size every kept failure goes.  With it, kept failures go first,
+        then trees by least recent use, as long as the store (and `others`, such as a
+        package cache) is over budget; trees in keep (a running build's) never go.
+        Nothing else can be using a tree: this command holds the store's lock.
+        """
+        failed = [(tree_ref(FAILED + stage_id), info, float("-inf")) for stage_id, info in self.failed()]
+        trees = [(tree_ref(tree_id), info, self.last_used(tree_id, info))
+                 for tree_id, info in self.trees() if tree_id not in keep]
+        self.engine.prune()
+        if max_size is None:
+            chosen = [budget.Candidate(name, info.id, used) for name, info, used in failed]
+        else:
+            extra = sum(other.size() for other in others)
+            chosen, _ = budget.choose(records.read(self.engine.store / "storage"), [
+                budget.Candidate(name, info.id, used) for name, info, used in failed + trees], max_size - extra)
+        for candidate in chosen:
+            self.engine.remove_image(candidate.name)
+        self.usage.forget(c.name[len(tree_ref("")):] for c in chosen)
+        self.engine.prune()
+        size = self.size()
+        if max_size is not None:
+            for other in others:
+                over = size + sum(o.size() for o in others) - max_size
+                if over > 0:
+                    other.trim(over)
+        return [c.name for c in chosen], size
 
     def clear(self) -> None:
         """Remove every tree, kept failure and every layer only they used; stage images are not the store's.

@@ -30,11 +30,19 @@ def build(
     keep_failed: bool = typer.Option(True, "--keep-failed/--no-keep-failed",
                                      help="Keep a failed stage's partial tree for `osbuild-oci shell --failed`"),
     allow_capability: List[str] = ALLOW_CAPABILITY,
+    store_max_size: Optional[str] = typer.Option(None, "--store-max-size", metavar="SIZE",
+                                                 help="After the build, remove least recently used trees until "
+                                                      "the store fits (e.g. 20G) [default: the store-max-size "
+                                                      "setting of ~/.config/osbuild-oci/config.toml]"),
 ) -> None:
     """Build PIPELINE: run the stages the store lacks, then the assembler into OUTPUT."""
     from .. import planner, runner
     from ..monitor import JsonMonitor, ProgressMonitor
     from ..store import open_store
+    from .. import config
+    from ..budget import parse_size
+    limit = store_max_size if store_max_size is not None else config.load().get("store-max-size")
+    max_size = parse_size(limit, "--store-max-size") if limit is not None else None
     remote, policy = where_from(stages_from, cache_from, cache_to, tls_verify, allow_capability)
     model = load_pipeline(pipeline)
     with naming(pipeline):
@@ -51,3 +59,6 @@ def build(
             objects.tag(final, name)
         for destination in push:
             objects.push(final, destination, tls_verify)
+        if max_size is not None:
+            removed, size = objects.gc(max_size, keep={s.id for s in the_plan.stages} | {the_plan.base or ""})
+            monitor.store_trimmed(removed=removed, size=size, max_size=max_size)
