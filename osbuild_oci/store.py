@@ -280,6 +280,15 @@ class ObjectStore:
             self.engine.undo(mark)
             raise
 
+    @contextmanager
+    def taken_back(self) -> Iterator[None]:
+        """For commands that only look: every image and name the block added is taken back at its end."""
+        mark = len(self.engine.journal)
+        try:
+            yield
+        finally:
+            self.engine.undo(mark)
+
     def tag(self, tree_id: str, name: str) -> str:
         """Give a tree another name (e.g. --tag), so it can be run or used as a base by that name."""
         info = self.tree_image(tree_id)
@@ -395,11 +404,11 @@ def _wait_for_lock(lock, path: Path, timeout: float) -> None:
 
 
 @contextmanager
-def open_store(path: Path, lock_timeout: float = 3600.0) -> Iterator[ObjectStore]:
+def open_store(path: Path, lock_timeout: float = 3600.0, look_only: bool = False) -> Iterator[ObjectStore]:
     """The store, locked against other osbuild-oci processes, with its podman service running.
 
     A store this command created is removed again when the input turns out bad,
-    so a refused build leaves no trace.
+    so a refused build leaves no trace, and always for a command that only looks.
     """
     if path.exists() and not path.is_dir():
         raise UserError(f"--store {path} is not a directory")
@@ -421,3 +430,5 @@ def open_store(path: Path, lock_timeout: float = 3600.0) -> Iterator[ObjectStore
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
+    if look_only and created is not None:
+        shutil.rmtree(created, ignore_errors=True)

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from helpers import CLI, MINBASE, REPO, Terminal, osbuild, run_build, store_state, tree_tags
+from helpers import CLI, MINBASE, REPO, TREES, Terminal, osbuild, podman, run_build, store_state, tree_tags
 
 pytestmark = pytest.mark.slow
 
@@ -88,3 +88,50 @@ def test_interactive_shell_on_a_terminal(store, tmp_path):
         assert "one\n42" in "\n".join(line.rstrip() for line in screen.splitlines())
         terminal.type("exit 3")
         terminal.wait_for("EXIT=3", 20)
+
+
+def test_inspect_marks_exactly_the_missing_trees_and_finds_them_in_a_cache_registry(tmp_path, stage_images, registry):
+    address, _ = registry
+    stages = [{"name": "org.osbuild-oci.files", "options": {"files": [{"path": f"/{n}", "content": "x"}]}}
+              for n in range(4)]
+    full = {"name": "inspect-me", "stages": stages,
+            "assembler": {"name": "org.osbuild.tar", "options": {"filename": "t.tar"}}}
+    half = tmp_path / "half"
+    assert run_build({"name": "inspect-me", "stages": stages[:2]}, half, tmp_path / "o1").returncode == 0
+    elsewhere = run_build(full, tmp_path / "elsewhere", tmp_path / "o2", "--cache-to", f"{address}/daytwo/trees",
+                          "--tls-verify=false")
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    ids = [e["id"] for e in elsewhere.of("stage-done")]
+    pipeline = tmp_path / "full.json"
+    pipeline.write_text(json.dumps(full))
+    before = store_state(half)
+
+    local = osbuild("inspect", pipeline, "--store", half, "--json")
+    assert local.returncode == 0, local.stderr
+    report = json.loads(local.stdout)
+    assert [(s["id"], s["tree"]) for s in report["stages"]] == list(zip(ids, ["store", "store", "build", "build"]))
+    first = report["stages"][0]
+    assert first["digest"] == stage_image_id("org.osbuild-oci.files")
+    assert (first["network"], "CAP_DAC_OVERRIDE" in first["capabilities"]) == (False, True)
+    assert 0 < first["size"] < 10_000 and first["last_used"] and report["stages"][2]["size"] is None
+    assert report["assembler"]["stage"] == "org.osbuild.tar"
+
+    cached = osbuild("inspect", pipeline, "--store", half, "--json", "--cache-from", f"{address}/daytwo/trees",
+                     "--tls-verify=false")
+    assert [(s["tree"], s["registry"]) for s in json.loads(cached.stdout)["stages"]] == [
+        ("store", None), ("store", None), ("remote", f"{address}/daytwo/trees"),
+        ("remote", f"{address}/daytwo/trees")], cached.stderr
+    human = osbuild("inspect", pipeline, "--store", half)
+    assert human.stdout.count("tree: to build") == 2 and human.stdout.count("tree: in the store") == 2, human.stdout
+    assert store_state(half) == before, "inspect changes nothing and starts no container"
+
+    podman(tmp_path / "elsewhere", "rmi", TREES + ids[0])
+    newer = json.loads(osbuild("inspect", pipeline, "--store", tmp_path / "elsewhere", "--json").stdout)
+    assert [s["tree"] for s in newer["stages"]] == ["covered", "store", "store", "store"]
+
+
+def stage_image_id(name: str) -> str:
+    """The id of a stage image in the ordinary storage, where `stages build` put it."""
+    proc = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", f"localhost/osbuild-oci/{name}"],
+                          capture_output=True, text=True)
+    return proc.stdout.strip()

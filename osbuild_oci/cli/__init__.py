@@ -12,12 +12,14 @@ import sys
 from ..errors import OsbuildOciError
 from .build import build
 from .common import app
+from .inspect import inspect
 from .shell import shell
 from .stages import stages_app
 from .store import store_app
 
 app.command()(build)
 app.command()(shell)
+app.command()(inspect)
 app.add_typer(stages_app, name="stages")
 app.add_typer(store_app, name="store")
 
