@@ -10,6 +10,7 @@ import signal
 import sys
 
 from ..errors import OsbuildOciError
+from .boot import boot
 from .build import build
 from .common import app
 from .inspect import inspect
@@ -20,6 +21,7 @@ from .store import store_app
 app.command()(build)
 app.command()(shell)
 app.command()(inspect)
+app.command()(boot)
 app.add_typer(stages_app, name="stages")
 app.add_typer(store_app, name="store")
 
