@@ -61,6 +61,7 @@ def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: 
         if store.has_tree(tree_id):
             return index + 1, "store"
         for repo in list(repos):
+            monitor.busy(f"looking up and pulling {repo}:{tree_id[:12]}")
             try:
                 if store.fetch(tree_id, repo, remote.tls_verify):
                     return index + 1, repo
@@ -76,6 +77,7 @@ def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Mon
         if store.has_tree(stage.id):
             t0 = time.monotonic()
             destination = f"{remote.cache_to}:{stage.id}"
+            monitor.busy(f"pushing {destination}")
             store.push(stage.id, destination, remote.tls_verify)
             monitor.tree_pushed(stage=stage.step.name, id=stage.id, image=destination,
                                 seconds=round(time.monotonic() - t0, 3))
