@@ -141,3 +141,15 @@ def test_human_progress_on_a_terminal(tmp_path, stage_images):
     built = [line for line in lines if line.startswith("Built in ")]
     assert len(built) == 2 and built[0].split("final tree ")[1] == built[1].split("final tree ")[1], screen
     assert not any(line.startswith("{") for line in lines), "no JSON without --json"
+
+
+def test_a_long_stage_shows_its_elapsed_time_live_on_a_terminal(tmp_path, testing_stage):
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({"name": "slow", "stages": [{"name": testing_stage, "options": {"sleep": 6}}]}))
+    cli = " ".join(map(shlex.quote, [*CLI, "build", str(pipeline), "--store", str(tmp_path / "store")]))
+    with Terminal(f"cd {shlex.quote(str(REPO))}; {cli}; echo EXIT=$?; sleep 600") as terminal:
+        live = terminal.wait_for(f"[1/1] {testing_stage} running: ", 60)
+        assert "testing stage one running" in live, "the stage's own output stays above the live line"
+        screen = terminal.wait_for("EXIT=", 60)
+    osbuild("store", "list", "--store", tmp_path / "store")  # the store is checked for leftovers like every other
+    assert "running: " not in screen and f"■ [1/1] {testing_stage} done in " in screen, screen
