@@ -37,11 +37,11 @@ def human(size: int) -> str:
 
 
 class Trimmable(Protocol):
-    """Something else the budget covers (a package cache): its size, and trimming it by at least `over` bytes."""
+    """Something else the budget covers (a package cache): its size in bytes, and making it `over` bytes smaller."""
 
     def size(self) -> int: ...
 
-    def trim(self, over: int) -> int: ...
+    def trim(self, over: int) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -347,8 +347,9 @@ class ObjectStore:
         """Make the store fit max_size; (removed tree names, the store's size after).
 
         Without max_size every kept failure goes.  With it, kept failures go first,
-        then trees by least recent use, as long as the store (and `others`, such as a
-        package cache) is over budget; trees in keep (a running build's) never go.
+        then trees by least recent use, as long as the store's layers and `others`
+        (such as a package cache) together are over budget; then each of `others` is
+        asked to trim what is still over.  Trees in keep (a running build's) never go.
         Nothing else can be using a tree: this command holds the store's lock.
         """
         failed = [(tree_ref(FAILED + stage_id), info, float("-inf")) for stage_id, info in self.failed()]

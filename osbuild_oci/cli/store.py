@@ -35,7 +35,8 @@ def store_list(store: Optional[Path] = STORE,
     for row in rows:
         size = "-" if row["size"] is None else human(row["size"])
         used = "failed" if row["failed"] else _local(row["last_used"]) if row["last_used"] else "never"
-        print(f"{row['tree'][:12]:<12}  {row['stage'] or '(base image)':<28}  {size:>9}  {_local(row['created']):<16}  {used}")
+        stage = row["stage"] or "(base image)"
+        print(f"{row['tree'][:12]:<12}  {stage:<28}  {size:>9}  {_local(row['created']):<16}  {used}")
 
 
 @store_app.command("gc")
