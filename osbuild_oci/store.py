@@ -179,8 +179,10 @@ class ObjectStore:
         """Commit a failed stage's tree under failed_ref; how to open a shell in it (or why it is not kept).
 
         Its labels say it is no tree (an empty tree id), so even a label check cannot take it for one.
+        An earlier failure of the same stage is replaced, not left behind unnamed.
         """
         try:
+            self.engine.remove_image(failed_ref(tree_id))
             self.engine.commit(container, failed_ref(tree_id), {
                 LABEL_TREE: "", LABEL_FAILED: tree_id, LABEL_STAGE: stage, LABEL_DEPTH: "", LABEL_ROOT: "",
                 LABEL_LAYERS: ""})
