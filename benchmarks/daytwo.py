@@ -9,7 +9,9 @@ The qcow2 pipeline is built into WORKDIR/store first if it is not there (minutes
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +43,7 @@ def to_login(argv: list[str], console: Path) -> float:
             time.sleep(0.2)
         return time.monotonic() - start
     finally:
-        subprocess.run(["kill", "-KILL", f"-{vm.pid}"], capture_output=True)
+        os.killpg(vm.pid, signal.SIGKILL)
         vm.wait()
 
 
