@@ -1,9 +1,11 @@
-"""The user's settings file, for what CI jobs should not repeat on every command line.
+"""The user's settings file, for what a user or a CI job sets once rather than on every command line.
 
 `$OSBUILD_OCI_CONFIG`, else `$XDG_CONFIG_HOME/osbuild-oci/config.toml`
-(`~/.config/...`).  It holds `trust-keys = ["team.pub", ...]`, paths relative
-to the file.  A command line that names any `--trust-key` replaces the file's
-list rather than adding to it, so a build never trusts more than it says.
+(`~/.config/...`).  Keys:
+- `store-max-size = "20G"`: every build ends with `store gc --max-size` to it;
+- `trust-keys = ["team.pub", ...]`: paths relative to the file.
+A command-line option always wins: one `--trust-key` replaces the file's list
+rather than adding to it, so a build never trusts more than it says.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 
 from .errors import UserError
 
-KNOWN = {"trust-keys"}
+KEYS = {"store-max-size": (str, 'a string such as "20G"'),
+        "trust-keys": (list, 'an array of file names, e.g. trust-keys = ["team.pub"]')}
 
 
 def path() -> Path:
@@ -24,23 +27,28 @@ def path() -> Path:
     return Path(config) / "osbuild-oci" / "config.toml"
 
 
-def trust_keys(given: list[Path]) -> list[Path]:
-    """The --trust-key files, or the config file's `trust-keys` when none is given."""
-    if given:
-        return given
+def load() -> dict:
+    """The settings, checked: an unknown key or a wrong type is one line naming the file and the key."""
     file = path()
     try:
-        doc = tomllib.loads(file.read_text())
+        settings = tomllib.loads(file.read_text())
     except FileNotFoundError:
         if os.environ.get("OSBUILD_OCI_CONFIG"):
             raise UserError(f"OSBUILD_OCI_CONFIG names {file}, which does not exist") from None
-        return []
+        return {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise UserError(f"{file}: not a readable TOML file: {err}") from None
-    unknown = sorted(set(doc) - KNOWN)
-    if unknown:
-        raise UserError(f"{file}: unknown setting {unknown[0]!r}; known: {', '.join(sorted(KNOWN))}")
-    keys = doc.get("trust-keys", [])
-    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise UserError(f"{file}: trust-keys: expected an array of file names, e.g. trust-keys = [\"team.pub\"]")
-    return [file.parent / k for k in keys]
+        raise UserError(f"cannot read settings: {err}", str(file)) from None
+    for key, value in settings.items():
+        if key not in KEYS:
+            raise UserError(f"unknown setting {key!r}; known: {', '.join(KEYS)}", str(file))
+        kind, example = KEYS[key]
+        if not isinstance(value, kind) or (kind is list and not all(isinstance(v, str) for v in value)):
+            raise UserError(f"{key}: expected {example}, got {value!r}", str(file))
+    return settings
+
+
+def trust_keys(given: "list[Path] | tuple[Path, ...]") -> list[Path]:
+    """The --trust-key files, or the settings file's `trust-keys` when none is given."""
+    if given:
+        return list(given)
+    return [path().parent / key for key in load().get("trust-keys", [])]

@@ -32,6 +32,17 @@ class BuildError(OsbuildOciError):
     """The build itself failed: a stage exited non-zero, a tree is not what it claims."""
 
 
+class StageFailed(BuildError):
+    """A stage or assembler container exited non-zero; `kept` says where its partial tree was kept, if it was."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.kept = ""
+
+    def __str__(self) -> str:
+        return f"{self.args[0]}\n{self.kept}" if self.kept else self.args[0]
+
+
 class EngineError(BuildError):
     """Podman could not do what was asked; the message says what and where."""
 

@@ -12,9 +12,13 @@ from __future__ import annotations
 import abc
 import json
 import sys
+import threading
+import time
 
 from rich.console import Console
 from rich.text import Text
+
+from .budget import human
 
 
 class Monitor(abc.ABC):
@@ -24,6 +28,9 @@ class Monitor(abc.ABC):
         """A stage's own stdout/stderr, passed through to stderr as it arrives."""
         sys.stderr.buffer.write(chunk)
         sys.stderr.flush()
+
+    def busy(self, label: str) -> None:
+        """A step that may take a while began (a pull, a push); only a person at a terminal is told."""
 
     @abc.abstractmethod
     def pipeline_start(self, name: str, stages: int) -> None: ...
@@ -58,6 +65,9 @@ class Monitor(abc.ABC):
 
     @abc.abstractmethod
     def build_done(self, tree: str | None, image: str | None, seconds: float) -> None: ...
+
+    @abc.abstractmethod
+    def store_trimmed(self, removed: list[str], size: int, max_size: int) -> None: ...
 
 
 class JsonMonitor(Monitor):
@@ -95,29 +105,98 @@ class JsonMonitor(Monitor):
     def build_done(self, tree, image, seconds):
         self._emit("build-done", tree=tree, image=image, seconds=seconds)
 
+    def store_trimmed(self, removed, size, max_size):
+        self._emit("store-trimmed", removed=removed, size=size, max_size=max_size)
+
+
+class _Elapsed:
+    """The bottom line of a terminal: how long the running step has taken, once it takes a while.
+
+    A thread redraws it every half second; the stage's own output and the
+    monitor's lines clear it first (all under one lock), so it never mixes
+    into them, and it is drawn only when the cursor is at the start of a line.
+    """
+
+    AFTER = 3.0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.label: str | None = None
+        self.started = 0.0
+        self.shown = False
+        self.line_start = True
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def start(self, label: str) -> None:
+        with self.lock:
+            self.label, self.started = label, time.monotonic()
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self.shown = False
+
+    def write(self, chunk: bytes) -> None:
+        with self.lock:
+            self.clear()
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.flush()
+            self.line_start = chunk.endswith(b"\n")
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(0.5)
+            with self.lock:
+                elapsed = time.monotonic() - self.started
+                if self.label and self.line_start and elapsed >= self.AFTER:
+                    sys.stderr.write(f"\r\x1b[K  … {self.label}: {elapsed:.0f} s")
+                    sys.stderr.flush()
+                    self.shown = True
+
 
 class ProgressMonitor(Monitor):
-    """Readable lines on stderr, one when a step starts and one when it ends."""
+    """Readable lines on stderr, one when a step starts and one when it ends; on a terminal, a live
+    elapsed time for a step that takes more than a few seconds."""
 
     def __init__(self) -> None:
         self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.elapsed = _Elapsed() if sys.stderr.isatty() else None
 
     def _line(self, *parts: str | tuple[str, str]) -> None:
-        self.console.print(Text.assemble(*parts))
+        if self.elapsed is None:
+            self.console.print(Text.assemble(*parts))
+            return
+        with self.elapsed.lock:
+            self.elapsed.clear()
+            self.elapsed.label = None
+            self.console.print(Text.assemble(*parts))
+
+    def output(self, fd, chunk):
+        if self.elapsed is None:
+            super().output(fd, chunk)
+        else:
+            self.elapsed.write(chunk)
+
+    def busy(self, label):
+        if self.elapsed is not None:
+            self.elapsed.start(label)
 
     def pipeline_start(self, name, stages):
         self._line((f"Building {name}", "bold"), f" ({stages} stages)")
 
     def stage_start(self, stage, index, total, id):
         self._line((f"▶ [{index + 1}/{total}] {stage}", "cyan"), " ", (id[:12], "dim"))
+        self.busy(f"[{index + 1}/{total}] {stage} running")
+
+    def assembler_start(self, assembler):
+        self._line((f"▶ assembler {assembler}", "cyan"))
+        self.busy(f"assembler {assembler} running")
 
     def stage_done(self, stage, index, total, id, cached, source, seconds):
         state = (f"cached ({source})", "dim") if cached else ("done", "green")
         took = "" if cached else f" in {seconds:.1f} s"
         self._line((f"■ [{index + 1}/{total}] {stage}", "cyan"), " ", state, took, " ", (id[:12], "dim"))
-
-    def assembler_start(self, assembler):
-        self._line((f"▶ assembler {assembler}", "cyan"))
 
     def assembler_done(self, assembler, seconds, output, files):
         self._line((f"■ assembler {assembler}", "cyan"), " ", ("done", "green"),
@@ -134,3 +213,8 @@ class ProgressMonitor(Monitor):
 
     def build_done(self, tree, image, seconds):
         self._line(("Built", "bold green"), f" in {seconds:.1f} s; final tree {image}")
+
+    def store_trimmed(self, removed, size, max_size):
+        over = " (still over: the rest is in use)" if size > max_size else ""
+        self._line(("Store", "cyan"), f" {human(size)} of {human(max_size)}{over}; "
+                   f"{len(removed)} least recently used tree(s) removed")

@@ -1,4 +1,4 @@
-"""Registry references and credentials.
+"""Registry references and credentials, and whether a registry holds an image.
 
 Credentials come only from the usual containers auth files, never from the
 command line.  They are looked up here, exactly as containers-auth.json(5)
@@ -15,7 +15,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from .errors import UserError
+from .errors import RegistryError, UserError
 
 
 def host(ref: str) -> str | None:
@@ -111,3 +111,19 @@ def credentials(ref: str) -> dict[str, str] | None:
             if found:
                 return found
     return None
+
+
+def has_image(ref: str, tls_verify: bool) -> bool:
+    """Whether the registry holds ref, asked without pulling it (skopeo reads the same auth files).
+
+    A registry that cannot answer is a RegistryError; one that answers it has no such image is False.
+    """
+    proc = subprocess.run(["skopeo", "inspect", "--raw", "--no-tags", f"--tls-verify={str(tls_verify).lower()}",
+                           f"docker://{ref}"], capture_output=True, text=True)
+    if proc.returncode == 0:
+        return True
+    lines = proc.stderr.strip().splitlines()
+    err = RegistryError(ref, "look up", lines[-1] if lines else f"skopeo exit status {proc.returncode}")
+    if err.missing:
+        return False
+    raise err

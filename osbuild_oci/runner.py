@@ -1,8 +1,9 @@
 """Runs a plan: every stage the store lacks in its own container, then the assembler.
 
-A stage's tree is committed only when its container exits 0; anything else
-(a failure, Ctrl-C, SIGTERM) removes the working container, so nothing is
-ever stored half-built under a stage id.
+A stage's tree is committed under its id only when its container exits 0;
+anything else (a failure, Ctrl-C, SIGTERM) removes the working container, so
+nothing is ever stored half-built under a stage id.  A failed stage's tree is
+kept under another name (`store.failed_ref`) for a shell to look into.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 
 from .engine.model import ContainerSpec, Mount
-from .errors import BuildError, RegistryError
+from .errors import RegistryError, StageFailed
 from .monitor import Monitor
 from .pipeline import Step
 from .planner import Plan, Remote
@@ -46,7 +47,7 @@ def _run_container(store: ObjectStore, step: Step, image: StageImage, mounts: li
                          env={"OSBUILD_STAGE": step.name}, stdin=json.dumps(document).encode())
     status = store.engine.run(spec, tail)
     if status != 0:
-        raise BuildError(f"{image.kind} {step.name} ({step.where}) failed with exit status {status}; "
+        raise StageFailed(f"{image.kind} {step.name} ({step.where}) failed with exit status {status}; "
                          f"its last output:\n{tail.lines()}")
 
 
@@ -62,6 +63,7 @@ def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: 
         if store.has_tree(tree_id):
             return index + 1, "store"
         for repo in list(repos):
+            monitor.busy(f"looking up and pulling {repo}:{tree_id[:12]}")
             try:
                 if store.fetch(tree_id, repo, remote.tls_verify, remote.trust):
                     return index + 1, repo
@@ -79,30 +81,42 @@ def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Mon
         if store.has_tree(stage.id):
             t0 = time.monotonic()
             destination = f"{remote.cache_to}:{stage.id}"
+            monitor.busy(f"pushing {destination}")
             store.push(stage.id, destination, remote.tls_verify, remote.sign_key)
             monitor.tree_pushed(stage=stage.step.name, id=stage.id, image=destination,
                                 seconds=round(time.monotonic() - t0, 3))
 
 
-def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | None,
-        remote: Remote = Remote()) -> str | None:
-    """Build the plan; return the final tree id."""
-    started = time.monotonic()
+def _run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Remote, keep_failed: bool) -> None:
     total = len(the_plan.stages)
-    monitor.pipeline_start(name=the_plan.name, stages=total)
-    if the_plan.base_image is not None:
-        store.adopt(the_plan.base_image)
     done, source = _cached_prefix(the_plan, store, remote, monitor)
     for index, stage in enumerate(the_plan.stages):
         t0 = time.monotonic()
         monitor.stage_start(stage=stage.step.name, index=index, total=total, id=stage.id)
         cached = index < done
         if not cached:
-            with store.new_tree(stage.id, stage.parent, stage.step.name) as tree:
+            with store.new_tree(stage.id, stage.parent, stage.step.name, keep_failed) as tree:
                 _run_container(store, stage.step, stage.image, [Mount(tree, TREE_MOUNT)],
                                {"tree": TREE_MOUNT, "options": stage.step.options}, monitor)
         monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,
                            source=source if cached else "built", seconds=round(time.monotonic() - t0, 3))
+
+
+def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | None,
+        remote: Remote = Remote(), keep_failed: bool = True) -> str | None:
+    """Build the plan; return the final tree id.  A failed stage's tree is kept unless keep_failed is off."""
+    started = time.monotonic()
+    total = len(the_plan.stages)
+    monitor.pipeline_start(name=the_plan.name, stages=total)
+    if the_plan.base_image is not None:
+        store.adopt(the_plan.base_image)
+    used = [the_plan.base or "", *(stage.id for stage in the_plan.stages)]
+    try:
+        _run_stages(the_plan, store, monitor, remote, keep_failed)
+    except StageFailed:
+        store.record_use(used)  # the cached prefix was a use too
+        raise
+    store.record_use(used)
     if the_plan.assembler is not None and output is not None:
         step, image = the_plan.assembler
         t0 = time.monotonic()

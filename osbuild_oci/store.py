@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -20,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from . import layers, signing
+from . import budget, layers, signing
 from .engine.model import ImageInfo
+from .engine import records
 from .engine.client import Engine
-from .errors import BuildError, EngineError, RegistryError, UserError
+from .errors import BuildError, EngineError, RegistryError, StageFailed, UserError
+from .usage import Usage
 
 TREES = "localhost/osbuild-oci/trees"
 LABEL_TREE = "org.osbuild-oci.tree-id"
@@ -31,6 +34,8 @@ LABEL_STAGE = "org.osbuild-oci.stage"
 LABEL_DEPTH = "org.osbuild-oci.depth"
 LABEL_ROOT = "org.osbuild-oci.root"
 LABEL_LAYERS = "org.osbuild-oci.layer-trees"
+LABEL_FAILED = "org.osbuild-oci.failed-stage"
+FAILED = "failed-"
 _LAYER_END = re.compile(r"^([0-9]+):([0-9a-f]{64})$")
 _ROOT = re.compile(r"(?:[0-9a-f]{64})?")
 _MOUNT_DATA = re.compile(r'\s*mount_data="[^"]*"|\s*mount_data=\S+')
@@ -78,6 +83,11 @@ def tree_ref(tree_id: str) -> str:
     return f"{TREES}:{tree_id}"
 
 
+def failed_ref(stage_id: str) -> str:
+    """Where a failed stage's partial tree is kept: never under its stage id, so never a cache hit."""
+    return f"{TREES}:{FAILED}{stage_id}"
+
+
 def image_name(name: str) -> str:
     """A name as podman tags it: `:latest` unless the last path part has a tag."""
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
@@ -88,6 +98,7 @@ class ObjectStore:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self.usage = Usage(engine.store)
         self._sources: dict[str, tuple[bool, tuple]] = {}
 
     def tree_image(self, tree_id: str) -> ImageInfo | None:
@@ -131,13 +142,17 @@ class ObjectStore:
             self.engine.remove_container(container)
 
     @contextmanager
-    def new_tree(self, tree_id: str, base_id: str | None, stage: str = "") -> Iterator[str]:
+    def new_tree(self, tree_id: str, base_id: str | None, stage: str = "",
+                 keep_failed: bool = False) -> Iterator[str]:
         """A writable tree with the content of base_id, committed as tree_id when the block succeeds.
 
         Its image is the parent's plus one layer, except where the layer budget
         merges: then it starts on an older tree's image (see layers.py), the
         parent's content is synced into it, and the one new layer holds
-        everything since that older tree.
+        everything since that older tree.  When the stage fails (StageFailed)
+        and keep_failed is set, the partial tree is committed under
+        `failed_ref`, which no lookup by tree id can reach; an interruption or
+        any other error keeps nothing.
         """
         info = self._base_info(base_id)
         parent = info.id if info else self.engine.empty_image()
@@ -152,8 +167,32 @@ class ObjectStore:
             with self._mount_errors("commit the tree", stage, tree_id, image):
                 self.engine.commit(container, tree_ref(tree_id), {
                     LABEL_TREE: tree_id, LABEL_STAGE: stage, **lineage.child_labels(tree_id, start, root)})
+            self.engine.remove_image(failed_ref(tree_id))
+        except StageFailed as err:
+            if keep_failed:
+                err.kept = self._keep_failed(container, tree_id, stage)
+            raise
         finally:
             self.engine.remove_container(container)
+
+    def _keep_failed(self, container: str, tree_id: str, stage: str) -> str:
+        """Commit a failed stage's tree under failed_ref; how to open a shell in it (or why it is not kept).
+
+        Its labels say it is no tree (an empty tree id), so even a label check cannot take it for one.
+        An earlier failure of the same stage is replaced, not left behind unnamed.
+        """
+        try:
+            self.engine.remove_image(failed_ref(tree_id))
+            self.engine.commit(container, failed_ref(tree_id), {
+                LABEL_TREE: "", LABEL_FAILED: tree_id, LABEL_STAGE: stage, LABEL_DEPTH: "", LABEL_ROOT: "",
+                LABEL_LAYERS: ""})
+        except EngineError as err:
+            return f"its partial tree could not be kept: {err}"
+        podman = shlex.join(["podman", *self.engine.podman_args(), "run", "--rm", "-it", "--network=none",
+                             failed_ref(tree_id), "/bin/sh"])
+        return (f"its partial tree is kept as {failed_ref(tree_id)}; open a shell in it with\n"
+                f"    osbuild-oci shell --failed {tree_id} --store {shlex.quote(str(self.engine.store))}\n"
+                f"or\n    {podman}")
 
     def _merge_start(self, lineage: Lineage) -> tuple[int, str, str]:
         """(depth, root, image) a new tree one stage below lineage starts on.
@@ -251,6 +290,15 @@ class ObjectStore:
             self.engine.undo(mark)
             raise
 
+    @contextmanager
+    def taken_back(self) -> Iterator[None]:
+        """For commands that only look: every image and name the block added is taken back at its end."""
+        mark = len(self.engine.journal)
+        try:
+            yield
+        finally:
+            self.engine.undo(mark)
+
     def tag(self, tree_id: str, name: str) -> str:
         """Give a tree another name (e.g. --tag), so it can be run or used as a base by that name."""
         info = self.tree_image(tree_id)
@@ -260,20 +308,90 @@ class ObjectStore:
         self.engine.tag(info.id, name)
         return name
 
-    def trees(self) -> list[tuple[str, ImageInfo]]:
-        """(tree id, image) of every tree, by its tag."""
+    def _tagged(self) -> list[tuple[str, ImageInfo]]:
         prefix = tree_ref("")
         return [(name[len(prefix):], info) for info in self.engine.images(TREES)
                 for name in info.names if name.startswith(prefix)]
 
+    def trees(self) -> list[tuple[str, ImageInfo]]:
+        """(tree id, image) of every tree, by its tag; kept failures are no trees."""
+        return [(tag, info) for tag, info in self._tagged() if not tag.startswith(FAILED)]
+
+    def failed(self) -> list[tuple[str, ImageInfo]]:
+        """(stage id, image) of every kept failed tree."""
+        return [(tag[len(FAILED):], info) for tag, info in self._tagged() if tag.startswith(FAILED)]
+
+    def record_use(self, tree_ids: list[str]) -> None:
+        """A build used these trees (built or hit): gc removes them last."""
+        self.usage.touch([tree_id for tree_id in tree_ids if tree_id and self.has_tree(tree_id)])
+
+    def last_used(self, tree_id: str, info: ImageInfo) -> float:
+        """When the tree was last used; one never recorded counts from its creation."""
+        recorded = self.usage.last_used(tree_id)
+        return recorded if recorded is not None else float(info.created or 0)
+
+    def listing(self) -> list[dict]:
+        """Every tree and kept failure: stage, size of its own (newest) layer, creation and last use (Unix time).
+
+        A base adopted from the user's storage has no layer of this store's own: its size is None.
+        """
+        found = records.read(self.engine.store / "storage")
+        rows = []
+        for kind, entries in (("tree", self.trees()), ("failed", self.failed())):
+            for tree_id, info in entries:
+                top = found.images.get(info.id, ("", ()))[0]
+                rows.append({"tree": tree_id, "image": tree_ref(tree_id if kind == "tree" else FAILED + tree_id),
+                             "failed": kind == "failed", "stage": info.labels.get(LABEL_STAGE, ""),
+                             "size": found.layers[top].size if top in found.layers else None,
+                             "created": float(info.created or 0),
+                             "last_used": self.usage.last_used(tree_id) if kind == "tree" else None})
+        return rows
+
+    def size(self) -> int:
+        """The sum of this store's own layers, each counted once (what gc budgets)."""
+        found = records.read(self.engine.store / "storage")
+        return found.size(set(found.layers))
+
+    def gc(self, max_size: int | None, keep: set[str] = frozenset(),
+           others: list[budget.Trimmable] = ()) -> tuple[list[str], int]:
+        """Make the store fit max_size; (removed tree names, the store's size after).
+
+        Without max_size every kept failure goes.  With it, kept failures go first,
+        then trees by least recent use, as long as the store's layers and `others`
+        (such as a package cache) together are over budget; then each of `others` is
+        asked to trim what is still over.  Trees in keep (a running build's) never go.
+        Nothing else can be using a tree: this command holds the store's lock.
+        """
+        failed = [(tree_ref(FAILED + stage_id), info, float("-inf")) for stage_id, info in self.failed()]
+        trees = [(tree_ref(tree_id), info, self.last_used(tree_id, info))
+                 for tree_id, info in self.trees() if tree_id not in keep]
+        self.engine.prune()
+        if max_size is None:
+            chosen = [budget.Candidate(name, info.id, used) for name, info, used in failed]
+        else:
+            extra = sum(other.size() for other in others)
+            chosen, _ = budget.choose(records.read(self.engine.store / "storage"), [
+                budget.Candidate(name, info.id, used) for name, info, used in failed + trees], max_size - extra)
+        for candidate in chosen:
+            self.engine.remove_image(candidate.name)
+        self.usage.forget(c.name[len(tree_ref("")):] for c in chosen)
+        self.engine.prune()
+        size = self.size()
+        if max_size is not None:
+            for other in others:
+                over = size + sum(o.size() for o in others) - max_size
+                if over > 0:
+                    other.trim(over)
+        return [c.name for c in chosen], size
+
     def clear(self) -> None:
-        """Remove every tree and every layer only trees used; stage images are not the store's.
+        """Remove every tree, kept failure and every layer only they used; stage images are not the store's.
 
         Trees go by name: an adopted base image seen from the user's storage is read-only
         here, and loses only its tree name.
         """
-        for tree_id, _ in self.trees():
-            self.engine.remove_image(tree_ref(tree_id))
+        for tag, _ in self._tagged():
+            self.engine.remove_image(tree_ref(tag))
         self.engine.prune()
 
 
@@ -297,11 +415,11 @@ def _wait_for_lock(lock, path: Path, timeout: float) -> None:
 
 
 @contextmanager
-def open_store(path: Path, lock_timeout: float = 3600.0) -> Iterator[ObjectStore]:
+def open_store(path: Path, lock_timeout: float = 3600.0, look_only: bool = False) -> Iterator[ObjectStore]:
     """The store, locked against other osbuild-oci processes, with its podman service running.
 
     A store this command created is removed again when the input turns out bad,
-    so a refused build leaves no trace.
+    so a refused build leaves no trace, and always for a command that only looks.
     """
     if path.exists() and not path.is_dir():
         raise UserError(f"--store {path} is not a directory")
@@ -323,3 +441,5 @@ def open_store(path: Path, lock_timeout: float = 3600.0) -> Iterator[ObjectStore
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
+    if look_only and created is not None:
+        shutil.rmtree(created, ignore_errors=True)

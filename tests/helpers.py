@@ -12,7 +12,6 @@ import os
 import queue
 import re
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -295,6 +294,37 @@ class LineReader:
         return self.seen
 
 
+class Terminal:
+    """A tmux session on a tmux server of its own: a real terminal that a test types into and reads."""
+
+    def __init__(self, script: str, width: int = 200, height: int = 50):
+        self.tmux = ["tmux", "-L", unique_name("osbuild-oci-test")]
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), script],
+                       check=True)
+
+    def __enter__(self) -> "Terminal":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
+
+    def screen(self) -> str:
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", "t"], capture_output=True, text=True).stdout
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        """The screen once it shows text; fails with the screen after timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while text not in (screen := self.screen()):
+            assert time.monotonic() < deadline, f"no {text!r} on the terminal after {timeout} s:\n{screen}"
+            time.sleep(0.3)
+        return screen
+
+    def type(self, line: str) -> None:
+        """Type a line and press Enter."""
+        subprocess.run([*self.tmux, "send-keys", "-t", "t", "-l", line], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", "t", "Enter"], check=True)
+
+
 # -- registries -------------------------------------------------------------------
 
 def free_port() -> int:
@@ -396,33 +426,24 @@ def check_gpt_disk(image: Path, uuid_: str, size: int) -> dict:
 
 # -- booting the output ---------------------------------------------------------------
 
-OVMF = Path("/usr/share/OVMF")
 BOOT_TIMEOUT = 240
 
 
-def boot_to_login(qcow2: Path, firmware: str, tmp: Path, run_as: str | None = None,
-                  prompt: bytes = b"debian-oci login:") -> str:
-    """Boot a disk image under qemu (TCG, snapshot mode) until the serial console shows the login prompt;
-    the console text.  run_as: the user that runs qemu (through runuser), for rootless boots; tmp must be
-    that user's to write."""
+def boot_to_login(image: Path, firmware: str, tmp: Path, cli: list[str] | tuple[str, ...] = tuple(CLI),
+                  hostname: str = "debian-oci") -> str:
+    """`osbuild-oci boot IMAGE --FIRMWARE` until the serial console (its stdout) shows the login prompt; the
+    console text.  cli: how to run osbuild-oci (e.g. through runuser, for rootless boots).  On a busy
+    machine the kernel's late messages can land between the host name and "login:"."""
+    prompt = re.compile(re.escape(hostname.encode()) + rb" (?:\[[^\n]*\n)*login:")
     log = tmp / f"serial-{firmware}.log"
-    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-monitor", "none",
-           "-serial", f"file:{log}", "-drive", f"file={qcow2},if=virtio,snapshot=on"]
-    if firmware == "uefi":
-        shutil.copy(OVMF / "OVMF_VARS_4M.fd", tmp / "vars.fd")
-        cmd += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}",
-                "-drive", f"if=pflash,format=raw,unit=1,file={tmp / 'vars.fd'}"]
-    if run_as:
-        if firmware == "uefi":
-            shutil.chown(tmp / "vars.fd", run_as)
-        cmd = ["runuser", "-u", run_as, "--", *cmd]
-    # A group of its own: runuser keeps qemu as its child, and killing runuser alone would leave qemu running.
-    vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          start_new_session=True)
+    with open(log, "wb") as console:
+        # A group of its own: killing it ends osbuild-oci, qemu and runuser alike.
+        vm = subprocess.Popen([*cli, "boot", str(image), f"--{firmware}"], stdin=subprocess.DEVNULL, stdout=console,
+                              stderr=subprocess.PIPE, start_new_session=True, cwd=REPO)
     try:
         deadline = time.monotonic() + BOOT_TIMEOUT
-        while prompt not in (log.read_bytes() if log.exists() else b""):
-            assert vm.poll() is None, f"qemu exited: {vm.stderr.read().decode(errors='replace')}"
+        while not prompt.search(log.read_bytes()):
+            assert vm.poll() is None, f"osbuild-oci boot exited: {vm.stderr.read().decode(errors='replace')}"
             assert time.monotonic() < deadline, f"no login prompt on ttyS0 after {BOOT_TIMEOUT} s:\n" + \
                 log.read_text(errors="replace")[-3000:]
             time.sleep(1)

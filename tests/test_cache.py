@@ -92,11 +92,11 @@ def test_failed_stage_stores_nothing_and_earlier_stages_stay_cached(build, tmp_p
     store = tmp_path / "store"
     stages = [{"name": "org.osbuild.noop", "options": {"fail": 1}}, mkdir_stage(),
               {"name": testing_stage, "options": {"fail": True}}]
-    failed = build({"name": "fails", "stages": stages}, store)
+    failed = build({"name": "fails", "stages": stages}, store, None, "--no-keep-failed")
     assert failed.returncode == 1
     assert f"{testing_stage} (stages[2]) failed with exit status 3" in failed.stderr
     assert "failing as asked" in failed.stderr
-    assert "Traceback" not in failed.stderr
+    assert "Traceback" not in failed.stderr and "kept" not in failed.stderr
     failed_id = failed.of("stage-start")[-1]["id"]
     tags = tree_tags(store)
     assert len(tags) == 2 and not any(failed_id in tag for tag in tags)

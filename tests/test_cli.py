@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from helpers import CLI, REPO, LineReader, osbuild, osbuild_popen, podman, stage_ref, unique_name
+from helpers import CLI, REPO, LineReader, Terminal, osbuild, osbuild_popen, podman, stage_ref
 
 NOOP = REPO / "pipelines" / "noop.json"
 
@@ -127,19 +126,8 @@ def test_human_progress_on_a_terminal(tmp_path, stage_images):
     store = tmp_path / "store"
     cli = " ".join(map(shlex.quote, [*CLI, "build", str(pipeline), "--store", str(store)]))
     script = f"cd {shlex.quote(str(REPO))}; {cli} -o {tmp_path}/o1; {cli} -o {tmp_path}/o2; echo EXIT=$?; sleep 600"
-    socket, session = unique_name("osbuild-oci-test"), "progress"
-    tmux = ["tmux", "-L", socket]
-    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "200", "-y", "50", script], check=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", session], capture_output=True,
-                                    text=True).stdout
-            if "EXIT=" in screen or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-    finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    with Terminal(script) as terminal:
+        screen = terminal.wait_for("EXIT=", 120)
     osbuild("store", "list", "--store", store)  # the store is checked for leftovers like every other
     lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
     assert "EXIT=0" in lines, screen
@@ -153,3 +141,15 @@ def test_human_progress_on_a_terminal(tmp_path, stage_images):
     built = [line for line in lines if line.startswith("Built in ")]
     assert len(built) == 2 and built[0].split("final tree ")[1] == built[1].split("final tree ")[1], screen
     assert not any(line.startswith("{") for line in lines), "no JSON without --json"
+
+
+def test_a_long_stage_shows_its_elapsed_time_live_on_a_terminal(tmp_path, testing_stage):
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({"name": "slow", "stages": [{"name": testing_stage, "options": {"sleep": 6}}]}))
+    cli = " ".join(map(shlex.quote, [*CLI, "build", str(pipeline), "--store", str(tmp_path / "store")]))
+    with Terminal(f"cd {shlex.quote(str(REPO))}; {cli}; echo EXIT=$?; sleep 600") as terminal:
+        live = terminal.wait_for(f"[1/1] {testing_stage} running: ", 60)
+        assert "testing stage one running" in live, "the stage's own output stays above the live line"
+        screen = terminal.wait_for("EXIT=", 60)
+    osbuild("store", "list", "--store", tmp_path / "store")  # the store is checked for leftovers like every other
+    assert "running: " not in screen and f"■ [1/1] {testing_stage} done in " in screen, screen

@@ -10,13 +10,19 @@ import signal
 import sys
 
 from ..errors import OsbuildOciError
+from .boot import boot
 from .build import build
 from .common import app
 from .key import key_app
+from .inspect import inspect
+from .shell import shell
 from .stages import stages_app
 from .store import store_app
 
 app.command()(build)
+app.command()(shell)
+app.command()(inspect)
+app.command()(boot)
 app.add_typer(stages_app, name="stages")
 app.add_typer(store_app, name="store")
 app.add_typer(key_app, name="key")

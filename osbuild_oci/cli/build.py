@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from ..errors import UserError
-from .common import LOCK_TIMEOUT, SIGN_KEY, SIGN_PASSPHRASE, STORE, TLS_VERIFY, naming, signing_key, store_path
+from .common import (ALLOW_CAPABILITY, CACHE_FROM, LOCK_TIMEOUT, SIGN_KEY, SIGN_PASSPHRASE, STAGES_FROM, STORE,
+                     TLS_VERIFY, TRUST_KEY, load_pipeline, naming, signing_key, store_path, where_from)
 
 
 def build(
@@ -21,21 +21,16 @@ def build(
     json_events: bool = typer.Option(False, "--json", help="Print one JSON object per event on stdout"),
     tag: List[str] = typer.Option([], "--tag", help="Also tag the final tree image with this name (repeatable)"),
     push: List[str] = typer.Option([], "--push", help="Push the final tree image to this reference (repeatable)"),
-    stages_from: Optional[str] = typer.Option(None, "--stages-from", metavar="REGISTRY/NAMESPACE",
-                                              help="Resolve stage names to REGISTRY/NAMESPACE/NAME:latest"),
-    cache_from: List[str] = typer.Option([], "--cache-from", metavar="REGISTRY/NAMESPACE/REPO",
-                                         help="Look up trees missing from the store here (tag = tree id)"),
+    stages_from: Optional[str] = STAGES_FROM,
+    cache_from: List[str] = CACHE_FROM,
     cache_to: Optional[str] = typer.Option(None, "--cache-to", metavar="REGISTRY/NAMESPACE/REPO",
                                            help="Push every tree of the pipeline here (tag = tree id)"),
     tls_verify: bool = TLS_VERIFY,
     lock_timeout: float = LOCK_TIMEOUT,
-    allow_capability: List[str] = typer.Option([], "--allow-capability", metavar="CAP",
-                                               help="Grant stage images this capability beyond the allowlist "
-                                                    "(repeatable; only for images you trust)"),
-    trust_key: List[Path] = typer.Option([], "--trust-key", metavar="PUB", dir_okay=False,
-                                         help="Use a stage image or cached tree from a registry only if this public "
-                                              "key signed it (repeatable: any of them) [default: trust-keys of the "
-                                              "config file, else trust the registry]"),
+    keep_failed: bool = typer.Option(True, "--keep-failed/--no-keep-failed",
+                                     help="Keep a failed stage's partial tree for `osbuild-oci shell --failed`"),
+    allow_capability: List[str] = ALLOW_CAPABILITY,
+    trust_key: List[Path] = TRUST_KEY,
     sign_key: Optional[Path] = SIGN_KEY,
     sign_passphrase_file: Optional[Path] = SIGN_PASSPHRASE,
     lock: Optional[Path] = typer.Option(None, "--lock", metavar="FILE", dir_okay=False,
@@ -44,30 +39,29 @@ def build(
     locked: bool = typer.Option(False, "--locked",
                                 help="Build with exactly the images the --lock FILE pins (pulled by digest if "
                                      "missing) and leave FILE as it is; a stage it lacks is refused"),
+    store_max_size: Optional[str] = typer.Option(None, "--store-max-size", metavar="SIZE",
+                                                 help="After the build, remove least recently used trees until "
+                                                      "the store fits (e.g. 20G) [default: the store-max-size "
+                                                      "setting of ~/.config/osbuild-oci/config.toml]"),
 ) -> None:
     """Build PIPELINE: run the stages the store lacks, then the assembler into OUTPUT."""
-    from .. import pipeline as pipeline_model
     from .. import planner, runner
     from ..monitor import JsonMonitor, ProgressMonitor
     from ..store import image_name, open_store
-    from .. import config, lockfile, signing
+    from .. import config, lockfile
+    from ..budget import parse_size
+    limit = store_max_size if store_max_size is not None else config.load().get("store-max-size")
+    max_size = parse_size(limit, "--store-max-size") if limit is not None else None
     key = signing_key(sign_key, sign_passphrase_file)
     if key is not None and not (cache_to or push):
         raise UserError("--sign-key signs what --cache-to and --push push; give one of them")
-    trust = tuple(signing.load_public(path) for path in config.trust_keys(trust_key))
     if locked and lock is None:
         raise UserError("--locked builds with the images a lock file pins; name it with --lock FILE")
     pins = lockfile.load(lock) if locked and lock is not None else None
-    remote = planner.Remote(stages_from, tuple(cache_from), cache_to, tls_verify, trust, key)
-    extra = {c.upper() if c.upper().startswith("CAP_") else f"CAP_{c.upper()}" for c in allow_capability}
-    policy = planner.Policy(planner.Policy().capabilities | extra)
-    for cap in sorted(extra - planner.Policy().capabilities):
-        print(f"note: --allow-capability {cap}: stage images that ask for it get it", file=sys.stderr)
+    remote, policy = where_from(stages_from, cache_from, cache_to, tls_verify, allow_capability, trust_key, key)
+    model = load_pipeline(pipeline)
     with naming(pipeline):
-        model = pipeline_model.load(pipeline)
         planner.check_output(output, model.assembler is not None)
-    for note in model.notes:
-        print(f"note: {pipeline}: {note}", file=sys.stderr)
     if (tag or push) and not model.stages and model.base is None:
         raise UserError("--tag/--push: the pipeline has no stages and no base, so there is no tree to name")
     with open_store(store_path(store), lock_timeout) as objects:
@@ -75,10 +69,14 @@ def build(
             the_plan = planner.plan(model, objects, remote, policy, pins)
             new_lock = planner.lock_of(the_plan, objects, lock, model.base) if lock and not locked else None
         monitor = JsonMonitor() if json_events else ProgressMonitor()
-        final = runner.run(the_plan, objects, monitor, output if the_plan.assembler else None, remote)
+        final = runner.run(the_plan, objects, monitor, output if the_plan.assembler else None, remote,
+                           keep_failed)
         for name in tag:
             objects.tag(final, name)
         for destination in push:
             objects.push(final, image_name(destination), tls_verify, key)
         if new_lock is not None:
             new_lock.write()
+        if max_size is not None:
+            removed, size = objects.gc(max_size, keep={s.id for s in the_plan.stages} | {the_plan.base or ""})
+            monitor.store_trimmed(removed=removed, size=size, max_size=max_size)

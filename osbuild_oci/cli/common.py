@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import typer
 
 from .. import SOURCES
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
+    from ..planner import Policy, Remote
 
 app = typer.Typer(help="Build operating-system images from pipelines of OCI stage images.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -47,6 +52,49 @@ def signing_key(key: Optional[Path], passphrase_file: Optional[Path]):
             raise UserError("--sign-passphrase-file is the passphrase of --sign-key; give --sign-key too")
         return None
     return SigningKey.open(key, passphrase_file)
+STAGES_FROM = typer.Option(None, "--stages-from", metavar="REGISTRY/NAMESPACE",
+                           help="Resolve stage names to REGISTRY/NAMESPACE/NAME:latest")
+
+CACHE_FROM = typer.Option([], "--cache-from", metavar="REGISTRY/NAMESPACE/REPO",
+                          help="Look up trees missing from the store here (tag = tree id)")
+
+ALLOW_CAPABILITY = typer.Option([], "--allow-capability", metavar="CAP",
+                                help="Grant stage images this capability beyond the allowlist "
+                                     "(repeatable; only for images you trust)")
+
+
+TRUST_KEY = typer.Option([], "--trust-key", metavar="PUB", dir_okay=False,
+                         help="Use a stage image or cached tree from a registry only if this public key signed it "
+                              "(repeatable: any of them) [default: trust-keys of the config file, else trust the "
+                              "registry]")
+
+
+def where_from(stages_from: Optional[str], cache_from: List[str], cache_to: Optional[str], tls_verify: bool,
+               allow_capability: List[str], trust_key: "list[Path] | tuple[Path, ...]" = (),
+               sign_key=None) -> tuple["Remote", "Policy"]:
+    """The registries, the keys they must be signed with and the capability policy a command plans with.
+
+    Says which capabilities the user added.  Without --trust-key the config file's trust-keys apply, so
+    every command that pulls checks what a build would check.
+    """
+    from .. import config, signing
+    from ..planner import Policy, Remote
+    extra = {c.upper() if c.upper().startswith("CAP_") else f"CAP_{c.upper()}" for c in allow_capability}
+    for cap in sorted(extra - Policy().capabilities):
+        print(f"note: --allow-capability {cap}: stage images that ask for it get it", file=sys.stderr)
+    trust = tuple(signing.load_public(path) for path in config.trust_keys(trust_key))
+    return (Remote(stages_from, tuple(cache_from), cache_to, tls_verify, trust, sign_key),
+            Policy(Policy().capabilities | extra))
+
+
+def load_pipeline(pipeline: Path) -> "Pipeline":
+    """The pipeline file, its input errors named after it, its notes (deprecated names) on stderr."""
+    from ..pipeline import load
+    with naming(pipeline):
+        model = load(pipeline)
+    for note in model.notes:
+        print(f"note: {pipeline}: {note}", file=sys.stderr)
+    return model
 
 
 def store_path(store: Optional[Path]) -> Path:

@@ -7,13 +7,14 @@ import os
 import shlex
 import shutil
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..errors import BuildError, UserError
-from .common import STORE, store_path
+from .common import LOCK_TIMEOUT, STORE, store_path
 
 store_app = typer.Typer(help="Inspect and clean an object store.", no_args_is_help=True)
 
@@ -21,16 +22,63 @@ store_app = typer.Typer(help="Inspect and clean an object store.", no_args_is_he
 @store_app.command("list")
 def store_list(store: Optional[Path] = STORE,
                json_out: bool = typer.Option(False, "--json", help="JSON output")) -> None:
-    """List the trees in the store."""
-    from ..store import LABEL_STAGE, open_store, tree_ref
+    """List the trees in the store: stage, size of its own layer, when it was created and last used."""
+    from ..budget import human
+    from ..store import open_store
     with open_store(store_path(store)) as objects:
-        trees = [{"tree": tree_id, "image": tree_ref(tree_id), "stage": info.labels.get(LABEL_STAGE, "")}
-                 for tree_id, info in objects.trees()]
+        rows = objects.listing()
     if json_out:
-        print(json.dumps(trees, indent=2))
+        print(json.dumps([{**row, "created": _iso(row["created"]), "last_used": _iso(row["last_used"])}
+                          for row in rows], indent=2))
         return
-    for t in trees:
-        print(f"{t['tree']}  {t['stage']}")
+    print(f"{'TREE':<12}  {'STAGE':<28}  {'SIZE':>9}  {'CREATED':<16}  LAST USED")
+    for row in rows:
+        size = "-" if row["size"] is None else human(row["size"])
+        used = "failed" if row["failed"] else _local(row["last_used"]) if row["last_used"] else "never"
+        stage = row["stage"] or "(base image)"
+        print(f"{row['tree'][:12]:<12}  {stage:<28}  {size:>9}  {_local(row['created']):<16}  {used}")
+
+
+@store_app.command("gc")
+def store_gc(store: Optional[Path] = STORE,
+             max_size: Optional[str] = typer.Option(None, "--max-size", metavar="SIZE",
+                                                    help="Remove least recently used trees until the store fits "
+                                                         "(e.g. 20G) [default: the store-max-size setting]"),
+             lock_timeout: float = LOCK_TIMEOUT) -> None:
+    """Remove failed trees, then (with a size) least recently used trees until the store fits."""
+    from .. import config
+    from ..budget import human, parse_size
+    from ..store import open_store
+    limit = max_size if max_size is not None else config.load().get("store-max-size")
+    size = parse_size(limit, "--max-size") if limit is not None else None
+    with open_store(store_path(store), lock_timeout) as objects:
+        removed, left = objects.gc(size)
+    for name in removed:
+        print(f"removed {name}")
+    over = f"; still over {human(size)}: what is left is needed by what is kept" if size and left > size else ""
+    print(f"{len(removed)} removed; the store's layers take {human(left)}{over}")
+
+
+@store_app.command("du")
+def store_du(store: Optional[Path] = STORE,
+             json_out: bool = typer.Option(False, "--json", help="JSON output")) -> None:
+    """Disk use of the store: its directory on disk, and its layers counted once."""
+    from ..budget import human
+    from ..store import open_store
+    with open_store(store_path(store)) as objects:
+        use = {"disk": objects.engine.disk_use(), "layers": objects.size(), "trees": len(objects.trees())}
+    if json_out:
+        print(json.dumps(use))
+        return
+    print(f"{human(use['disk'])} on disk ({use['disk']} bytes); layers {human(use['layers'])}; {use['trees']} trees")
+
+
+def _iso(stamp: float | None) -> str | None:
+    return None if not stamp else datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
+
+
+def _local(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M") if stamp else "-"
 
 
 @store_app.command("clean")

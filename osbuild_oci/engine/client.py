@@ -102,12 +102,13 @@ class Engine:
 
     @_podman_errors
     def images(self, repository: str) -> list[ImageInfo]:
-        """Images with a tag in the given repository (for listing the store)."""
+        """Images with a tag in the given repository (for listing the store); `created` in Unix seconds."""
         out = []
         for img in self.client.images.list():
             tags = [t for t in (img.attrs.get("RepoTags") or []) if t.rsplit(":", 1)[0] == repository]
             if tags:
-                out.append(ImageInfo(id=img.id, labels=img.attrs.get("Labels") or {}, layers=[], names=tags))
+                out.append(ImageInfo(id=img.id, labels=img.attrs.get("Labels") or {}, layers=[], names=tags,
+                                     created=str(img.attrs.get("Created") or "")))
         return out
 
     @_podman_errors
@@ -224,12 +225,22 @@ class Engine:
         """
         if shutil.which("rsync") is None:
             raise EngineError("rsync is not installed; run scripts/setup-host (or apt-get install rsync)")
-        enter = [] if os.geteuid() == 0 else ["podman", *self.podman_args(), "unshare"]
-        proc = subprocess.run([*enter, "rsync", "-aHAX", "--numeric-ids", "--delete", "--modify-window=-1",
+        proc = subprocess.run([*self._in_userns(), "rsync", "-aHAX", "--numeric-ids", "--delete", "--modify-window=-1",
                                f"{source}/", f"{destination}/"], capture_output=True, text=True)
         if proc.returncode != 0:
             detail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
             raise EngineError(f"rsync could not copy tree {source} into {destination}: {detail[0]}")
+
+    def _in_userns(self) -> list[str]:
+        """What runs a host command where the store's files are its own: rootless, podman's user namespace."""
+        return [] if os.geteuid() == 0 else ["podman", *self.podman_args(), "unshare"]
+
+    def disk_use(self) -> int:
+        """Bytes the store's directory takes on disk; every layer is stored once, however many images share it."""
+        proc = subprocess.run([*self._in_userns(), "du", "-sxB1", str(self.store)], capture_output=True, text=True)
+        if proc.returncode != 0 and not proc.stdout:
+            raise EngineError(f"du could not measure {self.store}: {proc.stderr.strip()}")
+        return int(proc.stdout.split()[0])
 
     @_podman_errors
     def changes(self, container_id: str) -> list:

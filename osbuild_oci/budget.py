@@ -1,0 +1,83 @@
+"""Keeps a store within a size budget: least recently used trees go first, shared layers stay while needed.
+
+The store's size here is the sum of its own layers' sizes (containers-storage's
+`diff-size`), each layer counted once however many trees share it.  Removing a
+tree's name frees only the layers no remaining image needs: a prefix tree whose
+layers a kept tree still builds on frees nothing, so it is kept, and every kept
+tree's image stays whole.  Trees in `keep` (those of the build that is running)
+are never chosen.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from .engine.records import Records
+from .errors import UserError
+
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str, option: str) -> int:
+    """`20G`, `512M`, `1.5T`, `1000000`: binary units (G is 2^30 bytes), as BuildKit and du read them."""
+    match = _SIZE.match(text)
+    if not match:
+        raise UserError(f"{option} {text!r}: give a size such as 20G, 512M or a number of bytes")
+    return int(float(match[1]) * 1024 ** " kmgt".index(match[2].lower() or " "))
+
+
+def human(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+class Trimmable(Protocol):
+    """Something else the budget covers (a package cache): its size in bytes, and making it `over` bytes smaller."""
+
+    def size(self) -> int: ...
+
+    def trim(self, over: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str  # the image name whose removal removes the tree (localhost/osbuild-oci/trees:<id>)
+    image: str
+    last_used: float
+
+
+def choose(records: Records, candidates: Sequence[Candidate], max_size: int) -> tuple[list[Candidate], int]:
+    """Which candidates to remove, least recently used first, until the store fits; and the size it then has.
+
+    A candidate is taken only when removing it frees bytes: when its image loses its
+    last name and some layer of it is needed by no other image left.
+    """
+    names = {image: set(found) for image, (_, found) in records.images.items()}
+    users: dict[str, int] = {}
+    for image in records.images:
+        for layer in records.chain(image):
+            users[layer] = users.get(layer, 0) + 1
+    size = records.size(set(users))
+    chosen: list[Candidate] = []
+    waiting = sorted(candidates, key=lambda c: c.last_used)
+    while size > max_size:
+        for candidate in waiting:
+            freed = set()
+            if names[candidate.image] - {candidate.name} == set():
+                freed = {layer for layer in records.chain(candidate.image) if users[layer] == 1}
+            if records.size(freed) > 0:
+                break
+        else:
+            break
+        waiting.remove(candidate)
+        chosen.append(candidate)
+        names[candidate.image].discard(candidate.name)
+        for layer in records.chain(candidate.image):
+            users[layer] -= 1
+        size -= records.size(freed)
+    return chosen, size
