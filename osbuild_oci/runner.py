@@ -39,10 +39,11 @@ class _Tail:
 
 
 def _run_container(store: ObjectStore, step: Step, image: StageImage, mounts: list[Mount], document: dict,
-                   monitor: Monitor) -> None:
+                   monitor: Monitor, source_epoch: int) -> None:
     tail = _Tail(monitor)
     spec = ContainerSpec(image=image.id, mounts=mounts, network=image.network, capabilities=list(image.capabilities),
-                         env={"OSBUILD_STAGE": step.name}, stdin=json.dumps(document).encode())
+                         env={"OSBUILD_STAGE": step.name, "SOURCE_DATE_EPOCH": str(source_epoch)},
+                         stdin=json.dumps(document).encode())
     status = store.engine.run(spec, tail)
     if status != 0:
         raise BuildError(f"{image.kind} {step.name} ({step.where}) failed with exit status {status}; "
@@ -95,8 +96,11 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
         cached = index < done
         if not cached:
             with store.new_tree(stage.id, stage.parent, stage.step.name) as tree:
+                # A second back: file times come from a coarse clock that may lag time.time() by a tick.
+                since = time.time() - 1
                 _run_container(store, stage.step, stage.image, [Mount(tree, TREE_MOUNT)],
-                               {"tree": TREE_MOUNT, "options": stage.step.options}, monitor)
+                               {"tree": TREE_MOUNT, "options": stage.step.options}, monitor, the_plan.source_epoch)
+                store.engine.clamp(tree, the_plan.source_epoch, since)
         monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,
                            source=source if cached else "built", seconds=round(time.monotonic() - t0, 3))
     if the_plan.assembler is not None and output is not None:
@@ -107,7 +111,8 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
         with store.get_tree(the_plan.final) as tree:
             _run_container(store, step, image, [Mount(tree, TREE_MOUNT, read_only=True),
                                                 Mount(str(output.resolve()), OUTPUT_MOUNT)],
-                           {"tree": TREE_MOUNT, "output": OUTPUT_MOUNT, "options": step.options}, monitor)
+                           {"tree": TREE_MOUNT, "output": OUTPUT_MOUNT, "options": step.options}, monitor,
+                           the_plan.source_epoch)
         monitor.assembler_done(assembler=step.name, seconds=round(time.monotonic() - t0, 3),
                                output=str(output), files=sorted(os.listdir(output)))
     final = the_plan.final

@@ -219,17 +219,32 @@ class Engine:
 
         rsync compares size and mtime to the nanosecond, as containers-storage's own diff
         does, so overlay copies up (and the next commit stores) only changed files, plus
-        whiteouts for removed ones.  Rootless, the mounts exist only in podman's user
-        namespace, so rsync runs there.
+        whiteouts for removed ones.
         """
-        if shutil.which("rsync") is None:
-            raise EngineError("rsync is not installed; run scripts/setup-host (or apt-get install rsync)")
+        self._on_mounted_tree(["rsync", "-aHAX", "--numeric-ids", "--delete", "--modify-window=-1",
+                               f"{source}/", f"{destination}/"], f"copy tree {source} into {destination}")
+
+    def clamp(self, tree: str, epoch: int, since: float) -> None:
+        """Set the times of every file changed since `since` (its ctime, which no program can set back)
+        and newer than epoch to epoch, as SOURCE_DATE_EPOCH asks.
+
+        Files of older layers keep their times (they were clamped when their stage ran, or
+        belong to a base image), so overlay copies up nothing the stage did not change.
+        """
+        self._on_mounted_tree(["find", tree, "-xdev", "-newerct", f"@{since:.3f}", "-newermt", f"@{epoch}",
+                               "-exec", "touch", "--no-dereference", f"--date=@{epoch}", "{}", "+"],
+                              f"clamp the times of tree {tree}")
+
+    def _on_mounted_tree(self, cmd: list[str], action: str) -> None:
+        """Run a host tool on a mounted tree.  Rootless, the mounts exist only in podman's user
+        namespace, so the tool runs there (as that namespace's root, which may change any file)."""
+        if shutil.which(cmd[0]) is None:
+            raise EngineError(f"{cmd[0]} is not installed; run scripts/setup-host (or apt-get install {cmd[0]})")
         enter = [] if os.geteuid() == 0 else ["podman", *self.podman_args(), "unshare"]
-        proc = subprocess.run([*enter, "rsync", "-aHAX", "--numeric-ids", "--delete", "--modify-window=-1",
-                               f"{source}/", f"{destination}/"], capture_output=True, text=True)
+        proc = subprocess.run([*enter, *cmd], capture_output=True, text=True)
         if proc.returncode != 0:
             detail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-            raise EngineError(f"rsync could not copy tree {source} into {destination}: {detail[0]}")
+            raise EngineError(f"{cmd[0]} could not {action}: {detail[0]}")
 
     @_podman_errors
     def changes(self, container_id: str) -> list:

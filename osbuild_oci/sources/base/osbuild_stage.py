@@ -6,6 +6,7 @@ non-zero with one clear line on stderr when it cannot.  A failure of the
 stage's own code is not the user's: it keeps its traceback.
 """
 
+import glob
 import json
 import os
 import subprocess
@@ -40,13 +41,69 @@ def chroot(tree: str, cmd: Sequence[str], **kwargs) -> subprocess.CompletedProce
     so no layer ever holds a /dev/null that is not the device.
     """
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root",
-           "DEBIAN_FRONTEND": "noninteractive", **kwargs.pop("env", {})}
+           "DEBIAN_FRONTEND": "noninteractive", **_epoch(), **kwargs.pop("env", {})}
     try:
         return run(["chroot", tree, *cmd], env=env, **kwargs)
     finally:
         null = os.path.join(tree, "dev", "null")
         if os.path.isfile(null) and not os.path.islink(null):
             os.remove(null)
+
+
+def _epoch() -> dict:
+    """SOURCE_DATE_EPOCH as the orchestrator set it, for the tree's own tools (reproducible-builds.org)."""
+    return {"SOURCE_DATE_EPOCH": os.environ["SOURCE_DATE_EPOCH"]} if "SOURCE_DATE_EPOCH" in os.environ else {}
+
+
+# What a package manager run leaves that differs on every build and that no booted system needs from
+# the image: logs, ldconfig's and debconf's caches, and seeds and ids each machine must make for itself.
+BUILD_RECORDS = ["var/log/dpkg.log", "var/log/apt/history.log", "var/log/apt/term.log", "var/log/apt/eipp.log.xz",
+                 "var/log/alternatives.log", "var/cache/ldconfig/aux-cache", "var/cache/debconf/*-old",
+                 "var/lib/dbus/machine-id", "var/lib/systemd/random-seed", "var/lib/systemd/credential.secret",
+                 "etc/ssh/ssh_host_*_key", "etc/ssh/ssh_host_*_key.pub"]
+# openssh-server makes host keys in its postinst: an image would give every machine the same ones.
+# They are removed, and ssh.service makes the missing ones when it first starts (before `sshd -t`).
+SSH_KEYGEN_DROPIN = "/etc/systemd/system/ssh.service.d/osbuild-oci-host-keys.conf"
+SSH_KEYGEN = """# Written by osbuild-oci: the image has no ssh host keys, each machine makes its own at first start.
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
+"""
+
+
+def forget_build(tree: str) -> None:
+    """Remove BUILD_RECORDS from the tree, empty /etc/machine-id (systemd's mark of a first boot) and
+    let sshd make its host keys at first start.
+
+    What the tree held before stays removed: the layer then records the removal, so each
+    image keeps what its own packages install and no clock or random number of the build.
+    """
+    for pattern in BUILD_RECORDS:
+        for path in glob.glob(in_tree(tree, pattern)):
+            if os.path.isfile(path) or os.path.islink(path):
+                os.unlink(path)
+    machine_id = in_tree(tree, "/etc/machine-id")
+    if os.path.isfile(machine_id) and os.path.getsize(machine_id) > 0:
+        open(machine_id, "w", encoding="utf-8").close()
+    dropin = in_tree(tree, SSH_KEYGEN_DROPIN)
+    if os.path.lexists(in_tree(tree, "/usr/sbin/sshd")) and not os.path.lexists(dropin):
+        os.makedirs(os.path.dirname(dropin), exist_ok=True)
+        with open(dropin, "w", encoding="utf-8") as f:
+            f.write(SSH_KEYGEN)
+
+
+def epoch() -> int:
+    """The build's SOURCE_DATE_EPOCH (the orchestrator always sets it; 0 for a program run by hand)."""
+    return int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
+
+
+def tar_flags() -> list[str]:
+    """GNU tar options for an archive that depends only on the files: sorted names, no atime or ctime
+    (pax records both, and ctime cannot be set), no process id in the extended header names, and
+    no modification time after SOURCE_DATE_EPOCH."""
+    return ["--sort=name", "--format=posix", "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
+            "--numeric-owner", f"--mtime=@{epoch()}", "--clamp-mtime"]
 
 
 def in_tree(tree: str, path: str) -> str:
