@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 
+from .artifacts import push_sbom
 from .engine.model import ContainerSpec, Mount
 from .errors import BuildError, RegistryError
 from .monitor import Monitor
@@ -77,6 +78,7 @@ def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Mon
             t0 = time.monotonic()
             destination = f"{remote.cache_to}:{stage.id}"
             store.push(stage.id, destination, remote.tls_verify)
+            push_sbom(store.sbom(stage.id), destination, remote.tls_verify)
             monitor.tree_pushed(stage=stage.step.name, id=stage.id, image=destination,
                                 seconds=round(time.monotonic() - t0, 3))
 
@@ -95,12 +97,14 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
         monitor.stage_start(stage=stage.step.name, index=index, total=total, id=stage.id)
         cached = index < done
         if not cached:
-            with store.new_tree(stage.id, stage.parent, stage.step.name) as tree:
+            with store.new_tree(stage.id, stage.parent, stage.step.name, the_plan.source_epoch) as tree:
                 # A second back: file times come from a coarse clock that may lag time.time() by a tick.
                 since = time.time() - 1
                 _run_container(store, stage.step, stage.image, [Mount(tree, TREE_MOUNT)],
                                {"tree": TREE_MOUNT, "options": stage.step.options}, monitor, the_plan.source_epoch)
                 store.engine.clamp(tree, the_plan.source_epoch, since)
+                sbom = store.engine.sbom(tree, stage.id, the_plan.source_epoch)
+            store.save_sbom(stage.id, sbom)
         monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,
                            source=source if cached else "built", seconds=round(time.monotonic() - t0, 3))
     if the_plan.assembler is not None and output is not None:
@@ -113,6 +117,9 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
                                                 Mount(str(output.resolve()), OUTPUT_MOUNT)],
                            {"tree": TREE_MOUNT, "output": OUTPUT_MOUNT, "options": step.options}, monitor,
                            the_plan.source_epoch)
+        if the_plan.final is not None:
+            sbom = output / f"{step.options.get('filename', step.name)}.spdx.json"
+            sbom.write_text(store.sbom(the_plan.final), encoding="utf-8")
         monitor.assembler_done(assembler=step.name, seconds=round(time.monotonic() - t0, 3),
                                output=str(output), files=sorted(os.listdir(output)))
     final = the_plan.final

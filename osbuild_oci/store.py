@@ -31,6 +31,7 @@ LABEL_STAGE = "org.osbuild-oci.stage"
 LABEL_DEPTH = "org.osbuild-oci.depth"
 LABEL_ROOT = "org.osbuild-oci.root"
 LABEL_LAYERS = "org.osbuild-oci.layer-trees"
+LABEL_EPOCH = "org.osbuild-oci.source-epoch"
 _LAYER_END = re.compile(r"^([0-9]+):([0-9a-f]{64})$")
 _ROOT = re.compile(r"(?:[0-9a-f]{64})?")
 _MOUNT_DATA = re.compile(r'\s*mount_data="[^"]*"|\s*mount_data=\S+')
@@ -90,6 +91,31 @@ class ObjectStore:
         self.engine = engine
         self._sources: dict[str, bool] = {}
 
+    def sbom_path(self, tree_id: str) -> Path:
+        """Where the tree's SPDX document is kept: a file of the store, beside its containers-storage."""
+        return self.engine.store / "sboms" / f"{tree_id}.spdx.json"
+
+    def save_sbom(self, tree_id: str, document: str) -> None:
+        path = self.sbom_path(tree_id)
+        path.parent.mkdir(exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(document, encoding="utf-8")
+        partial.replace(path)
+
+    def sbom(self, tree_id: str) -> str:
+        """The tree's SPDX document; a tree that came without one (pulled, adopted) gets it made once,
+        dated by the tree's source epoch label (0 for an image that is no tree of ours)."""
+        path = self.sbom_path(tree_id)
+        if not path.exists():
+            info = self.tree_image(tree_id)
+            if info is None:
+                raise UserError(f"no tree {tree_id} in this store")
+            label = info.labels.get(LABEL_EPOCH, "")
+            epoch = int(label) if label.isdigit() else 0
+            with self.get_tree(tree_id) as tree:
+                self.save_sbom(tree_id, self.engine.sbom(tree, tree_id, epoch))
+        return path.read_text(encoding="utf-8")
+
     def tree_image(self, tree_id: str) -> ImageInfo | None:
         """The tree's image, only if it really is that tree (a checked cache hit)."""
         info = self.engine.image(tree_ref(tree_id))
@@ -131,7 +157,7 @@ class ObjectStore:
             self.engine.remove_container(container)
 
     @contextmanager
-    def new_tree(self, tree_id: str, base_id: str | None, stage: str = "") -> Iterator[str]:
+    def new_tree(self, tree_id: str, base_id: str | None, stage: str = "", epoch: int = 0) -> Iterator[str]:
         """A writable tree with the content of base_id, committed as tree_id when the block succeeds.
 
         Its image is the parent's plus one layer, except where the layer budget
@@ -151,7 +177,8 @@ class ObjectStore:
             yield path
             with self._mount_errors("commit the tree", stage, tree_id, image):
                 self.engine.commit(container, tree_ref(tree_id), {
-                    LABEL_TREE: tree_id, LABEL_STAGE: stage, **lineage.child_labels(tree_id, start, root)})
+                    LABEL_TREE: tree_id, LABEL_STAGE: stage, LABEL_EPOCH: str(epoch),
+                    **lineage.child_labels(tree_id, start, root)})
         finally:
             self.engine.remove_container(container)
 
@@ -266,6 +293,7 @@ class ObjectStore:
         """
         for tree_id, _ in self.trees():
             self.engine.remove_image(tree_ref(tree_id))
+            self.sbom_path(tree_id).unlink(missing_ok=True)
         self.engine.prune()
 
 

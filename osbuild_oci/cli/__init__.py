@@ -12,10 +12,12 @@ import sys
 from ..errors import OsbuildOciError
 from .build import build
 from .common import app
+from .sbom import sbom
 from .stages import stages_app
 from .store import store_app
 
 app.command()(build)
+app.command()(sbom)
 app.add_typer(stages_app, name="stages")
 app.add_typer(store_app, name="store")
 

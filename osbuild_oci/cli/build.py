@@ -36,6 +36,7 @@ def build(
     """Build PIPELINE: run the stages the store lacks, then the assembler into OUTPUT."""
     from .. import pipeline as pipeline_model
     from .. import planner, runner
+    from ..artifacts import push_sbom
     from ..monitor import JsonMonitor, ProgressMonitor
     from ..store import open_store
     remote = planner.Remote(stages_from, tuple(cache_from), cache_to, tls_verify)
@@ -59,3 +60,4 @@ def build(
             objects.tag(final, name)
         for destination in push:
             objects.push(final, destination, tls_verify)
+            push_sbom(objects.sbom(final), destination, tls_verify)

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import urllib.parse
 from pathlib import Path
 from typing import Callable
@@ -235,16 +236,22 @@ class Engine:
                                "-exec", "touch", "--no-dereference", f"--date=@{epoch}", "{}", "+"],
                               f"clamp the times of tree {tree}")
 
-    def _on_mounted_tree(self, cmd: list[str], action: str) -> None:
-        """Run a host tool on a mounted tree.  Rootless, the mounts exist only in podman's user
-        namespace, so the tool runs there (as that namespace's root, which may change any file)."""
+    def sbom(self, tree: str, tree_id: str, epoch: int) -> str:
+        """The SPDX document of a mounted tree (osbuild_oci.sbom, run where the mount is visible)."""
+        return self._on_mounted_tree([sys.executable, "-m", "osbuild_oci.sbom", tree, tree_id, str(epoch)],
+                                     f"read the packages of tree {tree_id}")
+
+    def _on_mounted_tree(self, cmd: list[str], action: str) -> str:
+        """Run a host tool on a mounted tree and return its output.  Rootless, the mounts exist only in
+        podman's user namespace, so the tool runs there (as that namespace's root, which may change any file)."""
         if shutil.which(cmd[0]) is None:
             raise EngineError(f"{cmd[0]} is not installed; run scripts/setup-host (or apt-get install {cmd[0]})")
         enter = [] if os.geteuid() == 0 else ["podman", *self.podman_args(), "unshare"]
         proc = subprocess.run([*enter, *cmd], capture_output=True, text=True)
         if proc.returncode != 0:
             detail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-            raise EngineError(f"{cmd[0]} could not {action}: {detail[0]}")
+            raise EngineError(f"{os.path.basename(cmd[0])} could not {action}: {detail[0]}")
+        return proc.stdout
 
     @_podman_errors
     def changes(self, container_id: str) -> list:
