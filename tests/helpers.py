@@ -7,6 +7,9 @@ internals, so a test fails when the behaviour a user sees breaks.
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.machinery
+import importlib.util
 import json
 import os
 import queue
@@ -480,3 +483,26 @@ def depends_closure(document: dict, name: str) -> set[str]:
                 seen.add(dep)
                 todo.append(dep)
     return seen
+
+
+def sha256_of(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def load_program(kind: str, name: str, program: str):
+    """A stage or assembler program of this repo as a module, for unit tests of its functions.
+
+    The programs run their work only as programs, so importing one defines its functions and
+    nothing else; osbuild_stage comes from the base image's folder.
+    """
+    # A __pycache__ in the sources would be no harm to their digests, but it is litter in the repo.
+    sys.dont_write_bytecode = True
+    sources = REPO / "osbuild_oci" / "sources"
+    if str(sources / "base") not in sys.path:
+        sys.path.insert(0, str(sources / "base"))
+    loader = importlib.machinery.SourceFileLoader(f"program_{name.replace('.', '_').replace('-', '_')}",
+                                                  str(sources / kind / name / program))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module

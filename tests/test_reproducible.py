@@ -6,14 +6,13 @@ This is the suite's one double Debian build: both builds run at the same time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO, Result, events_of, osbuild_popen, podman, run_build
+from helpers import REPO, Result, events_of, osbuild_popen, podman, run_build, sha256_of
 
 pytestmark = pytest.mark.slow
 
@@ -22,11 +21,6 @@ EPOCH = 1700000000
 BUILD_RECORDS = ["./var/log/dpkg.log", "./var/log/apt/history.log", "./var/log/apt/term.log",
                  "./var/log/alternatives.log", "./var/cache/ldconfig/aux-cache", "./var/lib/systemd/random-seed",
                  "./etc/ssh/ssh_host_ed25519_key", "./etc/ssh/ssh_host_rsa_key"]
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +62,7 @@ def test_same_epoch_gives_identical_outputs(twice, assembler, tmp_path):
     for name, (store, _) in zip("ab", twice):
         result = run_build(pipeline, store, tmp_path / name)
         assert result.returncode == 0 and result.ran == [], result.stderr[-3000:]
-        digests.append(_sha256(tmp_path / name / assembler["options"]["filename"]))
+        digests.append(sha256_of(tmp_path / name / assembler["options"]["filename"]))
     assert digests[0] == digests[1], f"{assembler['name']} outputs of the same tree differ"
     if assembler["name"] == "org.osbuild.tar":
         with tarfile.open(tmp_path / "a" / "tree.tar") as archive:

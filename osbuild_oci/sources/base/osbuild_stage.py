@@ -106,6 +106,30 @@ def tar_flags() -> list[str]:
             "--numeric-owner", f"--mtime=@{epoch()}", "--clamp-mtime"]
 
 
+SNAPSHOT_MIRROR = "http://snapshot.debian.org/archive"
+
+
+def snapshot_line(line: str, stamp: str) -> str:
+    """A one-line apt source with its archive replaced by that archive on snapshot.debian.org at stamp.
+
+    "deb URL/debian bookworm main" becomes "deb [check-valid-until=no]
+    http://snapshot.debian.org/archive/debian/STAMP/ bookworm main": the archive's
+    name is the URL's last path part, and a snapshot's Release file is past its
+    Valid-Until date by design.  As mkosi's Snapshot=, one stamp always gives the same packages.
+    """
+    words = line.split()
+    options = []
+    if len(words) > 1 and words[1].startswith("["):
+        end = next(i for i, word in enumerate(words) if word.endswith("]"))
+        options = " ".join(words[1:end + 1])[1:-1].split()
+        words = [words[0], *words[end + 1:]]
+    if len(words) < 3:
+        raise StageError(f"apt source {line!r} is not 'deb URL SUITE [COMPONENTS]'")
+    archive = words[1].rstrip("/").rsplit("/", 1)[-1] or "debian"
+    options = [o for o in options if not o.startswith("check-valid-until=")] + ["check-valid-until=no"]
+    return " ".join([words[0], f"[{' '.join(options)}]", f"{SNAPSHOT_MIRROR}/{archive}/{stamp}/", *words[2:]])
+
+
 def in_tree(tree: str, path: str) -> str:
     """Where `path` is for a process chrooted into tree, as a path the stage can write to.
 
