@@ -51,13 +51,20 @@ def _run_container(store: ObjectStore, step: Step, image: StageImage, mounts: li
                          f"its last output:\n{tail.lines()}")
 
 
-def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Monitor) -> tuple[int, str]:
-    """How many leading stages need not run, and where their tree is: newest first, local before remote.
+def _refresh_from(the_plan: Plan) -> int:
+    """The first stage that fetches packages (its image asks for the network): --refresh runs it and all after."""
+    return next((i for i, stage in enumerate(the_plan.stages) if stage.image.network), len(the_plan.stages))
+
+
+def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Monitor,
+                   limit: int) -> tuple[int, str]:
+    """How many leading stages (at most limit) need not run, and where their tree is: newest first,
+    local before remote.
 
     Only the newest cached tree is pulled; it holds every earlier stage's layer.
     """
     repos = list(remote.cache_from)
-    for index in reversed(range(len(the_plan.stages))):
+    for index in reversed(range(limit)):
         tree_id = the_plan.stages[index].id
         if store.has_tree(tree_id):
             return index + 1, "store"
@@ -84,14 +91,19 @@ def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Mon
 
 
 def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | None,
-        remote: Remote = Remote()) -> str | None:
-    """Build the plan; return the final tree id."""
+        remote: Remote = Remote(), refresh: bool = False) -> str | None:
+    """Build the plan; return the final tree id.
+
+    refresh: run again, from the first stage that fetches packages on, what the cache holds (a moving
+    suite's newer packages); the new trees replace the old ones under the same ids.
+    """
     started = time.monotonic()
     total = len(the_plan.stages)
     monitor.pipeline_start(name=the_plan.name, stages=total)
     if the_plan.base_image is not None:
         store.adopt(the_plan.base_image)
-    done, source = _cached_prefix(the_plan, store, remote, monitor)
+    limit = _refresh_from(the_plan) if refresh else total
+    done, source = _cached_prefix(the_plan, store, remote, monitor, limit)
     for index, stage in enumerate(the_plan.stages):
         t0 = time.monotonic()
         monitor.stage_start(stage=stage.step.name, index=index, total=total, id=stage.id)

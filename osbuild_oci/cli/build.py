@@ -29,6 +29,10 @@ def build(
                                            help="Push every tree of the pipeline here (tag = tree id)"),
     tls_verify: bool = TLS_VERIFY,
     lock_timeout: float = LOCK_TIMEOUT,
+    refresh: bool = typer.Option(False, "--refresh",
+                                 help="Run again the first stage that fetches packages (its image asks for the "
+                                      "network) and every stage after it, even when cached: a moving suite's "
+                                      "updates; the new trees replace the old ones"),
     allow_capability: List[str] = typer.Option([], "--allow-capability", metavar="CAP",
                                                help="Grant stage images this capability beyond the allowlist "
                                                     "(repeatable; only for images you trust)"),
@@ -55,7 +59,7 @@ def build(
         with naming(pipeline), objects.unchanged_on_user_error():
             the_plan = planner.plan(model, objects, remote, policy)
         monitor = JsonMonitor() if json_events else ProgressMonitor()
-        final = runner.run(the_plan, objects, monitor, output if the_plan.assembler else None, remote)
+        final = runner.run(the_plan, objects, monitor, output if the_plan.assembler else None, remote, refresh)
         for name in tag:
             objects.tag(final, name)
         for destination in push:
