@@ -63,7 +63,7 @@ def _license_id(name: str, extracted: dict[str, str], texts: dict[str, str]) -> 
         version = version if "." in version else f"{version}.0"
         if version in GNU_VERSIONS[family]:
             return f"{family}-{version}-{'or-later' if later else 'only'}"
-    ref = "LicenseRef-" + re.sub(r"[^A-Za-z0-9.-]+", "-", name.strip()).strip("-")
+    ref = "LicenseRef-" + re.sub(r"[^A-Za-z0-9.-]+", "-", name.strip().replace("+", "-or-later")).strip("-")
     extracted.setdefault(ref, texts.get(key) or f"The license Debian calls {name.strip()!r}.")
     return ref
 

@@ -49,6 +49,9 @@ License: Expat
 Files: odd/*
 License: Odd-License
 
+Files: old/*
+License: LGPL-1.1+
+
 License: Odd-License
  Do what you like.
 """
@@ -65,9 +68,10 @@ def test_document_lists_installed_packages_with_purl_source_and_license():
     assert packages["bsdutils"]["sourceInfo"] == "built from Debian source package util-linux 2.38.1-5"
     assert packages["libc6"]["sourceInfo"] == "built from Debian source package glibc 2.36-9+deb12u4"
     assert packages["mawk"]["licenseDeclared"] == \
-        "(GPL-2.0-or-later OR Artistic-1.0-Perl) AND MIT AND LicenseRef-Odd-License"
-    assert doc["hasExtractedLicensingInfos"] == [{"licenseId": "LicenseRef-Odd-License",
-                                                  "extractedText": "Do what you like."}]
+        "(GPL-2.0-or-later OR Artistic-1.0-Perl) AND MIT AND LicenseRef-Odd-License AND LicenseRef-LGPL-1.1-or-later"
+    assert doc["hasExtractedLicensingInfos"] == [
+        {"licenseId": "LicenseRef-LGPL-1.1-or-later", "extractedText": "The license Debian calls 'LGPL-1.1+'."},
+        {"licenseId": "LicenseRef-Odd-License", "extractedText": "Do what you like."}], "SPDX has no LGPL-1.1"
     assert packages["libc6"]["licenseDeclared"] == "NOASSERTION", "not a machine-readable copyright file"
     assert doc["creationInfo"]["created"] == "2023-11-14T22:13:20Z"
 
