@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,10 +21,13 @@ from .monitor import Monitor
 from .pipeline import Step
 from .planner import Plan, Remote
 from .stageimage import StageImage
-from .store import ObjectStore, tree_ref
+from .store import LABEL_RELEASE, ObjectStore, tree_ref
 
 TREE_MOUNT = "/run/osbuild/tree"
 OUTPUT_MOUNT = "/run/osbuild/output"
+# Where a stage may report facts about its tree (osbuild_stage.record_release_date).
+META_MOUNT = "/run/osbuild/meta"
+_RELEASE_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
 
 
 class _Tail:
@@ -49,6 +54,16 @@ def _run_container(store: ObjectStore, step: Step, image: StageImage, mounts: li
     if status != 0:
         raise BuildError(f"{image.kind} {step.name} ({step.where}) failed with exit status {status}; "
                          f"its last output:\n{tail.lines()}")
+
+
+def _reported(meta: str) -> dict[str, str]:
+    """The labels a stage reported; what is not a well-formed UTC time is ignored, as any stage output."""
+    try:
+        with open(os.path.join(meta, "release-date"), encoding="utf-8") as f:
+            date = f.read(64).strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return {}
+    return {LABEL_RELEASE: date} if _RELEASE_DATE.match(date) else {}
 
 
 def _refresh_from(the_plan: Plan) -> int:
@@ -109,13 +124,16 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
         monitor.stage_start(stage=stage.step.name, index=index, total=total, id=stage.id)
         cached = index < done
         if not cached:
-            with store.new_tree(stage.id, stage.parent, stage.step.name, the_plan.source_epoch) as tree:
+            reported: dict[str, str] = {}
+            with tempfile.TemporaryDirectory(prefix="osbuild-oci-meta-") as meta, \
+                    store.new_tree(stage.id, stage.parent, stage.step.name, the_plan.source_epoch, reported) as tree:
                 # A second back: file times come from a coarse clock that may lag time.time() by a tick.
                 since = time.time() - 1
-                _run_container(store, stage.step, stage.image, [Mount(tree, TREE_MOUNT)],
+                _run_container(store, stage.step, stage.image, [Mount(tree, TREE_MOUNT), Mount(meta, META_MOUNT)],
                                {"tree": TREE_MOUNT, "options": stage.step.options}, monitor, the_plan.source_epoch)
                 store.engine.clamp(tree, the_plan.source_epoch, since)
                 sbom = store.engine.sbom(tree, stage.id, the_plan.source_epoch)
+                reported.update(_reported(meta))
             store.save_sbom(stage.id, sbom)
         monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,
                            source=source if cached else "built", seconds=round(time.monotonic() - t0, 3))

@@ -32,6 +32,7 @@ LABEL_DEPTH = "org.osbuild-oci.depth"
 LABEL_ROOT = "org.osbuild-oci.root"
 LABEL_LAYERS = "org.osbuild-oci.layer-trees"
 LABEL_EPOCH = "org.osbuild-oci.source-epoch"
+LABEL_RELEASE = "org.osbuild-oci.release-date"
 _LAYER_END = re.compile(r"^([0-9]+):([0-9a-f]{64})$")
 _ROOT = re.compile(r"(?:[0-9a-f]{64})?")
 _MOUNT_DATA = re.compile(r'\s*mount_data="[^"]*"|\s*mount_data=\S+')
@@ -157,8 +158,12 @@ class ObjectStore:
             self.engine.remove_container(container)
 
     @contextmanager
-    def new_tree(self, tree_id: str, base_id: str | None, stage: str = "", epoch: int = 0) -> Iterator[str]:
+    def new_tree(self, tree_id: str, base_id: str | None, stage: str = "", epoch: int = 0,
+                 reported: dict[str, str] | None = None) -> Iterator[str]:
         """A writable tree with the content of base_id, committed as tree_id when the block succeeds.
+
+        `reported` is read at commit time: labels the block learnt from the stage (a tree inherits
+        its parent's labels, so a Release date stays until a stage reports a newer one).
 
         Its image is the parent's plus one layer, except where the layer budget
         merges: then it starts on an older tree's image (see layers.py), the
@@ -178,7 +183,7 @@ class ObjectStore:
             with self._mount_errors("commit the tree", stage, tree_id, image):
                 self.engine.commit(container, tree_ref(tree_id), {
                     LABEL_TREE: tree_id, LABEL_STAGE: stage, LABEL_EPOCH: str(epoch),
-                    **lineage.child_labels(tree_id, start, root)})
+                    **lineage.child_labels(tree_id, start, root), **(reported or {})})
         finally:
             self.engine.remove_container(container)
 

@@ -10,6 +10,7 @@ getent, stat, inside the tree image.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -74,6 +75,11 @@ def test_debootstrap_makes_a_debian_tree(base, build, shared_store):
     assert null.ischr() and (null.devmajor, null.devminor) == (1, 3)
     assert sh(shared_store, image, LEFTOVERS) == ""
     assert sh(shared_store, image, "wc -c < /etc/machine-id") == "0\n"
+    # The date of the Release file its packages came from: a label, shown by `store list`.
+    date = json.loads(podman(shared_store, "image", "inspect", image).stdout)[0]["Labels"][
+        "org.osbuild-oci.release-date"]
+    assert re.fullmatch(r"20[2-9][0-9]-[01][0-9]-[0-3][0-9]T[0-9:]{8}Z", date), date
+    assert f"packages of {date}" in osbuild("store", "list", "--store", shared_store).stdout
     # dpkg's unsafe-io was for the build only.
     assert sh(shared_store, image, "grep -rl unsafe-io /etc/dpkg /etc/apt || true") == ""
 

@@ -22,15 +22,17 @@ store_app = typer.Typer(help="Inspect and clean an object store.", no_args_is_he
 def store_list(store: Optional[Path] = STORE,
                json_out: bool = typer.Option(False, "--json", help="JSON output")) -> None:
     """List the trees in the store."""
-    from ..store import LABEL_STAGE, open_store, tree_ref
+    from ..store import LABEL_RELEASE, LABEL_STAGE, open_store, tree_ref
     with open_store(store_path(store)) as objects:
-        trees = [{"tree": tree_id, "image": tree_ref(tree_id), "stage": info.labels.get(LABEL_STAGE, "")}
+        trees = [{"tree": tree_id, "image": tree_ref(tree_id), "stage": info.labels.get(LABEL_STAGE, ""),
+                  "release_date": info.labels.get(LABEL_RELEASE)}
                  for tree_id, info in objects.trees()]
     if json_out:
         print(json.dumps(trees, indent=2))
         return
     for t in trees:
-        print(f"{t['tree']}  {t['stage']}")
+        packages = f"  packages of {t['release_date']}" if t["release_date"] else ""
+        print(f"{t['tree']}  {t['stage']}{packages}")
 
 
 @store_app.command("clean")

@@ -6,6 +6,8 @@ non-zero with one clear line on stderr when it cannot.  A failure of the
 stage's own code is not the user's: it keeps its traceback.
 """
 
+import datetime
+import email.utils
 import glob
 import json
 import os
@@ -128,6 +130,24 @@ def snapshot_line(line: str, stamp: str) -> str:
     archive = words[1].rstrip("/").rsplit("/", 1)[-1] or "debian"
     options = [o for o in options if not o.startswith("check-valid-until=")] + ["check-valid-until=no"]
     return " ".join([words[0], f"[{' '.join(options)}]", f"{SNAPSHOT_MIRROR}/{archive}/{stamp}/", *words[2:]])
+
+
+# Where the orchestrator takes what a stage reports about its tree (see record_release_date).
+META = "/run/osbuild/meta"
+
+
+def record_release_date(tree: str) -> None:
+    """Report the newest Date of the Release files apt fetched into the tree: it becomes the tree
+    image's org.osbuild-oci.release-date label (`store list` shows how old a tree's packages are)."""
+    dates = []
+    for path in glob.glob(in_tree(tree, "/var/lib/apt/lists") + "/*Release"):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            line = next((line for line in f if line.startswith("Date:")), None)
+        if line is not None:
+            dates.append(email.utils.parsedate_to_datetime(line[5:].strip()))
+    if dates and os.path.isdir(META):
+        with open(os.path.join(META, "release-date"), "w", encoding="utf-8") as f:
+            f.write(max(dates).astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
 def in_tree(tree: str, path: str) -> str:
