@@ -6,6 +6,7 @@ non-zero with one clear line on stderr when it cannot.  A failure of the
 stage's own code is not the user's: it keeps its traceback.
 """
 
+import contextlib
 import datetime
 import email.utils
 import glob
@@ -13,7 +14,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 DEBOOTSTRAP_HINT = "start the pipeline with org.osbuild.debootstrap"
 # As the kernel's MAXSYMLINKS: a loop of links inside the tree must end, not hang the stage.
@@ -60,11 +61,11 @@ def _epoch() -> dict:
 # What a package manager run leaves that differs on every build and that no booted system needs from
 # the image: logs, ldconfig's and debconf's caches, and seeds and ids each machine must make for itself.
 BUILD_RECORDS = ["var/log/dpkg.log", "var/log/apt/history.log", "var/log/apt/term.log", "var/log/apt/eipp.log.xz",
-                 "var/log/alternatives.log", "var/cache/ldconfig/aux-cache", "var/cache/debconf/*-old",
-                 "var/lib/dbus/machine-id", "var/lib/systemd/random-seed", "var/lib/systemd/credential.secret",
-                 "etc/ssh/ssh_host_*_key", "etc/ssh/ssh_host_*_key.pub"]
-# openssh-server makes host keys in its postinst: an image would give every machine the same ones.
-# They are removed, and ssh.service makes the missing ones when it first starts (before `sshd -t`).
+                 "var/log/alternatives.log", "var/cache/ldconfig/aux-cache", "var/cache/debconf/*-old"]
+# What each machine must make for itself; packages' maintainer scripts make them up while an image is built.
+MACHINE_SECRETS = ["var/lib/dbus/machine-id", "var/lib/systemd/random-seed", "var/lib/systemd/credential.secret",
+                   "etc/ssh/ssh_host_*_key", "etc/ssh/ssh_host_*_key.pub"]
+# Without host keys, ssh.service makes the missing ones when it first starts (before `sshd -t`).
 SSH_KEYGEN_DROPIN = "/etc/systemd/system/ssh.service.d/osbuild-oci-host-keys.conf"
 SSH_KEYGEN = """# Written by osbuild-oci: the image has no ssh host keys, each machine makes its own at first start.
 [Service]
@@ -74,25 +75,32 @@ ExecStartPre=/usr/sbin/sshd -t
 """
 
 
-def forget_build(tree: str) -> None:
-    """Remove BUILD_RECORDS from the tree, empty /etc/machine-id (systemd's mark of a first boot) and
-    let sshd make its host keys at first start.
+def _found(tree: str, patterns: list[str]) -> set[str]:
+    return {path for pattern in patterns for path in glob.glob(in_tree(tree, pattern))
+            if os.path.isfile(path) or os.path.islink(path)}
 
-    What the tree held before stays removed: the layer then records the removal, so each
-    image keeps what its own packages install and no clock or random number of the build.
+
+@contextlib.contextmanager
+def forgetting_build(tree: str) -> Iterator[None]:
+    """Around a package manager run: afterwards, remove its BUILD_RECORDS, the MACHINE_SECRETS it made,
+    and a machine id it made (/etc/machine-id is left empty: systemd's mark of a first boot).
+
+    What an earlier stage put there on purpose (a machine id, host keys) is kept.  When host
+    keys were removed, ssh.service gets a drop-in that makes each machine's own.
     """
-    for pattern in BUILD_RECORDS:
-        for path in glob.glob(in_tree(tree, pattern)):
-            if os.path.isfile(path) or os.path.islink(path):
-                os.unlink(path)
     machine_id = in_tree(tree, "/etc/machine-id")
-    if os.path.isfile(machine_id) and os.path.getsize(machine_id) > 0:
+    uninitialised = not os.path.isfile(machine_id) or os.path.getsize(machine_id) == 0
+    kept = _found(tree, MACHINE_SECRETS)
+    yield
+    for path in _found(tree, BUILD_RECORDS) | (_found(tree, MACHINE_SECRETS) - kept):
+        os.unlink(path)
+        if "ssh_host_" in path and not os.path.lexists(in_tree(tree, SSH_KEYGEN_DROPIN)):
+            dropin = in_tree(tree, SSH_KEYGEN_DROPIN)
+            os.makedirs(os.path.dirname(dropin), exist_ok=True)
+            with open(dropin, "w", encoding="utf-8") as f:
+                f.write(SSH_KEYGEN)
+    if uninitialised and os.path.isfile(machine_id):
         open(machine_id, "w", encoding="utf-8").close()
-    dropin = in_tree(tree, SSH_KEYGEN_DROPIN)
-    if os.path.lexists(in_tree(tree, "/usr/sbin/sshd")) and not os.path.lexists(dropin):
-        os.makedirs(os.path.dirname(dropin), exist_ok=True)
-        with open(dropin, "w", encoding="utf-8") as f:
-            f.write(SSH_KEYGEN)
 
 
 def epoch() -> int:
