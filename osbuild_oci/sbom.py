@@ -36,20 +36,22 @@ GNU_VERSIONS = {"GPL": ("1.0", "2.0", "3.0"), "LGPL": ("2.0", "2.1", "3.0"), "AG
 
 def parse_control(text: str) -> list[dict[str, str]]:
     """Paragraphs of a deb822 file (dpkg's status, a copyright file) as dicts; continuation lines kept."""
-    paragraphs, current, key = [], {}, None
+    paragraphs: list[dict[str, list[str]]] = []
+    current: dict[str, list[str]] = {}
+    key = None
     for line in text.splitlines():
         if not line.strip():
             if current:
                 paragraphs.append(current)
             current, key = {}, None
         elif line[0] in " \t" and key is not None:
-            current[key] += "\n" + line.strip()
+            current[key].append(line.strip())
         elif ":" in line and not line.startswith("#"):
             key, value = line.split(":", 1)
-            current[key] = value.strip()
+            current[key] = [value.strip()]
     if current:
         paragraphs.append(current)
-    return paragraphs
+    return [{key: "\n".join(lines) for key, lines in paragraph.items()} for paragraph in paragraphs]
 
 
 def _license_id(name: str, extracted: dict[str, str], texts: dict[str, str]) -> str:

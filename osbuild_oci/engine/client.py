@@ -22,7 +22,7 @@ import podman.api
 import podman.errors
 import requests
 
-from .. import registry
+from .. import registry, sbom
 from ..errors import EngineError, RegistryError
 from ..stageimage import EMPTY_IMAGE
 from .attach import attach
@@ -237,7 +237,10 @@ class Engine:
                               f"clamp the times of tree {tree}")
 
     def sbom(self, tree: str, tree_id: str, epoch: int) -> str:
-        """The SPDX document of a mounted tree (osbuild_oci.sbom, run where the mount is visible)."""
+        """The SPDX document of a mounted tree: read here as root, rootless where the mount is visible
+        (`python -m osbuild_oci.sbom` in podman's user namespace)."""
+        if os.geteuid() == 0:
+            return sbom.dumps(sbom.of_tree(tree, tree_id, epoch))
         return self._on_mounted_tree([sys.executable, "-m", "osbuild_oci.sbom", tree, tree_id, str(epoch)],
                                      f"read the packages of tree {tree_id}")
 
