@@ -144,7 +144,7 @@ def document(status_text: str, copyrights: dict[str, str | None], tree_id: str, 
         ids.setdefault(package["Package"], _spdx_id(package["Package"], package.get("Architecture", "all")))
     provided: dict[str, list[str]] = {name: [name] for name in ids}
     for package in packages:
-        for virtual in filter(None, (p.strip().split()[0] for p in package.get("Provides", "").split(",") if p.strip())):
+        for virtual in (p.split()[0] for p in package.get("Provides", "").split(",") if p.strip()):
             provided.setdefault(virtual, []).append(package["Package"])
     extracted: dict[str, str] = {}
     root = "SPDXRef-tree"
@@ -174,7 +174,8 @@ def document(status_text: str, copyrights: dict[str, str | None], tree_id: str, 
     doc = {"spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT",
            "name": f"osbuild-oci tree {tree_id}",
            "documentNamespace": f"https://osbuild-oci.invalid/spdx/tree/{tree_id}",
-           "creationInfo": {"created": created, "creators": [f"Tool: osbuild-oci-{importlib.metadata.version('osbuild-oci')}"]},
+           "creationInfo": {"created": created,
+                            "creators": [f"Tool: osbuild-oci-{importlib.metadata.version('osbuild-oci')}"]},
            "packages": spdx_packages, "relationships": relationships}
     if extracted:
         doc["hasExtractedLicensingInfos"] = [{"licenseId": ref, "extractedText": text}
