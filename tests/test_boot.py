@@ -56,6 +56,8 @@ def test_warm_rebuild_runs_only_the_assembler_and_gives_an_identical_disk(debian
     """Every identifier and clock of the disk follows root_fs_uuid and the source epoch: two runs, one disk.
 
     (qemu-img converts the same raw disk to the same qcow2, so identical qcow2 files hold identical raw disks.)
+    Not identical: disks of two separately built trees, whose inode atime and ctime fields mkfs.ext4 -d copies
+    from the files of the mounted tree, i.e. from when the store unpacked each layer (README).
     """
     first, qcow2 = debian
     again = run_build(pipeline, shared_store, tmp_path / "out")
