@@ -18,6 +18,8 @@ from .validation import describe_validation_error
 
 # Deeper than any real pipeline; far below what json and jsonschema can recurse into.
 MAX_DEPTH = 64
+# The source_epoch of a pipeline that names none: fixed, so trees stay reproducible (2024-01-01T00:00:00Z).
+DEFAULT_SOURCE_EPOCH = 1704067200
 _SCHEMA = json.loads(resources.files(__package__).joinpath("pipeline.schema.json").read_text())
 
 
@@ -59,6 +61,7 @@ class Pipeline:
     assembler: Step | None = None
     base: str | None = None
     notes: list[str] = field(default_factory=list)
+    source_epoch: int = DEFAULT_SOURCE_EPOCH
 
 
 def _not_json(constant: str) -> None:
@@ -107,6 +110,7 @@ def parse(text: str) -> Pipeline:
         assembler=step(doc["assembler"], "assembler") if "assembler" in doc else None,
         base=doc.get("base"),
         notes=notes,
+        source_epoch=doc.get("source_epoch", DEFAULT_SOURCE_EPOCH),
     )
 
 

@@ -23,9 +23,12 @@ from .store import ObjectStore
 TREE_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
-def stage_id(parent: str | None, image_id: str, options: dict) -> str:
-    """The cache key: parent tree (or base image digest), stage image digest, canonical options."""
-    doc = {"parent": parent or "", "image": image_id, "options": options}
+def stage_id(parent: str | None, image_id: str, options: dict, source_epoch: int) -> str:
+    """The cache key: parent tree (or base image digest), stage image digest, canonical options, source epoch.
+
+    The epoch is the files' clamped modification time, so trees of different epochs never share an id.
+    """
+    doc = {"parent": parent or "", "image": image_id, "options": options, "source_epoch": source_epoch}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -64,6 +67,7 @@ class Plan:
     base_image: str | None
     stages: list[PlannedStage]
     assembler: tuple[Step, StageImage] | None
+    source_epoch: int
 
     @property
     def final(self) -> str | None:
@@ -159,13 +163,14 @@ def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), poli
     stages, parent = [], base
     for step in pipeline.stages:
         image = resolve(store, step, "stage", remote, policy, lock)
-        planned = PlannedStage(step, image, stage_id(parent, image.id, step.options), parent)
+        planned = PlannedStage(step, image, stage_id(parent, image.id, step.options, pipeline.source_epoch),
+                               parent)
         stages.append(planned)
         parent = planned.id
     assembler = None
     if pipeline.assembler is not None:
         assembler = (pipeline.assembler, resolve(store, pipeline.assembler, "assembler", remote, policy, lock))
-    return Plan(pipeline.name, base, base_image, stages, assembler)
+    return Plan(pipeline.name, base, base_image, stages, assembler, pipeline.source_epoch)
 
 
 def lock_of(the_plan: Plan, store: ObjectStore, path: Path, base: str | None) -> Lock:

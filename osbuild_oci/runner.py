@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
 import time
 from pathlib import Path
 
+from .artifacts import push_sbom
 from .engine.model import ContainerSpec, Mount
 from .errors import RegistryError, StageFailed
 from .monitor import Monitor
@@ -20,10 +23,13 @@ from .pipeline import Step
 from .planner import Plan, Remote
 from .signing import Untrusted
 from .stageimage import StageImage
-from .store import ObjectStore, tree_ref
+from .store import LABEL_RELEASE, ObjectStore, tree_ref
 
 TREE_MOUNT = "/run/osbuild/tree"
 OUTPUT_MOUNT = "/run/osbuild/output"
+# Where a stage may report facts about its tree (osbuild_stage.record_release_date).
+META_MOUNT = "/run/osbuild/meta"
+_RELEASE_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
 
 
 class _Tail:
@@ -41,24 +47,42 @@ class _Tail:
 
 
 def _run_container(store: ObjectStore, step: Step, image: StageImage, mounts: list[Mount], document: dict,
-                   monitor: Monitor) -> None:
+                   monitor: Monitor, source_epoch: int) -> None:
     tail = _Tail(monitor)
     spec = ContainerSpec(image=image.id, mounts=mounts, network=image.network, capabilities=list(image.capabilities),
-                         env={"OSBUILD_STAGE": step.name}, stdin=json.dumps(document).encode())
+                         env={"OSBUILD_STAGE": step.name, "SOURCE_DATE_EPOCH": str(source_epoch)},
+                         stdin=json.dumps(document).encode())
     status = store.engine.run(spec, tail)
     if status != 0:
         raise StageFailed(f"{image.kind} {step.name} ({step.where}) failed with exit status {status}; "
                          f"its last output:\n{tail.lines()}")
 
 
-def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Monitor) -> tuple[int, str]:
-    """How many leading stages need not run, and where their tree is: newest first, local before remote.
+def _reported(meta: str) -> dict[str, str]:
+    """The labels a stage reported; what is not a well-formed UTC time is ignored, as any stage output."""
+    try:
+        with open(os.path.join(meta, "release-date"), encoding="utf-8") as f:
+            date = f.read(64).strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return {}
+    return {LABEL_RELEASE: date} if _RELEASE_DATE.match(date) else {}
+
+
+def _refresh_from(the_plan: Plan) -> int:
+    """The first stage that fetches packages (its image asks for the network): --refresh runs it and all after."""
+    return next((i for i, stage in enumerate(the_plan.stages) if stage.image.network), len(the_plan.stages))
+
+
+def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Monitor,
+                   limit: int) -> tuple[int, str]:
+    """How many leading stages (at most limit) need not run, and where their tree is: newest first,
+    local before remote.
 
     Only the newest cached tree is pulled; it holds every earlier stage's layer.  With
     trust keys, a tree none of them signed is a miss (`cache-untrusted`), never pulled.
     """
     repos = list(remote.cache_from)
-    for index in reversed(range(len(the_plan.stages))):
+    for index in reversed(range(limit)):
         tree_id = the_plan.stages[index].id
         if store.has_tree(tree_id):
             return index + 1, "store"
@@ -83,28 +107,44 @@ def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Mon
             destination = f"{remote.cache_to}:{stage.id}"
             monitor.busy(f"pushing {destination}")
             store.push(stage.id, destination, remote.tls_verify, remote.sign_key)
+            push_sbom(store.sbom(stage.id), destination, remote.tls_verify)
             monitor.tree_pushed(stage=stage.step.name, id=stage.id, image=destination,
                                 seconds=round(time.monotonic() - t0, 3))
 
 
-def _run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Remote, keep_failed: bool) -> None:
+def _run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Remote, keep_failed: bool,
+                refresh: bool) -> None:
     total = len(the_plan.stages)
-    done, source = _cached_prefix(the_plan, store, remote, monitor)
+    limit = _refresh_from(the_plan) if refresh else total
+    done, source = _cached_prefix(the_plan, store, remote, monitor, limit)
     for index, stage in enumerate(the_plan.stages):
         t0 = time.monotonic()
         monitor.stage_start(stage=stage.step.name, index=index, total=total, id=stage.id)
         cached = index < done
         if not cached:
-            with store.new_tree(stage.id, stage.parent, stage.step.name, keep_failed) as tree:
-                _run_container(store, stage.step, stage.image, [Mount(tree, TREE_MOUNT)],
-                               {"tree": TREE_MOUNT, "options": stage.step.options}, monitor)
+            reported: dict[str, str] = {}
+            with tempfile.TemporaryDirectory(prefix="osbuild-oci-meta-") as meta, \
+                    store.new_tree(stage.id, stage.parent, stage.step.name, the_plan.source_epoch, reported,
+                                   keep_failed) as tree:
+                # A second back: file times come from a coarse clock that may lag time.time() by a tick.
+                since = time.time() - 1
+                _run_container(store, stage.step, stage.image, [Mount(tree, TREE_MOUNT), Mount(meta, META_MOUNT)],
+                               {"tree": TREE_MOUNT, "options": stage.step.options}, monitor, the_plan.source_epoch)
+                store.engine.clamp(tree, the_plan.source_epoch, since)
+                sbom = store.engine.sbom(tree, stage.id, the_plan.source_epoch)
+                reported.update(_reported(meta))
+            store.save_sbom(stage.id, sbom)
         monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,
                            source=source if cached else "built", seconds=round(time.monotonic() - t0, 3))
 
 
 def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | None,
-        remote: Remote = Remote(), keep_failed: bool = True) -> str | None:
-    """Build the plan; return the final tree id.  A failed stage's tree is kept unless keep_failed is off."""
+        remote: Remote = Remote(), keep_failed: bool = True, refresh: bool = False) -> str | None:
+    """Build the plan; return the final tree id.  A failed stage's tree is kept unless keep_failed is off.
+
+    refresh: run again, from the first stage that fetches packages on, what the cache holds (a moving
+    suite's newer packages); the new trees replace the old ones under the same ids.
+    """
     started = time.monotonic()
     total = len(the_plan.stages)
     monitor.pipeline_start(name=the_plan.name, stages=total)
@@ -112,7 +152,7 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
         store.adopt(the_plan.base_image)
     used = [the_plan.base or "", *(stage.id for stage in the_plan.stages)]
     try:
-        _run_stages(the_plan, store, monitor, remote, keep_failed)
+        _run_stages(the_plan, store, monitor, remote, keep_failed, refresh)
     except StageFailed:
         store.record_use(used)  # the cached prefix was a use too
         raise
@@ -125,7 +165,11 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
         with store.get_tree(the_plan.final) as tree:
             _run_container(store, step, image, [Mount(tree, TREE_MOUNT, read_only=True),
                                                 Mount(str(output.resolve()), OUTPUT_MOUNT)],
-                           {"tree": TREE_MOUNT, "output": OUTPUT_MOUNT, "options": step.options}, monitor)
+                           {"tree": TREE_MOUNT, "output": OUTPUT_MOUNT, "options": step.options}, monitor,
+                           the_plan.source_epoch)
+        if the_plan.final is not None:
+            sbom = output / f"{step.options.get('filename', step.name)}.spdx.json"
+            sbom.write_text(store.sbom(the_plan.final), encoding="utf-8")
         monitor.assembler_done(assembler=step.name, seconds=round(time.monotonic() - t0, 3),
                                output=str(output), files=sorted(os.listdir(output)))
     final = the_plan.final

@@ -36,6 +36,8 @@ LABEL_ROOT = "org.osbuild-oci.root"
 LABEL_LAYERS = "org.osbuild-oci.layer-trees"
 LABEL_FAILED = "org.osbuild-oci.failed-stage"
 FAILED = "failed-"
+LABEL_EPOCH = "org.osbuild-oci.source-epoch"
+LABEL_RELEASE = "org.osbuild-oci.release-date"
 _LAYER_END = re.compile(r"^([0-9]+):([0-9a-f]{64})$")
 _ROOT = re.compile(r"(?:[0-9a-f]{64})?")
 _MOUNT_DATA = re.compile(r'\s*mount_data="[^"]*"|\s*mount_data=\S+')
@@ -101,6 +103,31 @@ class ObjectStore:
         self.usage = Usage(engine.store)
         self._sources: dict[str, tuple[bool, tuple]] = {}
 
+    def sbom_path(self, tree_id: str) -> Path:
+        """Where the tree's SPDX document is kept: a file of the store, beside its containers-storage."""
+        return self.engine.store / "sboms" / f"{tree_id}.spdx.json"
+
+    def save_sbom(self, tree_id: str, document: str) -> None:
+        path = self.sbom_path(tree_id)
+        path.parent.mkdir(exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(document, encoding="utf-8")
+        partial.replace(path)
+
+    def sbom(self, tree_id: str) -> str:
+        """The tree's SPDX document; a tree that came without one (pulled, adopted) gets it made once,
+        dated by the tree's source epoch label (0 for an image that is no tree of ours)."""
+        path = self.sbom_path(tree_id)
+        if not path.exists():
+            info = self.tree_image(tree_id)
+            if info is None:
+                raise UserError(f"no tree {tree_id} in this store")
+            label = info.labels.get(LABEL_EPOCH, "")
+            epoch = int(label) if label.isdigit() else 0
+            with self.get_tree(tree_id) as tree:
+                self.save_sbom(tree_id, self.engine.sbom(tree, tree_id, epoch))
+        return path.read_text(encoding="utf-8")
+
     def tree_image(self, tree_id: str) -> ImageInfo | None:
         """The tree's image, only if it really is that tree (a checked cache hit)."""
         info = self.engine.image(tree_ref(tree_id))
@@ -142,9 +169,12 @@ class ObjectStore:
             self.engine.remove_container(container)
 
     @contextmanager
-    def new_tree(self, tree_id: str, base_id: str | None, stage: str = "",
-                 keep_failed: bool = False) -> Iterator[str]:
+    def new_tree(self, tree_id: str, base_id: str | None, stage: str = "", epoch: int = 0,
+                 reported: dict[str, str] | None = None, keep_failed: bool = False) -> Iterator[str]:
         """A writable tree with the content of base_id, committed as tree_id when the block succeeds.
+
+        `reported` is read at commit time: labels the block learnt from the stage (a tree inherits
+        its parent's labels, so a Release date stays until a stage reports a newer one).
 
         Its image is the parent's plus one layer, except where the layer budget
         merges: then it starts on an older tree's image (see layers.py), the
@@ -166,7 +196,8 @@ class ObjectStore:
             yield path
             with self._mount_errors("commit the tree", stage, tree_id, image):
                 self.engine.commit(container, tree_ref(tree_id), {
-                    LABEL_TREE: tree_id, LABEL_STAGE: stage, **lineage.child_labels(tree_id, start, root)})
+                    LABEL_TREE: tree_id, LABEL_STAGE: stage, LABEL_EPOCH: str(epoch),
+                    **lineage.child_labels(tree_id, start, root), **(reported or {})})
             self.engine.remove_image(failed_ref(tree_id))
         except StageFailed as err:
             if keep_failed:
@@ -331,7 +362,8 @@ class ObjectStore:
         return recorded if recorded is not None else float(info.created or 0)
 
     def listing(self) -> list[dict]:
-        """Every tree and kept failure: stage, size of its own (newest) layer, creation and last use (Unix time).
+        """Every tree and kept failure: stage, size of its own (newest) layer, creation and last use (Unix time),
+        and the date of the Release file its packages came from (None when no stage reported one).
 
         A base adopted from the user's storage has no layer of this store's own: its size is None.
         """
@@ -342,6 +374,7 @@ class ObjectStore:
                 top = found.images.get(info.id, ("", ()))[0]
                 rows.append({"tree": tree_id, "image": tree_ref(tree_id if kind == "tree" else FAILED + tree_id),
                              "failed": kind == "failed", "stage": info.labels.get(LABEL_STAGE, ""),
+                             "release_date": info.labels.get(LABEL_RELEASE),
                              "size": found.layers[top].size if top in found.layers else None,
                              "created": float(info.created or 0),
                              "last_used": self.usage.last_used(tree_id) if kind == "tree" else None})
@@ -392,6 +425,7 @@ class ObjectStore:
         """
         for tag, _ in self._tagged():
             self.engine.remove_image(tree_ref(tag))
+            self.sbom_path(tag).unlink(missing_ok=True)
         self.engine.prune()
 
 

@@ -7,6 +7,9 @@ internals, so a test fails when the behaviour a user sees breaks.
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.machinery
+import importlib.util
 import json
 import os
 import queue
@@ -463,3 +466,64 @@ def qcow2_file_stat(qcow2: Path, tmp: Path, path: str) -> tuple[int, int, int]:
     fields = dict(re.findall(r"(Mode|User|Group):\s+(\S+)", out))
     kind = {"directory": 0o40000, "regular": 0o100000}[re.search(r"Type: (\w+)", out)[1]]
     return kind | int(fields["Mode"], 8), int(fields["User"]), int(fields["Group"])
+
+
+def sbom_of(store: Path, ref: str, *extra: str) -> dict:
+    """`osbuild-oci sbom REF` as a user runs it, checked with the real spdx-tools validator."""
+    proc = osbuild("sbom", ref, "--store", store, *extra)
+    assert proc.returncode == 0, proc.stderr
+    assert spdx_problems(proc.stdout) == []
+    return json.loads(proc.stdout)
+
+
+def spdx_problems(text: str) -> list[str]:
+    """What spdx-tools' full SPDX 2.3 validation says about a JSON document."""
+    from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
+    from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+    document = JsonLikeDictParser().parse(json.loads(text))
+    return [message.validation_message for message in validate_full_spdx_document(document, "SPDX-2.3")]
+
+
+def sbom_packages(document: dict) -> set[str]:
+    """NAME=VERSION:ARCH of every Debian package an SBOM lists (as `dpkg-query -W -f` prints them)."""
+    return {f"{p['name']}={p['versionInfo']}:{p['externalRefs'][0]['referenceLocator'].rsplit('=', 1)[1]}"
+            for p in document["packages"] if p.get("externalRefs")}
+
+
+def depends_closure(document: dict, name: str) -> set[str]:
+    """Names of the packages NAME depends on, directly or not, by the SBOM's DEPENDS_ON relationships."""
+    names = {p["SPDXID"]: p["name"] for p in document["packages"]}
+    edges: dict[str, list[str]] = {}
+    for rel in document["relationships"]:
+        if rel["relationshipType"] == "DEPENDS_ON":
+            edges.setdefault(names[rel["spdxElementId"]], []).append(names[rel["relatedSpdxElement"]])
+    seen, todo = set(), [name]
+    while todo:
+        for dep in edges.get(todo.pop(), []):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def sha256_of(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def load_program(kind: str, name: str, program: str):
+    """A stage or assembler program of this repo as a module, for unit tests of its functions.
+
+    The programs run their work only as programs, so importing one defines its functions and
+    nothing else; osbuild_stage comes from the base image's folder.
+    """
+    # A __pycache__ in the sources would be no harm to their digests, but it is litter in the repo.
+    sys.dont_write_bytecode = True
+    sources = REPO / "osbuild_oci" / "sources"
+    if str(sources / "base") not in sys.path:
+        sys.path.insert(0, str(sources / "base"))
+    loader = importlib.machinery.SourceFileLoader(f"program_{name.replace('.', '_').replace('-', '_')}",
+                                                  str(sources / kind / name / program))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module

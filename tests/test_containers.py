@@ -17,7 +17,8 @@ args = json.load(sys.stdin)
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 report = {"CapEff": status["CapEff"].strip(), "CapBnd": status["CapBnd"].strip(),
           "nofile": resource.getrlimit(resource.RLIMIT_NOFILE), "nproc": resource.getrlimit(resource.RLIMIT_NPROC),
-          "OSBUILD_STAGE": os.environ.get("OSBUILD_STAGE"), "interfaces": sorted(os.listdir("/sys/class/net"))}
+          "OSBUILD_STAGE": os.environ.get("OSBUILD_STAGE"), "interfaces": sorted(os.listdir("/sys/class/net")),
+          "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH")}
 try:
     socket.create_connection(tuple(args["options"]["connect"]), timeout=10).close()
     report["connect"] = "connected"
@@ -30,6 +31,7 @@ with open(os.path.join(args["tree"], args["options"]["report"]), "w") as f:
 # Both need CAP_DAC_OVERRIDE (bit 1) to write their report into the tree; CAP_FOWNER is bit 3.
 CONFINED_CAPS, CONFINED_MASK = "CAP_DAC_OVERRIDE CAP_FOWNER", f"{(1 << 1) | (1 << 3):016x}"
 NETWORKED_CAPS, NETWORKED_MASK = "CAP_DAC_OVERRIDE", f"{1 << 1:016x}"
+EPOCH = 1234567890
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +59,20 @@ def test_what_a_stage_container_gets(build, tmp_path, reporters):
     confined, networked = reporters
     # The Debian mirror, which containers with network reach (the only place they can, on our machines).
     mirror = [socket.gethostbyname("deb.debian.org"), 80]
-    result = build({"name": "report", "stages": [
+    pipeline = {"name": "report", "source_epoch": EPOCH, "stages": [
         {"name": confined, "options": {"connect": mirror, "report": "confined.json"}},
-        {"name": networked, "options": {"connect": mirror, "report": "networked.json"}}]}, tmp_path / "store")
+        {"name": networked, "options": {"connect": mirror, "report": "networked.json"}}]}
+    result = build(pipeline, tmp_path / "store")
     assert result.returncode == 0, result.stderr
     assert result.ran == [confined, networked]
-    reports = {name: json.loads(tree_entry(tmp_path / "store", result.image, f"/{name}.json")[1])
+    entries = {name: tree_entry(tmp_path / "store", result.image, f"/{name}.json")
                for name in ("confined", "networked")}
+    reports = {name: json.loads(data) for name, (_, data) in entries.items()}
+    assert [info.mtime for info, _ in entries.values()] == [EPOCH, EPOCH], "clamped to source_epoch"
+    # --refresh runs again from the first stage that fetches (asks for the network), not before it.
+    refreshed = build(pipeline, tmp_path / "store", None, "--refresh")
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert refreshed.ran == [networked] and refreshed.tree == result.tree
 
     assert reports["confined"]["CapEff"] == reports["confined"]["CapBnd"] == CONFINED_MASK
     assert reports["networked"]["CapEff"] == reports["networked"]["CapBnd"] == NETWORKED_MASK
@@ -73,5 +82,6 @@ def test_what_a_stage_container_gets(build, tmp_path, reporters):
     assert reports["networked"]["connect"] == "connected"
     for report, stage in zip(reports.values(), reporters):
         assert report["OSBUILD_STAGE"] == stage
+        assert report["SOURCE_DATE_EPOCH"] == str(EPOCH)
         assert report["nofile"] == expected_limit(resource.RLIMIT_NOFILE, 65536)
         assert report["nproc"] == expected_limit(resource.RLIMIT_NPROC, 16384)

@@ -10,11 +10,12 @@ getent, stat, inside the tree image.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
 
-from helpers import REPO, osbuild, podman, store_state, tree_entry, tree_run
+from helpers import REPO, depends_closure, osbuild, podman, sbom_of, sbom_packages, store_state, tree_entry, tree_run
 
 DEBOOTSTRAP = {"name": "org.osbuild.debootstrap",
                "options": {"suite": "bookworm", "variant": "minbase", "packages": ["systemd-sysv", "locales"]}}
@@ -74,6 +75,12 @@ def test_debootstrap_makes_a_debian_tree(base, build, shared_store):
     assert null.ischr() and (null.devmajor, null.devminor) == (1, 3)
     assert sh(shared_store, image, LEFTOVERS) == ""
     assert sh(shared_store, image, "wc -c < /etc/machine-id") == "0\n"
+    # The date of the Release file its packages came from: a label, shown by `store list`.
+    date = json.loads(podman(shared_store, "image", "inspect", image).stdout)[0]["Labels"][
+        "org.osbuild-oci.release-date"]
+    assert re.fullmatch(r"20[2-9][0-9]-[01][0-9]-[0-3][0-9]T[0-9:]{8}Z", date), date
+    rows = json.loads(osbuild("store", "list", "--json", "--store", shared_store).stdout)
+    assert next(row for row in rows if row["image"] == image)["release_date"] == date
     # dpkg's unsafe-io was for the build only.
     assert sh(shared_store, image, "grep -rl unsafe-io /etc/dpkg /etc/apt || true") == ""
 
@@ -97,6 +104,17 @@ def test_apt_installs_and_removes_and_keeps_the_layer_lean(base, build, shared_s
     # What the stage lent the tree for the run is gone again; systemd's postinst made up no machine id.
     assert sh(shared_store, image, "ls /usr/sbin/policy-rc.d /etc/resolv.conf 2>&1 | grep -c 'No such'") == "2\n"
     assert sh(shared_store, image, "wc -c < /etc/machine-id") == "0\n"
+    # No ssh host keys in the image: ssh.service makes each machine's own (test_boot boots it).
+    assert sh(shared_store, image, "ls /etc/ssh | grep -c host_ || true") == "0\n"
+    dropin = "/etc/systemd/system/ssh.service.d/osbuild-oci-host-keys.conf"
+    assert "ssh-keygen -A" in tree_file(shared_store, image, dropin)
+    # The SBOM lists what dpkg lists; the stage added exactly openssh-server and what it depends on.
+    listed = "${Package}=${Version}:${Architecture}\n"
+    before = sbom_of(shared_store, on_base(build, base).tree)
+    after = sbom_of(shared_store, result.tree)
+    assert sbom_packages(after) == set(tree_run(shared_store, image, "dpkg-query", "-W", "-f", listed).split())
+    added = {entry.split("=", 1)[0] for entry in sbom_packages(after) - sbom_packages(before)}
+    assert "openssh-server" in added and added - {"openssh-server"} <= depends_closure(after, "openssh-server")
 
     removed = on_base(build, base, install, {"name": "org.osbuild.apt",
                                              "options": {"remove": ["openssh-server"], "update": False}})

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from helpers import (MINBASE, osbuild, podman, run_build, skopeo_inspect, start_registry, stop, store_state,
+from helpers import (MINBASE, osbuild, podman, run_build, sbom_of, skopeo_inspect, start_registry, stop, store_state,
                      tree_tags)
 
 HTTP = "--no-tls-verify"
@@ -263,6 +264,16 @@ def test_final_tree_is_tagged_and_pushed_under_the_users_names(registry, build, 
     config = skopeo_inspect(f"{address}/mine/named:v1", "--config")
     assert config["rootfs"]["diff_ids"] == json.loads(podman(store, "image", "inspect", result.image).stdout)[0][
         "RootFS"]["Layers"]
+    # Its SBOM is beside it, found by the image's digest (cosign-style tag), and is the store's.
+    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{address}/mine/named:v1"],
+                         capture_output=True, check=True).stdout
+    digest = hashlib.sha256(raw).hexdigest()
+    artifact = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                                          f"docker://{address}/mine/named:sha256-{digest}.sbom"],
+                                         capture_output=True, text=True, check=True).stdout)
+    assert artifact["subject"]["digest"] == f"sha256:{digest}"
+    assert [layer["mediaType"] for layer in artifact["layers"]] == ["application/spdx+json"]
+    assert sbom_of(store, f"{address}/mine/named:v1", HTTP) == sbom_of(store, result.tree)
     # ... and it runs anywhere.
     elsewhere = tmp_path / "elsewhere"
     podman(elsewhere, "pull", "--tls-verify=false", f"{address}/mine/named:v1")

@@ -207,7 +207,7 @@ def test_disk_formats(build, tmp_path, disk_format):
     info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(image)], check=True,
                                      capture_output=True, text=True).stdout)
     assert (info["format"], info["virtual-size"]) == (disk_format, 64 * 1024 * 1024)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [image.name]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [image.name, f"{image.name}.spdx.json"]
 
 
 def test_qcow2_only_options_are_refused_for_other_formats(build):

@@ -16,6 +16,7 @@ from .common import app
 from .key import key_app
 from .inspect import inspect
 from .shell import shell
+from .sbom import sbom
 from .stages import stages_app
 from .store import store_app
 
@@ -23,6 +24,7 @@ app.command()(build)
 app.command()(shell)
 app.command()(inspect)
 app.command()(boot)
+app.command()(sbom)
 app.add_typer(stages_app, name="stages")
 app.add_typer(store_app, name="store")
 app.add_typer(key_app, name="key")

@@ -29,6 +29,10 @@ def build(
     lock_timeout: float = LOCK_TIMEOUT,
     keep_failed: bool = typer.Option(True, "--keep-failed/--no-keep-failed",
                                      help="Keep a failed stage's partial tree for `osbuild-oci shell --failed`"),
+    refresh: bool = typer.Option(False, "--refresh",
+                                 help="Run again the first stage that fetches packages (its image asks for the "
+                                      "network) and every stage after it, even when cached: a moving suite's "
+                                      "updates; the new trees replace the old ones"),
     allow_capability: List[str] = ALLOW_CAPABILITY,
     trust_key: List[Path] = TRUST_KEY,
     sign_key: Optional[Path] = SIGN_KEY,
@@ -46,6 +50,7 @@ def build(
 ) -> None:
     """Build PIPELINE: run the stages the store lacks, then the assembler into OUTPUT."""
     from .. import planner, runner
+    from ..artifacts import push_sbom
     from ..monitor import JsonMonitor, ProgressMonitor
     from ..store import image_name, open_store
     from .. import config, lockfile
@@ -70,11 +75,12 @@ def build(
             new_lock = planner.lock_of(the_plan, objects, lock, model.base) if lock and not locked else None
         monitor = JsonMonitor() if json_events else ProgressMonitor()
         final = runner.run(the_plan, objects, monitor, output if the_plan.assembler else None, remote,
-                           keep_failed)
+                           keep_failed, refresh)
         for name in tag:
             objects.tag(final, name)
         for destination in push:
             objects.push(final, image_name(destination), tls_verify, key)
+            push_sbom(objects.sbom(final), image_name(destination), tls_verify)
         if new_lock is not None:
             new_lock.write()
         if max_size is not None:

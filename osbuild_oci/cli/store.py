@@ -22,7 +22,8 @@ store_app = typer.Typer(help="Inspect and clean an object store.", no_args_is_he
 @store_app.command("list")
 def store_list(store: Optional[Path] = STORE,
                json_out: bool = typer.Option(False, "--json", help="JSON output")) -> None:
-    """List the trees in the store: stage, size of its own layer, when it was created and last used."""
+    """List the trees in the store: stage, size of its own layer, when it was created and last used, and
+    the date of the Debian Release its packages came from."""
     from ..budget import human
     from ..store import open_store
     with open_store(store_path(store)) as objects:
@@ -31,12 +32,13 @@ def store_list(store: Optional[Path] = STORE,
         print(json.dumps([{**row, "created": _iso(row["created"]), "last_used": _iso(row["last_used"])}
                           for row in rows], indent=2))
         return
-    print(f"{'TREE':<12}  {'STAGE':<28}  {'SIZE':>9}  {'CREATED':<16}  LAST USED")
+    print(f"{'TREE':<12}  {'STAGE':<28}  {'SIZE':>9}  {'CREATED':<16}  {'LAST USED':<16}  PACKAGES OF")
     for row in rows:
         size = "-" if row["size"] is None else human(row["size"])
         used = "failed" if row["failed"] else _local(row["last_used"]) if row["last_used"] else "never"
         stage = row["stage"] or "(base image)"
-        print(f"{row['tree'][:12]:<12}  {stage:<28}  {size:>9}  {_local(row['created']):<16}  {used}")
+        print(f"{row['tree'][:12]:<12}  {stage:<28}  {size:>9}  {_local(row['created']):<16}  {used:<16}  "
+              f"{row['release_date'] or '-'}")
 
 
 @store_app.command("gc")

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import urllib.parse
 from pathlib import Path
 from typing import Callable
@@ -21,7 +22,7 @@ import podman.api
 import podman.errors
 import requests
 
-from .. import registry
+from .. import registry, sbom
 from ..errors import EngineError, RegistryError
 from ..stageimage import EMPTY_IMAGE
 from .attach import attach
@@ -220,16 +221,40 @@ class Engine:
 
         rsync compares size and mtime to the nanosecond, as containers-storage's own diff
         does, so overlay copies up (and the next commit stores) only changed files, plus
-        whiteouts for removed ones.  Rootless, the mounts exist only in podman's user
-        namespace, so rsync runs there.
+        whiteouts for removed ones.
         """
-        if shutil.which("rsync") is None:
-            raise EngineError("rsync is not installed; run scripts/setup-host (or apt-get install rsync)")
-        proc = subprocess.run([*self._in_userns(), "rsync", "-aHAX", "--numeric-ids", "--delete", "--modify-window=-1",
-                               f"{source}/", f"{destination}/"], capture_output=True, text=True)
+        self._on_mounted_tree(["rsync", "-aHAX", "--numeric-ids", "--delete", "--modify-window=-1",
+                               f"{source}/", f"{destination}/"], f"copy tree {source} into {destination}")
+
+    def clamp(self, tree: str, epoch: int, since: float) -> None:
+        """Set the times of every file changed since `since` (its ctime, which no program can set back)
+        and newer than epoch to epoch, as SOURCE_DATE_EPOCH asks.
+
+        Files of older layers keep their times (they were clamped when their stage ran, or
+        belong to a base image), so overlay copies up nothing the stage did not change.
+        """
+        self._on_mounted_tree(["find", tree, "-xdev", "-newerct", f"@{since:.3f}", "-newermt", f"@{epoch}",
+                               "-exec", "touch", "--no-dereference", f"--date=@{epoch}", "{}", "+"],
+                              f"clamp the times of tree {tree}")
+
+    def sbom(self, tree: str, tree_id: str, epoch: int) -> str:
+        """The SPDX document of a mounted tree: read here as root, rootless where the mount is visible
+        (`python -m osbuild_oci.sbom` in podman's user namespace)."""
+        if os.geteuid() == 0:
+            return sbom.dumps(sbom.of_tree(tree, tree_id, epoch))
+        return self._on_mounted_tree([sys.executable, "-m", "osbuild_oci.sbom", tree, tree_id, str(epoch)],
+                                     f"read the packages of tree {tree_id}")
+
+    def _on_mounted_tree(self, cmd: list[str], action: str) -> str:
+        """Run a host tool on a mounted tree and return its output.  Rootless, the mounts exist only in
+        podman's user namespace, so the tool runs there (as that namespace's root, which may change any file)."""
+        if shutil.which(cmd[0]) is None:
+            raise EngineError(f"{cmd[0]} is not installed; run scripts/setup-host (or apt-get install {cmd[0]})")
+        proc = subprocess.run([*self._in_userns(), *cmd], capture_output=True, text=True)
         if proc.returncode != 0:
             detail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-            raise EngineError(f"rsync could not copy tree {source} into {destination}: {detail[0]}")
+            raise EngineError(f"{os.path.basename(cmd[0])} could not {action}: {detail[0]}")
+        return proc.stdout
 
     def _in_userns(self) -> list[str]:
         """What runs a host command where the store's files are its own: rootless, podman's user namespace."""

@@ -6,30 +6,12 @@ functions and nothing else; stagelib comes from the base image's folder.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-SOURCES = Path(__file__).resolve().parents[2] / "osbuild_oci" / "sources"
+from helpers import load_program
+
 MIB = 1024 * 1024
-
-
-def _load_disk():
-    # A __pycache__ in the base folder would change its digest and rebuild every stage image.
-    sys.dont_write_bytecode = True
-    sys.path.insert(0, str(SOURCES / "base"))
-    path = SOURCES / "assemblers" / "org.osbuild-oci.disk" / "assemble"
-    loader = importlib.machinery.SourceFileLoader("osbuild_oci_disk_assembler", str(path))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-disk = _load_disk()
+disk = load_program("assemblers", "org.osbuild-oci.disk", "assemble")
 
 
 @pytest.mark.parametrize("value,expected", [

@@ -11,16 +11,17 @@ IMAGE = "a" * 64
 
 
 def test_stage_id_is_canonical_over_option_order():
-    assert stage_id(None, IMAGE, {"a": 1, "b": [1, 2]}) == stage_id(None, IMAGE, {"b": [1, 2], "a": 1})
+    assert stage_id(None, IMAGE, {"a": 1, "b": [1, 2]}, 0) == stage_id(None, IMAGE, {"b": [1, 2], "a": 1}, 0)
 
 
 def test_stage_id_changes_with_each_input():
-    first = stage_id("p" * 64, IMAGE, {"a": 1})
+    first = stage_id("p" * 64, IMAGE, {"a": 1}, 0)
     assert len(first) == 64 and int(first, 16) >= 0
-    assert stage_id("q" * 64, IMAGE, {"a": 1}) != first
-    assert stage_id("p" * 64, "b" * 64, {"a": 1}) != first
-    assert stage_id("p" * 64, IMAGE, {"a": 2}) != first
-    assert stage_id(None, IMAGE, {"a": 1}) != first
+    assert stage_id("q" * 64, IMAGE, {"a": 1}, 0) != first
+    assert stage_id("p" * 64, "b" * 64, {"a": 1}, 0) != first
+    assert stage_id("p" * 64, IMAGE, {"a": 2}, 0) != first
+    assert stage_id(None, IMAGE, {"a": 1}, 0) != first
+    assert stage_id("p" * 64, IMAGE, {"a": 1}, 1) != first, "trees of different epochs never share an id"
 
 
 def test_source_digest_follows_bytes_modes_and_paths(tmp_path):

@@ -6,11 +6,15 @@ non-zero with one clear line on stderr when it cannot.  A failure of the
 stage's own code is not the user's: it keeps its traceback.
 """
 
+import contextlib
+import datetime
+import email.utils
+import glob
 import json
 import os
 import subprocess
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 DEBOOTSTRAP_HINT = "start the pipeline with org.osbuild.debootstrap"
 # As the kernel's MAXSYMLINKS: a loop of links inside the tree must end, not hang the stage.
@@ -40,13 +44,118 @@ def chroot(tree: str, cmd: Sequence[str], **kwargs) -> subprocess.CompletedProce
     so no layer ever holds a /dev/null that is not the device.
     """
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root",
-           "DEBIAN_FRONTEND": "noninteractive", **kwargs.pop("env", {})}
+           "DEBIAN_FRONTEND": "noninteractive", **_epoch(), **kwargs.pop("env", {})}
     try:
         return run(["chroot", tree, *cmd], env=env, **kwargs)
     finally:
         null = os.path.join(tree, "dev", "null")
         if os.path.isfile(null) and not os.path.islink(null):
             os.remove(null)
+
+
+def _epoch() -> dict:
+    """SOURCE_DATE_EPOCH as the orchestrator set it, for the tree's own tools (reproducible-builds.org)."""
+    return {"SOURCE_DATE_EPOCH": os.environ["SOURCE_DATE_EPOCH"]} if "SOURCE_DATE_EPOCH" in os.environ else {}
+
+
+# What a package manager run leaves that differs on every build and that no booted system needs from
+# the image: logs, ldconfig's and debconf's caches, and seeds and ids each machine must make for itself.
+BUILD_RECORDS = ["var/log/dpkg.log", "var/log/apt/history.log", "var/log/apt/term.log", "var/log/apt/eipp.log.xz",
+                 "var/log/alternatives.log", "var/cache/ldconfig/aux-cache", "var/cache/debconf/*-old"]
+# What each machine must make for itself; packages' maintainer scripts make them up while an image is built.
+MACHINE_SECRETS = ["var/lib/dbus/machine-id", "var/lib/systemd/random-seed", "var/lib/systemd/credential.secret",
+                   "etc/ssh/ssh_host_*_key", "etc/ssh/ssh_host_*_key.pub"]
+# Without host keys, ssh.service makes the missing ones when it first starts (before `sshd -t`).
+SSH_KEYGEN_DROPIN = "/etc/systemd/system/ssh.service.d/osbuild-oci-host-keys.conf"
+SSH_KEYGEN = """# Written by osbuild-oci: the image has no ssh host keys, each machine makes its own at first start.
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
+"""
+
+
+def _found(tree: str, patterns: list[str]) -> set[str]:
+    return {path for pattern in patterns for path in glob.glob(in_tree(tree, pattern))
+            if os.path.isfile(path) or os.path.islink(path)}
+
+
+@contextlib.contextmanager
+def forgetting_build(tree: str) -> Iterator[None]:
+    """Around a package manager run: afterwards, remove its BUILD_RECORDS, the MACHINE_SECRETS it made,
+    and a machine id it made (/etc/machine-id is left empty: systemd's mark of a first boot).
+
+    What an earlier stage put there on purpose (a machine id, host keys) is kept.  When host
+    keys were removed, ssh.service gets a drop-in that makes each machine's own.
+    """
+    machine_id = in_tree(tree, "/etc/machine-id")
+    uninitialised = not os.path.isfile(machine_id) or os.path.getsize(machine_id) == 0
+    kept = _found(tree, MACHINE_SECRETS)
+    yield
+    for path in _found(tree, BUILD_RECORDS) | (_found(tree, MACHINE_SECRETS) - kept):
+        os.unlink(path)
+        if "ssh_host_" in path and not os.path.lexists(in_tree(tree, SSH_KEYGEN_DROPIN)):
+            dropin = in_tree(tree, SSH_KEYGEN_DROPIN)
+            os.makedirs(os.path.dirname(dropin), exist_ok=True)
+            with open(dropin, "w", encoding="utf-8") as f:
+                f.write(SSH_KEYGEN)
+    if uninitialised and os.path.isfile(machine_id):
+        open(machine_id, "w", encoding="utf-8").close()
+
+
+def epoch() -> int:
+    """The build's SOURCE_DATE_EPOCH (the orchestrator always sets it; 0 for a program run by hand)."""
+    return int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
+
+
+def tar_flags() -> list[str]:
+    """GNU tar options for an archive that depends only on the files: sorted names, no atime or ctime
+    (pax records both, and ctime cannot be set), no process id in the extended header names, and
+    no modification time after SOURCE_DATE_EPOCH."""
+    return ["--sort=name", "--format=posix", "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
+            "--numeric-owner", f"--mtime=@{epoch()}", "--clamp-mtime"]
+
+
+SNAPSHOT_MIRROR = "http://snapshot.debian.org/archive"
+
+
+def snapshot_line(line: str, stamp: str) -> str:
+    """A one-line apt source with its archive replaced by that archive on snapshot.debian.org at stamp.
+
+    "deb URL/debian bookworm main" becomes "deb [check-valid-until=no]
+    http://snapshot.debian.org/archive/debian/STAMP/ bookworm main": the archive's
+    name is the URL's last path part, and a snapshot's Release file is past its
+    Valid-Until date by design.  As mkosi's Snapshot=, one stamp always gives the same packages.
+    """
+    words = line.split()
+    options = []
+    if len(words) > 1 and words[1].startswith("["):
+        end = next(i for i, word in enumerate(words) if word.endswith("]"))
+        options = " ".join(words[1:end + 1])[1:-1].split()
+        words = [words[0], *words[end + 1:]]
+    if len(words) < 3:
+        raise StageError(f"apt source {line!r} is not 'deb URL SUITE [COMPONENTS]'")
+    archive = words[1].rstrip("/").rsplit("/", 1)[-1] or "debian"
+    options = [o for o in options if not o.startswith("check-valid-until=")] + ["check-valid-until=no"]
+    return " ".join([words[0], f"[{' '.join(options)}]", f"{SNAPSHOT_MIRROR}/{archive}/{stamp}/", *words[2:]])
+
+
+# Where the orchestrator takes what a stage reports about its tree (see record_release_date).
+META = "/run/osbuild/meta"
+
+
+def record_release_date(tree: str) -> None:
+    """Report the newest Date of the Release files apt fetched into the tree: it becomes the tree
+    image's org.osbuild-oci.release-date label (`store list` shows how old a tree's packages are)."""
+    dates = []
+    for path in glob.glob(in_tree(tree, "/var/lib/apt/lists") + "/*Release"):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            line = next((line for line in f if line.startswith("Date:")), None)
+        if line is not None:
+            dates.append(email.utils.parsedate_to_datetime(line[5:].strip()))
+    if dates and os.path.isdir(META):
+        with open(os.path.join(META, "release-date"), "w", encoding="utf-8") as f:
+            f.write(max(dates).astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
 def in_tree(tree: str, path: str) -> str:

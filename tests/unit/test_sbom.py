@@ -1,0 +1,90 @@
+"""The SPDX document of a dpkg database: packages, purls, licenses, relationships; valid to spdx-tools."""
+
+from __future__ import annotations
+
+import json
+
+from helpers import depends_closure, sbom_packages, spdx_problems
+from osbuild_oci import sbom
+
+STATUS = """Package: libc6
+Status: install ok installed
+Architecture: amd64
+Source: glibc
+Version: 2.36-9+deb12u4
+
+Package: mawk
+Status: install ok installed
+Architecture: amd64
+Version: 1.3.4.20200120-3.1
+Provides: awk
+
+Package: base-files
+Status: install ok installed
+Architecture: amd64
+Version: 12.4+deb12u5
+Pre-Depends: awk
+Depends: libc6 (>= 2.34), missing-pkg | libc6
+
+Package: bsdutils
+Status: install ok installed
+Architecture: amd64
+Source: util-linux (2.38.1-5)
+Version: 1:2.38.1-5+b1
+
+Package: removed
+Status: deinstall ok config-files
+Architecture: amd64
+Version: 1.0
+"""
+DEP5 = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+
+Files: *
+Copyright: someone
+License: GPL-2+ or Artistic
+
+Files: debian/*
+License: Expat
+
+Files: odd/*
+License: Odd-License
+
+Files: old/*
+License: LGPL-1.1+
+
+License: Odd-License
+ Do what you like.
+"""
+
+
+def test_document_lists_installed_packages_with_purl_source_and_license():
+    doc = sbom.document(STATUS, {"mawk": DEP5, "libc6": "not machine-readable\n"}, "f" * 64, 1700000000)
+    assert spdx_problems(json.dumps(doc)) == []
+    assert sbom_packages(doc) == {"libc6=2.36-9+deb12u4:amd64", "mawk=1.3.4.20200120-3.1:amd64",
+                                  "base-files=12.4+deb12u5:amd64", "bsdutils=1:2.38.1-5+b1:amd64"}
+    packages = {p["name"]: p for p in doc["packages"]}
+    assert packages["bsdutils"]["externalRefs"][0]["referenceLocator"] == \
+        "pkg:deb/debian/bsdutils@1:2.38.1-5+b1?arch=amd64"
+    assert packages["bsdutils"]["sourceInfo"] == "built from Debian source package util-linux 2.38.1-5"
+    assert packages["libc6"]["sourceInfo"] == "built from Debian source package glibc 2.36-9+deb12u4"
+    assert packages["mawk"]["licenseDeclared"] == \
+        "(GPL-2.0-or-later OR Artistic-1.0-Perl) AND MIT AND LicenseRef-Odd-License AND LicenseRef-LGPL-1.1-or-later"
+    assert doc["hasExtractedLicensingInfos"] == [
+        {"licenseId": "LicenseRef-LGPL-1.1-or-later", "extractedText": "The license Debian calls 'LGPL-1.1+'."},
+        {"licenseId": "LicenseRef-Odd-License", "extractedText": "Do what you like."}], "SPDX has no LGPL-1.1"
+    assert packages["libc6"]["licenseDeclared"] == "NOASSERTION", "not a machine-readable copyright file"
+    assert doc["creationInfo"]["created"] == "2023-11-14T22:13:20Z"
+
+
+def test_relationships_follow_depends_pre_depends_and_provides():
+    doc = sbom.document(STATUS, {}, "f" * 64, 0)
+    assert depends_closure(doc, "base-files") == {"libc6", "mawk"}, "awk is provided by mawk"
+    described = [r for r in doc["relationships"] if r["relationshipType"] == "DESCRIBES"]
+    assert described == [{"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
+                          "relatedSpdxElement": "SPDXRef-tree"}]
+
+
+def test_a_tree_without_dpkg_has_a_valid_document(tmp_path):
+    doc = sbom.of_tree(str(tmp_path), "e" * 64, 0)
+    assert spdx_problems(sbom.dumps(doc)) == []
+    assert sbom_packages(doc) == set()
