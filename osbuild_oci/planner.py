@@ -76,8 +76,13 @@ def _pull_for(store: ObjectStore, ref: str, remote: Remote, where: str) -> Image
         raise UserError(f"{ref} is not in its registry{pinned}: {err.reason}", where) from None
 
 
+def image_ref(step: Step, remote: Remote) -> str:
+    """The image a step runs: its pinned `image`, else its name under --stages-from or the local prefix."""
+    return step.image or local_ref(step.name, remote.stages_from or LOCAL_PREFIX)
+
+
 def resolve(store: ObjectStore, step: Step, kind: str, remote: Remote, policy: Policy) -> StageImage:
-    ref = step.image or local_ref(step.name, remote.stages_from or LOCAL_PREFIX)
+    ref = image_ref(step, remote)
     where = f"{step.where}.image" if step.image else f"{step.where}.name"
     info = store.engine.image(ref)
     if info is None and registry.is_remote(ref):
@@ -115,6 +120,9 @@ def _resolve_base(store: ObjectStore, base: str | None,
 
 
 def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), policy: Policy = Policy()) -> Plan:
+    steps = [*pipeline.stages, *([pipeline.assembler] if pipeline.assembler else [])]
+    bases = [pipeline.base] if pipeline.base and not TREE_ID.match(pipeline.base) else []
+    store.engine.prefetch([*bases, *(image_ref(step, remote) for step in steps)])
     base, base_image = _resolve_base(store, pipeline.base, remote)
     stages, parent = [], base
     for step in pipeline.stages:

@@ -55,6 +55,7 @@ def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: 
     Only the newest cached tree is pulled; it holds every earlier stage's layer.
     """
     repos = list(remote.cache_from)
+    store.engine.prefetch([tree_ref(stage.id) for stage in the_plan.stages])
     for index in reversed(range(len(the_plan.stages))):
         tree_id = the_plan.stages[index].id
         if store.has_tree(tree_id):

@@ -306,10 +306,6 @@ def open_store(path: Path, lock_timeout: float = 3600.0) -> Iterator[ObjectStore
         with open(path / ".lock", "w") as lock:
             _wait_for_lock(lock, path, lock_timeout)
             with Engine(path) as engine:
-                left = engine.remove_all_containers()
-                if left:
-                    print(f"note: removed {left} container(s) an interrupted osbuild-oci left in {path}",
-                          file=sys.stderr)
                 yield ObjectStore(engine)
     except UserError:
         if created is not None:

@@ -13,7 +13,8 @@ from .common import LOCK_TIMEOUT, STORE, TLS_VERIFY, naming, store_path
 
 
 def build(
-    pipeline: Path = typer.Argument(..., help="JSON file describing the pipeline", dir_okay=False),
+    pipeline: Path = typer.Argument(..., metavar="PIPELINE", help="JSON file describing the pipeline",
+                                   dir_okay=False),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="Empty (or new) directory for the assembler's output; "
                                                "needed when the pipeline has an assembler"),
