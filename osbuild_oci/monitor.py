@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import abc
 import json
+import os
 import sys
+
+# Control characters in users' text (names, registry errors) are shown, not obeyed by the terminal.
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7f] if c != 0x09}
 
 
 class Monitor(abc.ABC):
@@ -83,14 +87,19 @@ class JsonMonitor(Monitor):
 class ProgressMonitor(Monitor):
     """Readable lines on stderr, one when a step starts and one when it ends."""
 
+    _SGR = {"bold": "1", "dim": "2", "cyan": "36", "green": "32", "yellow": "33", "bold green": "1;32"}
+
     def __init__(self) -> None:
-        # rich costs 0.1 s to import; --json never needs it.
-        from rich.console import Console
-        from rich.text import Text
-        self.console, self.text = Console(stderr=True, highlight=False, soft_wrap=True), Text
+        # Plain ANSI styles, not rich: rich costs 0.15 s to import, a third of a cached build.
+        self.color = sys.stderr.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
     def _line(self, *parts: str | tuple[str, str]) -> None:
-        self.console.print(self.text.assemble(*parts))
+        out = []
+        for part in parts:
+            text, style = (part, None) if isinstance(part, str) else part
+            text = text.translate(_CONTROL)
+            out.append(f"\x1b[{self._SGR[style]}m{text}\x1b[0m" if style and self.color else text)
+        print("".join(out), file=sys.stderr, flush=True)
 
     def pipeline_start(self, name, stages):
         self._line((f"Building {name}", "bold"), f" ({stages} stages)")

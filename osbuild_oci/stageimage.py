@@ -13,11 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import jsonschema
-import referencing.exceptions
-
 from .errors import UserError
-from .validation import bounded_validator, describe_validation_error
+from .validation import bounded_validator, describe_validation_error, jsonschema, known_valid, remember_valid
 
 LOCAL_PREFIX = "localhost/osbuild-oci"
 # The image with no layers that a tree without a base starts from.
@@ -59,7 +56,9 @@ def _label_schema(raw: str) -> dict | bool:
             todo.extend(node.values())
         elif isinstance(node, list):
             todo.extend(node)
-    jsonschema.validators.validator_for(schema).check_schema(schema)
+    if not known_valid("schema", True, schema):
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+        remember_valid("schema", True, schema)
     return schema
 
 
@@ -105,6 +104,9 @@ class StageImage:
 
     def check_options(self, options: dict, where: str) -> None:
         """Validate options against the image's schema; the error names the JSON path."""
+        if known_valid("options", self.schema, options):
+            return
+        import referencing.exceptions  # with jsonschema, only when the check must run
         try:
             error = jsonschema.exceptions.best_match(bounded_validator(self.schema).iter_errors(options))
         except (RecursionError, referencing.exceptions.Unresolvable, jsonschema.SchemaError) as err:
@@ -113,3 +115,4 @@ class StageImage:
             raise UserError(f"stage image {self.ref} has an invalid schema label: {err}", where) from None
         if error is not None:
             raise describe_validation_error(error, f"{where}.options")
+        remember_valid("options", self.schema, options)

@@ -28,7 +28,7 @@ from ..errors import EngineError, RegistryError
 from ..stageimage import EMPTY_IMAGE
 from .attach import attach
 from .host import stage_network, ulimits
-from .lazy import lazy_import
+from ..lazy import lazy_import
 from .localstorage import podman_cli
 from .model import ContainerSpec, ImageInfo
 from .service import Service
