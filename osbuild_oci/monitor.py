@@ -40,13 +40,17 @@ class Monitor(abc.ABC):
     def assembler_start(self, assembler: str) -> None: ...
 
     @abc.abstractmethod
-    def assembler_done(self, assembler: str, seconds: float, output: str, files: list[str]) -> None: ...
+    def assembler_done(self, assembler: str, seconds: float, output: str, files: list[str], id: str, cached: bool,
+                       source: str) -> None: ...
 
     @abc.abstractmethod
     def cache_unavailable(self, registry: str, error: str) -> None: ...
 
     @abc.abstractmethod
     def tree_pushed(self, stage: str, id: str, image: str, seconds: float) -> None: ...
+
+    @abc.abstractmethod
+    def output_pushed(self, assembler: str, id: str, image: str, seconds: float) -> None: ...
 
     @abc.abstractmethod
     def build_done(self, tree: str | None, image: str | None, seconds: float) -> None: ...
@@ -71,14 +75,18 @@ class JsonMonitor(Monitor):
     def assembler_start(self, assembler):
         self._emit("assembler-start", assembler=assembler)
 
-    def assembler_done(self, assembler, seconds, output, files):
-        self._emit("assembler-done", assembler=assembler, seconds=seconds, output=output, files=files)
+    def assembler_done(self, assembler, seconds, output, files, id, cached, source):
+        self._emit("assembler-done", assembler=assembler, seconds=seconds, output=output, files=files, id=id,
+                   cached=cached, source=source)
 
     def cache_unavailable(self, registry, error):
         self._emit("cache-unavailable", registry=registry, error=error)
 
     def tree_pushed(self, stage, id, image, seconds):
         self._emit("tree-pushed", stage=stage, id=id, image=image, seconds=seconds)
+
+    def output_pushed(self, assembler, id, image, seconds):
+        self._emit("output-pushed", assembler=assembler, id=id, image=image, seconds=seconds)
 
     def build_done(self, tree, image, seconds):
         self._emit("build-done", tree=tree, image=image, seconds=seconds)
@@ -115,8 +123,9 @@ class ProgressMonitor(Monitor):
     def assembler_start(self, assembler):
         self._line((f"▶ assembler {assembler}", "cyan"))
 
-    def assembler_done(self, assembler, seconds, output, files):
-        self._line((f"■ assembler {assembler}", "cyan"), " ", ("done", "green"),
+    def assembler_done(self, assembler, seconds, output, files, id, cached, source):
+        state = (f"cached ({source})", "dim") if cached else ("done", "green")
+        self._line((f"■ assembler {assembler}", "cyan"), " ", state,
                    f" in {seconds:.1f} s: " + ", ".join(f"{output}/{f}" for f in files))
 
     def cache_unavailable(self, registry, error):
@@ -124,6 +133,9 @@ class ProgressMonitor(Monitor):
 
     def tree_pushed(self, stage, id, image, seconds):
         self._line((f"↑ {stage}", "cyan"), f" pushed to {image} in {seconds:.1f} s")
+
+    def output_pushed(self, assembler, id, image, seconds):
+        self._line((f"↑ output of {assembler}", "cyan"), f" pushed to {image} in {seconds:.1f} s")
 
     def build_done(self, tree, image, seconds):
         self._line(("Built", "bold green"), f" in {seconds:.1f} s; final tree {image}")

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import registry
+from . import outputs, registry
 from .engine.model import ImageInfo
 from .errors import RegistryError, UserError
 from .pipeline import Pipeline, Step
@@ -64,6 +64,14 @@ class Plan:
     @property
     def final(self) -> str | None:
         return self.stages[-1].id if self.stages else self.base
+
+    @property
+    def output_id(self) -> str | None:
+        """The assembler output's cache key (outputs.py), None without an assembler."""
+        if self.assembler is None:
+            return None
+        step, image = self.assembler
+        return outputs.output_id(self.final, image.id, step.options)
 
 
 def _pull_for(store: ObjectStore, ref: str, remote: Remote, where: str) -> ImageInfo:

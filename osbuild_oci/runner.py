@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 
+from . import outputs
 from .engine.model import ContainerSpec, Mount
 from .errors import BuildError, RegistryError
 from .monitor import Monitor
@@ -55,7 +56,8 @@ def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: 
     Only the newest cached tree is pulled; it holds every earlier stage's layer.
     """
     repos = list(remote.cache_from)
-    store.engine.prefetch([tree_ref(stage.id) for stage in the_plan.stages])
+    outputs_ref = [outputs.output_ref(the_plan.output_id)] if the_plan.output_id else []
+    store.engine.prefetch([tree_ref(stage.id) for stage in the_plan.stages] + outputs_ref)
     for index in reversed(range(len(the_plan.stages))):
         tree_id = the_plan.stages[index].id
         if store.has_tree(tree_id):
@@ -81,6 +83,48 @@ def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Mon
                                 seconds=round(time.monotonic() - t0, 3))
 
 
+def _cached_output(oid: str, store: ObjectStore, remote: Remote, monitor: Monitor) -> str | None:
+    """Where the assembler's output is already kept: the store, or a cache registry (pulled), else None."""
+    if outputs.has(store.engine, oid):
+        return "store"
+    for repo in remote.cache_from:
+        try:
+            if outputs.fetch(store.engine, oid, repo, remote.tls_verify):
+                return repo
+        except RegistryError as err:
+            monitor.cache_unavailable(registry=repo, error=str(err))
+    return None
+
+
+def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path, remote: Remote) -> None:
+    """Run the assembler into output, or copy what it wrote before for the same tree, image and options."""
+    assert the_plan.assembler is not None
+    step, image = the_plan.assembler
+    oid = the_plan.output_id
+    assert oid is not None
+    t0 = time.monotonic()
+    monitor.assembler_start(assembler=step.name)
+    output.mkdir(parents=True, exist_ok=True)
+    source = _cached_output(oid, store, remote, monitor)
+    if source is not None:
+        outputs.restore(store.engine, oid, output)
+    else:
+        with store.get_tree(the_plan.final) as tree:
+            _run_container(store, step, image, [Mount(tree, TREE_MOUNT, read_only=True),
+                                                Mount(str(output.resolve()), OUTPUT_MOUNT)],
+                           {"tree": TREE_MOUNT, "output": OUTPUT_MOUNT, "options": step.options}, monitor)
+        outputs.keep(store.engine, oid, output)
+    monitor.assembler_done(assembler=step.name, seconds=round(time.monotonic() - t0, 3), output=str(output),
+                           files=sorted(os.listdir(output)), id=oid, cached=source is not None,
+                           source=source or "built")
+    if remote.cache_to:
+        t0 = time.monotonic()
+        destination = outputs.remote_tag(remote.cache_to, oid)
+        store.engine.push(outputs.output_ref(oid), destination, remote.tls_verify)
+        monitor.output_pushed(assembler=step.name, id=oid, image=destination,
+                              seconds=round(time.monotonic() - t0, 3))
+
+
 def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | None,
         remote: Remote = Remote()) -> str | None:
     """Build the plan; return the final tree id."""
@@ -101,16 +145,7 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
         monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,
                            source=source if cached else "built", seconds=round(time.monotonic() - t0, 3))
     if the_plan.assembler is not None and output is not None:
-        step, image = the_plan.assembler
-        t0 = time.monotonic()
-        monitor.assembler_start(assembler=step.name)
-        output.mkdir(parents=True, exist_ok=True)
-        with store.get_tree(the_plan.final) as tree:
-            _run_container(store, step, image, [Mount(tree, TREE_MOUNT, read_only=True),
-                                                Mount(str(output.resolve()), OUTPUT_MOUNT)],
-                           {"tree": TREE_MOUNT, "output": OUTPUT_MOUNT, "options": step.options}, monitor)
-        monitor.assembler_done(assembler=step.name, seconds=round(time.monotonic() - t0, 3),
-                               output=str(output), files=sorted(os.listdir(output)))
+        _assemble(the_plan, store, monitor, output, remote)
     final = the_plan.final
     if remote.cache_to:
         _push_trees(the_plan, store, remote, monitor)

@@ -26,6 +26,8 @@ from .engine.client import Engine
 from .errors import BuildError, EngineError, RegistryError, UserError
 
 TREES = "localhost/osbuild-oci/trees"
+# Assembler outputs (outputs.py): kept beside the trees, removed with them.
+OUTPUTS = "localhost/osbuild-oci/outputs"
 LABEL_TREE = "org.osbuild-oci.tree-id"
 LABEL_STAGE = "org.osbuild-oci.stage"
 LABEL_DEPTH = "org.osbuild-oci.depth"
@@ -266,6 +268,9 @@ class ObjectStore:
         """
         for tree_id, _ in self.trees():
             self.engine.remove_image(tree_ref(tree_id))
+        for info in self.engine.images(OUTPUTS):
+            for name in info.names:
+                self.engine.remove_image(name)
         self.engine.prune()
 
 

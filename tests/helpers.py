@@ -7,6 +7,7 @@ internals, so a test fails when the behaviour a user sees breaks.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import queue
@@ -87,6 +88,15 @@ class Result:
 
 def events_of(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def sha256(path: Path) -> str:
+    """A file's digest, read in chunks (outputs are disk images of hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as data:
+        for chunk in iter(lambda: data.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def run_build(pipeline: dict | Path, store: Path, output: Path, *extra: str, env: dict | None = None) -> Result:

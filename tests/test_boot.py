@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, Result, boot_to_login, check_gpt_disk, root_file, run_build, tree_run
+from helpers import (REPO, Result, boot_to_login, check_gpt_disk, root_file, run_build, sha256, store_state,
+                     tree_run)
 
 pytestmark = pytest.mark.slow
 
@@ -52,14 +53,18 @@ def test_boots_to_serial_login(debian, firmware, tmp_path):
     assert "fsck.ext4 -a" in console, "the initramfs checks the root filesystem"
 
 
-def test_warm_rebuild_runs_only_the_assembler(debian, pipeline, shared_store, tmp_path):
-    first, _ = debian
+def test_warm_rebuild_copies_the_cached_output_and_starts_no_container(debian, pipeline, shared_store, tmp_path):
+    first, qcow2 = debian
+    created = store_state(shared_store)["created"]
     again = run_build(pipeline, shared_store, tmp_path / "out")
     assert again.returncode == 0, again.stderr
     assert again.ran == []
-    assert [e["assembler"] for e in again.of("assembler-done")] == ["org.osbuild-oci.disk"]
+    assert [(e["assembler"], e["cached"], e["source"]) for e in again.of("assembler-done")] == \
+        [("org.osbuild-oci.disk", True, "store")]
     assert again.image == first.image
-    assert (tmp_path / "out" / pipeline["assembler"]["options"]["filename"]).exists()
+    copy = tmp_path / "out" / pipeline["assembler"]["options"]["filename"]
+    assert sha256(copy) == sha256(qcow2), "the cached output is byte-identical to what the assembler wrote"
+    assert store_state(shared_store)["created"] == created, "neither the assembler nor a tree mount ran"
 
 
 def test_tar_and_oci_archive_of_the_debian_tree(debian, pipeline, shared_store, tmp_path):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (MINBASE, osbuild, podman, run_build, skopeo_inspect, start_registry, stop, store_state,
-                     tree_tags)
+from helpers import (MINBASE, osbuild, podman, run_build, sha256, skopeo_inspect, start_registry, stop,
+                     store_state, tree_tags)
 
 HTTP = "--no-tls-verify"
 
@@ -60,16 +60,18 @@ def first_machine(registry, published, tmp_path_factory):
     return tmp / "store", result.tree
 
 
-def test_second_machine_pulls_the_tree_and_runs_no_stage(registry, first_machine, build, tmp_path):
+def test_second_machine_pulls_the_tree_and_the_output_and_runs_nothing(registry, first_machine, build, tmp_path):
     address, _ = registry
     store1, tree = first_machine
-    result = build(pipeline(), tmp_path / "store2", None, "--stages-from", f"{address}/osbuild",
+    result = build(pipeline(), tmp_path / "store2", tmp_path / "out2", "--stages-from", f"{address}/osbuild",
                    "--cache-from", f"{address}/osbuild/trees", HTTP)
     assert result.returncode == 0, result.stderr
     assert result.ran == []
     assert {e["source"] for e in result.of("stage-done")} == {f"{address}/osbuild/trees"}
     assert result.tree == tree
-    assert len(result.of("assembler-done")) == 1
+    assert [(e["cached"], e["source"]) for e in result.of("assembler-done")] == [(True, f"{address}/osbuild/trees")]
+    assert sha256(tmp_path / "out2" / "tree.tar") == sha256(store1.parent / "out" / "tree.tar")
+    assert store_state(tmp_path / "store2")["created"] == 0, "no stage, assembler or tree mount ran"
     ref = f"localhost/osbuild-oci/trees:{tree}"
     assert image_id(store1, ref) == image_id(tmp_path / "store2", ref)
 
