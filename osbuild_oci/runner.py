@@ -23,6 +23,8 @@ from .store import ObjectStore, tree_ref
 
 TREE_MOUNT = "/run/osbuild/tree"
 OUTPUT_MOUNT = "/run/osbuild/output"
+# Outside the tree: nothing under it can reach a layer, and it is no input of a stage id.
+CACHE_MOUNT = "/run/osbuild/cache"
 
 
 class _Tail:
@@ -40,8 +42,10 @@ class _Tail:
 
 
 def _run_container(store: ObjectStore, step: Step, image: StageImage, mounts: list[Mount], document: dict,
-                   monitor: Monitor) -> None:
+                   monitor: Monitor, package_cache: Path | None = None) -> None:
     tail = _Tail(monitor)
+    if image.package_cache and package_cache is not None:
+        mounts = [*mounts, Mount(str(package_cache), CACHE_MOUNT)]
     spec = ContainerSpec(image=image.id, mounts=mounts, network=image.network, capabilities=list(image.capabilities),
                          env={"OSBUILD_STAGE": step.name}, stdin=json.dumps(document).encode())
     status = store.engine.run(spec, tail)
@@ -126,8 +130,8 @@ def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path
 
 
 def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | None,
-        remote: Remote = Remote()) -> str | None:
-    """Build the plan; return the final tree id."""
+        remote: Remote = Remote(), package_cache: Path | None = None) -> str | None:
+    """Build the plan; return the final tree id.  Stages that ask for it get package_cache mounted."""
     started = time.monotonic()
     total = len(the_plan.stages)
     monitor.pipeline_start(name=the_plan.name, stages=total)
@@ -141,7 +145,7 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
         if not cached:
             with store.new_tree(stage.id, stage.parent, stage.step.name) as tree:
                 _run_container(store, stage.step, stage.image, [Mount(tree, TREE_MOUNT)],
-                               {"tree": TREE_MOUNT, "options": stage.step.options}, monitor)
+                               {"tree": TREE_MOUNT, "options": stage.step.options}, monitor, package_cache)
         monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,
                            source=source if cached else "built", seconds=round(time.monotonic() - t0, 3))
     if the_plan.assembler is not None and output is not None:

@@ -24,6 +24,7 @@ LABEL_KIND = "org.osbuild-oci.kind"
 LABEL_SCHEMA = "org.osbuild-oci.schema"
 LABEL_CAPABILITIES = "org.osbuild-oci.capabilities"
 LABEL_NETWORK = "org.osbuild-oci.network"
+LABEL_PACKAGE_CACHE = "org.osbuild-oci.package-cache"
 LABEL_SOURCE = "org.osbuild-oci.source-digest"
 
 
@@ -71,6 +72,8 @@ class StageImage:
     schema: dict | bool
     capabilities: tuple[str, ...]
     network: bool
+    # Whether the user's package cache is mounted at /run/osbuild/cache (never into the tree).
+    package_cache: bool = False
 
     @classmethod
     def from_labels(cls, name: str, ref: str, image_id: str, labels: dict[str, str], where: str) -> "StageImage":
@@ -86,7 +89,8 @@ class StageImage:
         caps = tuple(c if c.startswith("CAP_") else f"CAP_{c}"
                      for c in labels.get(LABEL_CAPABILITIES, "").replace(",", " ").upper().split())
         return cls(name=name, ref=ref, id=image_id, kind=labels.get(LABEL_KIND, "stage"), schema=schema,
-                   capabilities=caps, network=labels.get(LABEL_NETWORK, "false").lower() == "true")
+                   capabilities=caps, network=labels.get(LABEL_NETWORK, "false").lower() == "true",
+                   package_cache=labels.get(LABEL_PACKAGE_CACHE, "false").lower() == "true")
 
     @staticmethod
     def _invalid(ref: str, where: str, err: Exception) -> UserError:

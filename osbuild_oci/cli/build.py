@@ -30,13 +30,16 @@ def build(
                                            help="Push every tree of the pipeline here (tag = tree id)"),
     tls_verify: bool = TLS_VERIFY,
     lock_timeout: float = LOCK_TIMEOUT,
+    package_cache: Optional[Path] = typer.Option(None, "--package-cache", metavar="DIR", file_okay=False,
+                                                 help="Directory of downloaded .debs shared by builds and stores "
+                                                      "[default: ~/.cache/osbuild-oci/packages]"),
     allow_capability: List[str] = typer.Option([], "--allow-capability", metavar="CAP",
                                                help="Grant stage images this capability beyond the allowlist "
                                                     "(repeatable; only for images you trust)"),
 ) -> None:
     """Build PIPELINE: run the stages the store lacks, then the assembler into OUTPUT."""
     from .. import pipeline as pipeline_model
-    from .. import planner, runner
+    from .. import packagecache, planner, runner
     from ..monitor import JsonMonitor, ProgressMonitor
     from ..store import open_store
     remote = planner.Remote(stages_from, tuple(cache_from), cache_to, tls_verify)
@@ -55,7 +58,8 @@ def build(
         with naming(pipeline), objects.unchanged_on_user_error():
             the_plan = planner.plan(model, objects, remote, policy)
         monitor = JsonMonitor() if json_events else ProgressMonitor()
-        final = runner.run(the_plan, objects, monitor, output if the_plan.assembler else None, remote)
+        cache = packagecache.prepare(package_cache) if any(s.image.package_cache for s in the_plan.stages) else None
+        final = runner.run(the_plan, objects, monitor, output if the_plan.assembler else None, remote, cache)
         for name in tag:
             objects.tag(final, name)
         for destination in push:
