@@ -20,8 +20,8 @@ import subprocess
 from pathlib import Path
 
 from .engine.client import Engine
-from .errors import BuildError, RegistryError
-from .store import OUTPUTS
+from .errors import BuildError
+from .store import OUTPUTS, pull_checked
 
 LABEL_OUTPUT = "org.osbuild-oci.output-id"
 
@@ -49,17 +49,8 @@ def has(engine: Engine, oid: str) -> bool:
 
 def fetch(engine: Engine, oid: str, repository: str, tls_verify: bool) -> bool:
     """Pull the output from a cache repository; False if it is not there, refused if it is not that output."""
-    try:
-        info = engine.pull(remote_tag(repository, oid), tls_verify)
-    except RegistryError as err:
-        if err.missing:
-            return False
-        raise
-    if info.labels.get(LABEL_OUTPUT) != oid:
-        raise BuildError(f"{remote_tag(repository, oid)} is not the output it is tagged as (its {LABEL_OUTPUT} "
-                         f"label says {info.labels.get(LABEL_OUTPUT)!r}); refusing to use it")
-    engine.tag(info.id, output_ref(oid))
-    return True
+    return pull_checked(engine, remote_tag(repository, oid), "output", LABEL_OUTPUT, oid, output_ref(oid),
+                        tls_verify)
 
 
 def keep(engine: Engine, oid: str, directory: Path) -> None:

@@ -219,16 +219,9 @@ class ObjectStore:
 
     def fetch(self, tree_id: str, repository: str, tls_verify: bool) -> bool:
         """Pull REPOSITORY:<tree id> and keep it as that tree if it really is it; False if absent."""
-        try:
-            info = self.engine.pull(f"{repository}:{tree_id}", tls_verify)
-        except RegistryError as err:
-            if err.missing:
-                return False
-            raise
-        if info.labels.get(LABEL_TREE) != tree_id:
-            raise BuildError(f"{repository}:{tree_id} is not the tree it is tagged as (its "
-                             f"{LABEL_TREE} label says {info.labels.get(LABEL_TREE)!r}); refusing to use it")
-        self.engine.tag(info.id, tree_ref(tree_id))
+        if not pull_checked(self.engine, f"{repository}:{tree_id}", "tree", LABEL_TREE, tree_id,
+                            tree_ref(tree_id), tls_verify):
+            return False
         self._sources.setdefault(repository, tls_verify)
         return True
 
@@ -272,6 +265,25 @@ class ObjectStore:
             for name in info.names:
                 self.engine.remove_image(name)
         self.engine.prune()
+
+
+def pull_checked(engine: Engine, ref: str, kind: str, label: str, expected: str, local: str,
+                 tls_verify: bool) -> bool:
+    """Pull ref and name it local if its label says it is what it is tagged as; False if the registry lacks it.
+
+    A cache registry is anyone's who can push to it: an image under the wrong tag is refused, not used.
+    """
+    try:
+        info = engine.pull(ref, tls_verify)
+    except RegistryError as err:
+        if err.missing:
+            return False
+        raise
+    if info.labels.get(label) != expected:
+        raise BuildError(f"{ref} is not the {kind} it is tagged as (its "
+                         f"{label} label says {info.labels.get(label)!r}); refusing to use it")
+    engine.tag(info.id, local)
+    return True
 
 
 def _wait_for_lock(lock, path: Path, timeout: float) -> None:
