@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Sourced by the qcow2 benchmarks: the work directory, the tools, and how a run is timed.
 # Usage (after `cd` to the repository, with WORKDIR as the caller's $1 or none): . benchmarks/common.sh
 set -eu
