@@ -4,9 +4,17 @@
 # store fed by --cache-from, a fully cached 5-stage no-op pipeline and `--help` (medians of 5).
 # Run as root after scripts/setup-host, with the plain shell's tools on the host (see qcow2.sh).
 # Usage: benchmarks/issue15.sh [WORKDIR]   (default: a new directory under /var/tmp)
+set -eu
 cd "$(dirname "$0")/.."
-# shellcheck source=benchmarks/common.sh
-. benchmarks/common.sh
+work=${1:-$(mktemp -d /var/tmp/bench-issue15.XXXXXX)}
+mkdir -p "$work"
+cli=.venv/bin/osbuild-oci
+pipeline=pipelines/debian-bookworm-qcow2.json
+image=debian-bookworm.qcow2
+
+# millis NAME CMD...: run CMD with its output in $work/NAME.log, print its wall time in milliseconds.
+millis() { log=$work/$1.log; shift; start=$(date +%s%N); "$@" > "$log" 2>&1; echo $((($(date +%s%N) - start) / 1000000)); }
+ratio() { python3 -c "import sys; print(f'{int(sys.argv[1]) / int(sys.argv[2]):.2f}')" "$@"; }
 # median5 NAME CMD...: the median of five runs, in milliseconds.
 median5() {
   name=$1; shift

@@ -4,9 +4,17 @@
 # Run as root after scripts/setup-host, with the baseline's tools on the host:
 #   apt-get install fdisk dosfstools mtools grub-pc-bin grub-efi-amd64-bin
 # Usage: benchmarks/qcow2.sh [WORKDIR]   (default: a new directory under /var/tmp)
+set -eu
 cd "$(dirname "$0")/.."
-# shellcheck source=benchmarks/common.sh
-. benchmarks/common.sh
+work=${1:-$(mktemp -d /var/tmp/bench-qcow2.XXXXXX)}
+mkdir -p "$work"
+cli=.venv/bin/osbuild-oci
+pipeline=pipelines/debian-bookworm-qcow2.json
+image=debian-bookworm.qcow2
+
+# millis NAME CMD...: run CMD with its output in $work/NAME.log, print its wall time in milliseconds.
+millis() { log=$work/$1.log; shift; start=$(date +%s%N); "$@" > "$log" 2>&1; echo $((($(date +%s%N) - start) / 1000000)); }
+ratio() { python3 -c "import sys; print(f'{int(sys.argv[1]) / int(sys.argv[2]):.2f}')" "$@"; }
 
 $cli stages build > "$work/stages.log" 2>&1
 rm -rf "$work/store" "$work/cold" "$work/warm" "$work/shell"
