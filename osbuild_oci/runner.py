@@ -54,12 +54,13 @@ def _run_container(store: ObjectStore, step: Step, image: StageImage, mounts: li
                          f"its last output:\n{tail.lines()}")
 
 
-def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Monitor) -> tuple[int, str]:
+def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Monitor,
+                   repos: list[str]) -> tuple[int, str]:
     """How many leading stages need not run, and where their tree is: newest first, local before remote.
 
-    Only the newest cached tree is pulled; it holds every earlier stage's layer.
+    Only the newest cached tree is pulled; it holds every earlier stage's layer.  A registry
+    that cannot be reached is reported once and dropped from repos.
     """
-    repos = list(remote.cache_from)
     outputs_ref = [outputs.output_ref(the_plan.output_id)] if the_plan.output_id else []
     store.engine.prefetch([tree_ref(stage.id) for stage in the_plan.stages] + outputs_ref)
     for index in reversed(range(len(the_plan.stages))):
@@ -87,20 +88,22 @@ def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Mon
                                 seconds=round(time.monotonic() - t0, 3))
 
 
-def _cached_output(oid: str, store: ObjectStore, remote: Remote, monitor: Monitor) -> str | None:
+def _cached_output(oid: str, store: ObjectStore, remote: Remote, monitor: Monitor, repos: list[str]) -> str | None:
     """Where the assembler's output is already kept: the store, or a cache registry (pulled), else None."""
     if outputs.has(store.engine, oid):
         return "store"
-    for repo in remote.cache_from:
+    for repo in list(repos):
         try:
             if outputs.fetch(store.engine, oid, repo, remote.tls_verify):
                 return repo
         except RegistryError as err:
+            repos.remove(repo)
             monitor.cache_unavailable(registry=repo, error=str(err))
     return None
 
 
-def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path, remote: Remote) -> None:
+def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path, remote: Remote,
+              repos: list[str]) -> None:
     """Run the assembler into output, or copy what it wrote before for the same tree, image and options."""
     assert the_plan.assembler is not None
     step, image = the_plan.assembler
@@ -109,7 +112,7 @@ def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path
     t0 = time.monotonic()
     monitor.assembler_start(assembler=step.name)
     output.mkdir(parents=True, exist_ok=True)
-    source = _cached_output(oid, store, remote, monitor)
+    source = _cached_output(oid, store, remote, monitor, repos)
     if source is not None:
         outputs.restore(store.engine, oid, output)
     else:
@@ -137,7 +140,8 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
     monitor.pipeline_start(name=the_plan.name, stages=total)
     if the_plan.base_image is not None:
         store.adopt(the_plan.base_image)
-    done, source = _cached_prefix(the_plan, store, remote, monitor)
+    repos = list(remote.cache_from)  # the cache registries still worth asking
+    done, source = _cached_prefix(the_plan, store, remote, monitor, repos)
     for index, stage in enumerate(the_plan.stages):
         t0 = time.monotonic()
         monitor.stage_start(stage=stage.step.name, index=index, total=total, id=stage.id)
@@ -149,7 +153,7 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
         monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,
                            source=source if cached else "built", seconds=round(time.monotonic() - t0, 3))
     if the_plan.assembler is not None and output is not None:
-        _assemble(the_plan, store, monitor, output, remote)
+        _assemble(the_plan, store, monitor, output, remote, repos)
     final = the_plan.final
     if remote.cache_to:
         _push_trees(the_plan, store, remote, monitor)
