@@ -1,12 +1,22 @@
 #!/bin/sh
 # The baseline for benchmarks/qcow2.sh: the same work as pipelines/debian-bookworm-qcow2.json
 # (same packages, configuration, disk layout and bootloader), done by a plain shell script
-# on the host as root with no containers and no cache.
-# Usage: plain-shell-qcow2.sh OUTPUT_DIR   (writes OUTPUT_DIR/debian-bookworm.qcow2)
+# on the host as root with no containers and, unless DEB_CACHE is given, no cache.
+# Usage: plain-shell-qcow2.sh OUTPUT_DIR [DEB_CACHE]   (writes OUTPUT_DIR/debian-bookworm.qcow2)
+# DEB_CACHE: a directory of .debs mmdebstrap takes from and adds to (its own documented hooks).
 # Needs: mmdebstrap fdisk e2fsprogs dosfstools mtools grub-pc-bin grub-efi-amd64-bin qemu-utils python3
 set -eu
 out=$(realpath "$1")
 mkdir -p "$out"
+debs=${2:-}
+set --
+if [ -n "$debs" ]; then
+  mkdir -p "$debs"; debs=$(realpath "$debs")
+  # mmdebstrap runs hooks with the tree as $1: single quotes on purpose.
+  # shellcheck disable=SC2016
+  set -- --skip=essential/unlink,download/empty --setup-hook='mkdir -p "$1/var/cache/apt/archives"' \
+    --setup-hook="sync-in $debs /var/cache/apt/archives/" --customize-hook="sync-out /var/cache/apt/archives $debs"
+fi
 work=$(mktemp -d /var/tmp/plain-shell.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 uuid=76a22bf4-f153-4541-b6c7-0332c0dfaeac
@@ -21,7 +31,7 @@ mmdebstrap --quiet --variant=minbase \
   --include=systemd-sysv,udev,kmod,e2fsprogs,passwd,initramfs-tools,linux-image-amd64 \
   --dpkgopt=force-unsafe-io --customize-hook='rm "$1/etc/dpkg/dpkg.cfg.d/99mmdebstrap"' \
   --setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" && echo FSTYPE=ext4 > "$1/etc/initramfs-tools/conf.d/fstype.conf"' \
-  bookworm "$tree" http://deb.debian.org/debian
+  "$@" bookworm "$tree" http://deb.debian.org/debian
 echo debian-oci > "$tree/etc/hostname"
 # A crypt hash, not an expansion.
 # shellcheck disable=SC2016

@@ -11,10 +11,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import jsonschema
-
 from .errors import UserError
-from .validation import describe_validation_error
+from .validation import describe_validation_error, jsonschema, known_valid, remember_valid
 
 # Deeper than any real pipeline; far below what json and jsonschema can recurse into.
 MAX_DEPTH = 64
@@ -89,9 +87,11 @@ def parse(text: str) -> Pipeline:
     except RecursionError:
         raise UserError(f"nested deeper than {MAX_DEPTH} levels; no pipeline needs that") from None
     _check_depth(doc)
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(_SCHEMA).iter_errors(doc))
-    if error is not None:
-        raise describe_validation_error(error)
+    if not known_valid("pipeline", _SCHEMA, doc):
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(_SCHEMA).iter_errors(doc))
+        if error is not None:
+            raise describe_validation_error(error)
+        remember_valid("pipeline", _SCHEMA, doc)
 
     notes: list[str] = []
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import registry, signing
+from . import outputs, registry, signing
 from .lockfile import Lock, Pin
 from .engine.model import ImageInfo
 from .errors import RegistryError, UserError
@@ -73,6 +73,14 @@ class Plan:
     def final(self) -> str | None:
         return self.stages[-1].id if self.stages else self.base
 
+    @property
+    def output_id(self) -> str | None:
+        """The assembler output's cache key (outputs.py), None without an assembler."""
+        if self.assembler is None:
+            return None
+        step, image = self.assembler
+        return outputs.output_id(self.final, image.id, step.options)
+
 
 def _pull_for(store: ObjectStore, ref: str, remote: Remote, where: str) -> ImageInfo:
     """Pull ref; with trust keys, only the manifest one of them signed, by its digest (else signing.Untrusted)."""
@@ -109,9 +117,14 @@ def pin(store: ObjectStore, ref: str, image_id: str) -> Pin:
     return Pin(ref, image_id, pulled[0] if pulled else None)
 
 
+def image_ref(step: Step, remote: Remote) -> str:
+    """The image a step runs: its pinned `image`, else its name under --stages-from or the local prefix."""
+    return step.image or local_ref(step.name, remote.stages_from or LOCAL_PREFIX)
+
+
 def resolve(store: ObjectStore, step: Step, kind: str, remote: Remote, policy: Policy,
             lock: Lock | None = None) -> StageImage:
-    ref = step.image or local_ref(step.name, remote.stages_from or LOCAL_PREFIX)
+    ref = image_ref(step, remote)
     where = f"{step.where}.image" if step.image else f"{step.where}.name"
     if lock is not None:
         info: ImageInfo | None = _locked(store, lock.image(step.name, f"{step.where}.name"), remote, lock, where)
@@ -159,6 +172,9 @@ def _resolve_base(store: ObjectStore, base: str | None, remote: Remote,
 def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), policy: Policy = Policy(),
          lock: Lock | None = None) -> Plan:
     """The plan; with a lock, every image is the one it pins (a stage it lacks is refused)."""
+    steps = [*pipeline.stages, *([pipeline.assembler] if pipeline.assembler else [])]
+    bases = [pipeline.base] if pipeline.base and not TREE_ID.match(pipeline.base) else []
+    store.engine.prefetch([*bases, *(image_ref(step, remote) for step in steps)])
     base, base_image = _resolve_base(store, pipeline.base, remote, lock)
     stages, parent = [], base
     for step in pipeline.stages:

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import outputs
 from .artifacts import push_sbom
 from .engine.model import ContainerSpec, Mount
 from .errors import RegistryError, StageFailed
@@ -23,13 +24,15 @@ from .pipeline import Step
 from .planner import Plan, Remote
 from .signing import Untrusted
 from .stageimage import StageImage
-from .store import LABEL_RELEASE, ObjectStore, tree_ref
+from .store import LABEL_RELEASE, ObjectStore, push_signed, tree_ref
 
 TREE_MOUNT = "/run/osbuild/tree"
 OUTPUT_MOUNT = "/run/osbuild/output"
 # Where a stage may report facts about its tree (osbuild_stage.record_release_date).
 META_MOUNT = "/run/osbuild/meta"
 _RELEASE_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
+# Outside the tree: nothing under it can reach a layer, and it is no input of a stage id.
+CACHE_MOUNT = "/run/osbuild/cache"
 
 
 class _Tail:
@@ -47,8 +50,10 @@ class _Tail:
 
 
 def _run_container(store: ObjectStore, step: Step, image: StageImage, mounts: list[Mount], document: dict,
-                   monitor: Monitor, source_epoch: int) -> None:
+                   monitor: Monitor, source_epoch: int, package_cache: Path | None = None) -> None:
     tail = _Tail(monitor)
+    if image.package_cache and package_cache is not None:
+        mounts = [*mounts, Mount(str(package_cache), CACHE_MOUNT)]
     spec = ContainerSpec(image=image.id, mounts=mounts, network=image.network, capabilities=list(image.capabilities),
                          env={"OSBUILD_STAGE": step.name, "SOURCE_DATE_EPOCH": str(source_epoch)},
                          stdin=json.dumps(document).encode())
@@ -73,15 +78,17 @@ def _refresh_from(the_plan: Plan) -> int:
     return next((i for i, stage in enumerate(the_plan.stages) if stage.image.network), len(the_plan.stages))
 
 
-def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Monitor,
+def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Monitor, repos: list[str],
                    limit: int) -> tuple[int, str]:
     """How many leading stages (at most limit) need not run, and where their tree is: newest first,
     local before remote.
 
     Only the newest cached tree is pulled; it holds every earlier stage's layer.  With
-    trust keys, a tree none of them signed is a miss (`cache-untrusted`), never pulled.
+    trust keys, a tree none of them signed is a miss (`cache-untrusted`), never pulled.  A
+    registry that cannot be reached is reported once and dropped from repos.
     """
-    repos = list(remote.cache_from)
+    outputs_ref = [outputs.output_ref(the_plan.output_id)] if the_plan.output_id else []
+    store.engine.prefetch([tree_ref(stage.id) for stage in the_plan.stages] + outputs_ref)
     for index in reversed(range(limit)):
         tree_id = the_plan.stages[index].id
         if store.has_tree(tree_id):
@@ -112,11 +119,62 @@ def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Mon
                                 seconds=round(time.monotonic() - t0, 3))
 
 
-def _run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Remote, keep_failed: bool,
-                refresh: bool) -> None:
+def _cached_output(oid: str, store: ObjectStore, remote: Remote, monitor: Monitor, repos: list[str]) -> str | None:
+    """Where the assembler's output is already kept: the store, or a cache registry (pulled), else None."""
+    if outputs.has(store.engine, oid):
+        return "store"
+    for repo in list(repos):
+        try:
+            if outputs.fetch(store.engine, oid, repo, remote.tls_verify, remote.trust):
+                return repo
+        except Untrusted as err:
+            monitor.cache_untrusted(image=outputs.remote_tag(repo, oid), reason=err.reason)
+        except RegistryError as err:
+            repos.remove(repo)
+            monitor.cache_unavailable(registry=repo, error=str(err))
+    return None
+
+
+def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path, remote: Remote,
+              repos: list[str], refresh: bool) -> None:
+    """Run the assembler into output, or copy what it wrote before for the same tree, image and options
+    (not after --refresh: the trees were rebuilt under their old ids).  Its tree's SBOM goes beside it."""
+    assert the_plan.assembler is not None
+    step, image = the_plan.assembler
+    oid = the_plan.output_id
+    assert oid is not None
+    t0 = time.monotonic()
+    monitor.assembler_start(assembler=step.name)
+    output.mkdir(parents=True, exist_ok=True)
+    source = None if refresh else _cached_output(oid, store, remote, monitor, repos)
+    if source is not None:
+        outputs.restore(store.engine, oid, output)
+    else:
+        with store.get_tree(the_plan.final) as tree:
+            _run_container(store, step, image, [Mount(tree, TREE_MOUNT, read_only=True),
+                                                Mount(str(output.resolve()), OUTPUT_MOUNT)],
+                           {"tree": TREE_MOUNT, "output": OUTPUT_MOUNT, "options": step.options}, monitor,
+                           the_plan.source_epoch)
+        outputs.keep(store.engine, oid, output)
+    sbom = output / f"{step.options.get('filename', step.name)}.spdx.json"
+    sbom.write_text(store.sbom(the_plan.final), encoding="utf-8")
+    monitor.assembler_done(assembler=step.name, seconds=round(time.monotonic() - t0, 3), output=str(output),
+                           files=sorted(os.listdir(output)), id=oid, cached=source is not None,
+                           source=source or "built")
+    if remote.cache_to:
+        t0 = time.monotonic()
+        destination = outputs.remote_tag(remote.cache_to, oid)
+        monitor.busy(f"pushing {destination}")
+        push_signed(store.engine, outputs.output_ref(oid), destination, remote.tls_verify, remote.sign_key)
+        monitor.output_pushed(assembler=step.name, id=oid, image=destination,
+                              seconds=round(time.monotonic() - t0, 3))
+
+
+def _run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Remote, repos: list[str],
+                keep_failed: bool, refresh: bool, package_cache: Path | None) -> None:
     total = len(the_plan.stages)
     limit = _refresh_from(the_plan) if refresh else total
-    done, source = _cached_prefix(the_plan, store, remote, monitor, limit)
+    done, source = _cached_prefix(the_plan, store, remote, monitor, repos, limit)
     for index, stage in enumerate(the_plan.stages):
         t0 = time.monotonic()
         monitor.stage_start(stage=stage.step.name, index=index, total=total, id=stage.id)
@@ -129,7 +187,8 @@ def _run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Re
                 # A second back: file times come from a coarse clock that may lag time.time() by a tick.
                 since = time.time() - 1
                 _run_container(store, stage.step, stage.image, [Mount(tree, TREE_MOUNT), Mount(meta, META_MOUNT)],
-                               {"tree": TREE_MOUNT, "options": stage.step.options}, monitor, the_plan.source_epoch)
+                               {"tree": TREE_MOUNT, "options": stage.step.options}, monitor, the_plan.source_epoch,
+                               package_cache)
                 store.engine.clamp(tree, the_plan.source_epoch, since)
                 sbom = store.engine.sbom(tree, stage.id, the_plan.source_epoch)
                 reported.update(_reported(meta))
@@ -139,8 +198,10 @@ def _run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Re
 
 
 def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | None,
-        remote: Remote = Remote(), keep_failed: bool = True, refresh: bool = False) -> str | None:
-    """Build the plan; return the final tree id.  A failed stage's tree is kept unless keep_failed is off.
+        remote: Remote = Remote(), keep_failed: bool = True, refresh: bool = False,
+        package_cache: Path | None = None) -> str | None:
+    """Build the plan; return the final tree id.  A failed stage's tree is kept unless keep_failed is off;
+    stages that ask for it get package_cache mounted.
 
     refresh: run again, from the first stage that fetches packages on, what the cache holds (a moving
     suite's newer packages); the new trees replace the old ones under the same ids.
@@ -151,27 +212,15 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
     if the_plan.base_image is not None:
         store.adopt(the_plan.base_image)
     used = [the_plan.base or "", *(stage.id for stage in the_plan.stages)]
+    repos = list(remote.cache_from)  # the cache registries still worth asking
     try:
-        _run_stages(the_plan, store, monitor, remote, keep_failed, refresh)
+        _run_stages(the_plan, store, monitor, remote, repos, keep_failed, refresh, package_cache)
     except StageFailed:
         store.record_use(used)  # the cached prefix was a use too
         raise
     store.record_use(used)
     if the_plan.assembler is not None and output is not None:
-        step, image = the_plan.assembler
-        t0 = time.monotonic()
-        monitor.assembler_start(assembler=step.name)
-        output.mkdir(parents=True, exist_ok=True)
-        with store.get_tree(the_plan.final) as tree:
-            _run_container(store, step, image, [Mount(tree, TREE_MOUNT, read_only=True),
-                                                Mount(str(output.resolve()), OUTPUT_MOUNT)],
-                           {"tree": TREE_MOUNT, "output": OUTPUT_MOUNT, "options": step.options}, monitor,
-                           the_plan.source_epoch)
-        if the_plan.final is not None:
-            sbom = output / f"{step.options.get('filename', step.name)}.spdx.json"
-            sbom.write_text(store.sbom(the_plan.final), encoding="utf-8")
-        monitor.assembler_done(assembler=step.name, seconds=round(time.monotonic() - t0, 3),
-                               output=str(output), files=sorted(os.listdir(output)))
+        _assemble(the_plan, store, monitor, output, remote, repos, refresh)
     final = the_plan.final
     if remote.cache_to:
         _push_trees(the_plan, store, remote, monitor)

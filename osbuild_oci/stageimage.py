@@ -13,11 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import jsonschema
-import referencing.exceptions
-
 from .errors import UserError
-from .validation import bounded_validator, describe_validation_error
+from .validation import bounded_validator, describe_validation_error, jsonschema, known_valid, remember_valid
 
 LOCAL_PREFIX = "localhost/osbuild-oci"
 # The image with no layers that a tree without a base starts from.
@@ -27,6 +24,7 @@ LABEL_KIND = "org.osbuild-oci.kind"
 LABEL_SCHEMA = "org.osbuild-oci.schema"
 LABEL_CAPABILITIES = "org.osbuild-oci.capabilities"
 LABEL_NETWORK = "org.osbuild-oci.network"
+LABEL_PACKAGE_CACHE = "org.osbuild-oci.package-cache"
 LABEL_SOURCE = "org.osbuild-oci.source-digest"
 
 
@@ -59,7 +57,9 @@ def _label_schema(raw: str) -> dict | bool:
             todo.extend(node.values())
         elif isinstance(node, list):
             todo.extend(node)
-    jsonschema.validators.validator_for(schema).check_schema(schema)
+    if not known_valid("schema", True, schema):
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+        remember_valid("schema", True, schema)
     return schema
 
 
@@ -72,6 +72,8 @@ class StageImage:
     schema: dict | bool
     capabilities: tuple[str, ...]
     network: bool
+    # Whether the user's package cache is mounted at /run/osbuild/cache (never into the tree).
+    package_cache: bool = False
 
     @classmethod
     def from_labels(cls, name: str, ref: str, image_id: str, labels: dict[str, str], where: str) -> "StageImage":
@@ -87,7 +89,8 @@ class StageImage:
         caps = tuple(c if c.startswith("CAP_") else f"CAP_{c}"
                      for c in labels.get(LABEL_CAPABILITIES, "").replace(",", " ").upper().split())
         return cls(name=name, ref=ref, id=image_id, kind=labels.get(LABEL_KIND, "stage"), schema=schema,
-                   capabilities=caps, network=labels.get(LABEL_NETWORK, "false").lower() == "true")
+                   capabilities=caps, network=labels.get(LABEL_NETWORK, "false").lower() == "true",
+                   package_cache=labels.get(LABEL_PACKAGE_CACHE, "false").lower() == "true")
 
     @staticmethod
     def _invalid(ref: str, where: str, err: Exception) -> UserError:
@@ -105,6 +108,9 @@ class StageImage:
 
     def check_options(self, options: dict, where: str) -> None:
         """Validate options against the image's schema; the error names the JSON path."""
+        if known_valid("options", self.schema, options):
+            return
+        import referencing.exceptions  # with jsonschema, only when the check must run
         try:
             error = jsonschema.exceptions.best_match(bounded_validator(self.schema).iter_errors(options))
         except (RecursionError, referencing.exceptions.Unresolvable, jsonschema.SchemaError) as err:
@@ -113,3 +119,4 @@ class StageImage:
             raise UserError(f"stage image {self.ref} has an invalid schema label: {err}", where) from None
         if error is not None:
             raise describe_validation_error(error, f"{where}.options")
+        remember_valid("options", self.schema, options)

@@ -29,6 +29,8 @@ from .errors import BuildError, EngineError, RegistryError, StageFailed, UserErr
 from .usage import Usage
 
 TREES = "localhost/osbuild-oci/trees"
+# Assembler outputs (outputs.py): kept beside the trees, removed with them.
+OUTPUTS = "localhost/osbuild-oci/outputs"
 LABEL_TREE = "org.osbuild-oci.tree-id"
 LABEL_STAGE = "org.osbuild-oci.stage"
 LABEL_DEPTH = "org.osbuild-oci.depth"
@@ -291,25 +293,15 @@ class ObjectStore:
         With trust keys, only a manifest one of them signed is pulled (by its digest);
         anything else raises signing.Untrusted before a byte of it reaches the store.
         """
-        ref = f"{repository}:{tree_id}"
-        try:
-            info = self.engine.pull(signing.trusted(ref, trust, tls_verify) if trust else ref, tls_verify)
-        except RegistryError as err:
-            if err.missing:
-                return False
-            raise
-        if info.labels.get(LABEL_TREE) != tree_id:
-            raise BuildError(f"{repository}:{tree_id} is not the tree it is tagged as (its "
-                             f"{LABEL_TREE} label says {info.labels.get(LABEL_TREE)!r}); refusing to use it")
-        self.engine.tag(info.id, tree_ref(tree_id))
+        if not pull_checked(self.engine, f"{repository}:{tree_id}", "tree", LABEL_TREE, tree_id,
+                            tree_ref(tree_id), tls_verify, trust):
+            return False
         self._sources.setdefault(repository, (tls_verify, trust))
         return True
 
     def push(self, tree_id: str, destination: str, tls_verify: bool, sign_key: signing.SigningKey | None = None) -> None:
         """Push the tree; with a key, sign the manifest the registry then serves for destination."""
-        self.engine.push(tree_ref(tree_id), destination, tls_verify)
-        if sign_key is not None:
-            signing.sign(destination, self.engine.image(tree_ref(tree_id)).id, sign_key, tls_verify)
+        push_signed(self.engine, tree_ref(tree_id), destination, tls_verify, sign_key)
 
     @contextmanager
     def unchanged_on_user_error(self) -> Iterator[None]:
@@ -426,7 +418,39 @@ class ObjectStore:
         for tag, _ in self._tagged():
             self.engine.remove_image(tree_ref(tag))
             self.sbom_path(tag).unlink(missing_ok=True)
+        for info in self.engine.images(OUTPUTS):
+            for name in info.names:
+                self.engine.remove_image(name)
         self.engine.prune()
+
+
+def pull_checked(engine: Engine, ref: str, kind: str, label: str, expected: str, local: str,
+                 tls_verify: bool, trust: tuple = ()) -> bool:
+    """Pull ref and name it local if its label says it is what it is tagged as; False if the registry lacks it.
+
+    A cache registry is anyone's who can push to it: an image under the wrong tag is refused, not used.
+    With trust keys, only a manifest one of them signed is pulled (by its digest); anything else
+    raises signing.Untrusted before a byte of it reaches the store.
+    """
+    try:
+        info = engine.pull(signing.trusted(ref, trust, tls_verify) if trust else ref, tls_verify)
+    except RegistryError as err:
+        if err.missing:
+            return False
+        raise
+    if info.labels.get(label) != expected:
+        raise BuildError(f"{ref} is not the {kind} it is tagged as (its "
+                         f"{label} label says {info.labels.get(label)!r}); refusing to use it")
+    engine.tag(info.id, local)
+    return True
+
+
+def push_signed(engine: Engine, local: str, destination: str, tls_verify: bool,
+                sign_key: signing.SigningKey | None = None) -> None:
+    """Push an image of the store; with a key, sign the manifest the registry then serves for destination."""
+    engine.push(local, destination, tls_verify)
+    if sign_key is not None:
+        signing.sign(destination, engine.image(local).id, sign_key, tls_verify)
 
 
 def _wait_for_lock(lock, path: Path, timeout: float) -> None:
@@ -466,10 +490,6 @@ def open_store(path: Path, lock_timeout: float = 3600.0, look_only: bool = False
         with open(path / ".lock", "w") as lock:
             _wait_for_lock(lock, path, lock_timeout)
             with Engine(path) as engine:
-                left = engine.remove_all_containers()
-                if left:
-                    print(f"note: removed {left} container(s) an interrupted osbuild-oci left in {path}",
-                          file=sys.stderr)
                 yield ObjectStore(engine)
     except UserError:
         if created is not None:

@@ -1,16 +1,28 @@
-"""Checking a document against a JSON schema: bounded in time, and told as one sentence.
+"""Checking a document against a JSON schema: bounded in time, told as one sentence, remembered.
 
 Schemas come from stage image labels, which anyone can write: a pattern with
 catastrophic backtracking must not hang the build, so patterns run on the
 `regex` engine with a time limit instead of `re`.
+
+A check that passed is remembered (a hash of the schema and the document, in the
+user's private runtime directory): the same pipeline checked again, as every
+rebuild does, needs neither jsonschema's 0.2 s import nor the check.  Only
+passes are remembered; a failure is checked, and told, every time.
 """
 
 from __future__ import annotations
 
-import jsonschema
-import regex
+import hashlib
+import json
 
+from .engine.host import private_dir, runtime_dir
 from .errors import UserError
+from .lazy import lazy_import
+
+jsonschema = lazy_import("jsonschema")
+regex = lazy_import("regex")
+# Hashes kept of passed checks; past twice this many the oldest half is forgotten.
+REMEMBERED = 4096
 
 PATTERN_SECONDS = 1.0
 
@@ -58,6 +70,32 @@ def bounded_validator(schema: dict | bool) -> jsonschema.protocols.Validator:
     cls = jsonschema.validators.extend(base, {"pattern": _pattern, "patternProperties": _pattern_properties,
                                                  "additionalProperties": _additional_properties})
     return cls(schema)
+
+
+def _proof(kind: str, schema, document) -> str:
+    return hashlib.sha256(json.dumps([kind, schema, document], sort_keys=True).encode()).hexdigest()
+
+
+def _proofs_file():
+    return private_dir(runtime_dir() / "validated") / "passed"
+
+
+def known_valid(kind: str, schema, document) -> bool:
+    """Whether this exact document passed this exact schema's check before."""
+    try:
+        return _proof(kind, schema, document) in _proofs_file().read_text().split()
+    except OSError:
+        return False
+
+
+def remember_valid(kind: str, schema, document) -> None:
+    """Record a passed check (appended: concurrent builds on other stores write whole lines)."""
+    proofs = _proofs_file()
+    with open(proofs, "a") as out:
+        out.write(_proof(kind, schema, document) + "\n")
+    lines = proofs.read_text().split()
+    if len(lines) > 2 * REMEMBERED:
+        proofs.write_text("\n".join(lines[-REMEMBERED:]) + "\n")
 
 
 def json_path(base: str, parts) -> str:

@@ -91,6 +91,12 @@ def events_of(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
+def sha256(path: Path) -> str:
+    """A file's digest, read in chunks (outputs are disk images of hundreds of MB)."""
+    with open(path, "rb") as data:
+        return hashlib.file_digest(data, "sha256").hexdigest()
+
+
 def run_build(pipeline: dict | Path, store: Path, output: Path, *extra: str, env: dict | None = None) -> Result:
     """`osbuild-oci build --json`; a dict pipeline is written beside the output directory first."""
     if isinstance(pipeline, dict):
@@ -504,11 +510,6 @@ def depends_closure(document: dict, name: str) -> set[str]:
                 seen.add(dep)
                 todo.append(dep)
     return seen
-
-
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def load_program(kind: str, name: str, program: str):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, Result, boot_to_login, check_gpt_disk, root_file, run_build, sha256_of, tree_run
+from helpers import (REPO, Result, boot_to_login, check_gpt_disk, podman, root_file, run_build, sha256,
+                     store_state, tree_run)
 
 pytestmark = pytest.mark.slow
 
@@ -52,20 +53,33 @@ def test_boots_to_serial_login(debian, firmware, tmp_path):
     assert "fsck.ext4 -a" in console, "the initramfs checks the root filesystem"
 
 
-def test_warm_rebuild_runs_only_the_assembler_and_gives_an_identical_disk(debian, pipeline, shared_store, tmp_path):
-    """Every identifier and clock of the disk follows root_fs_uuid and the source epoch: two runs, one disk.
+def test_warm_rebuild_copies_the_cached_output_and_the_assembler_gives_the_same_disk(debian, pipeline, shared_store,
+                                                                                     tmp_path):
+    """An unchanged pipeline copies its cached output and starts no container.  The assembler run again on
+    the same tree (its cached output removed) writes the same disk: every identifier and clock of it follows
+    root_fs_uuid and the source epoch.
 
     (qemu-img converts the same raw disk to the same qcow2, so identical qcow2 files hold identical raw disks.)
     Not identical: disks of two separately built trees, whose inode atime and ctime fields mkfs.ext4 -d copies
     from the files of the mounted tree, i.e. from when the store unpacked each layer (README).
     """
     first, qcow2 = debian
-    again = run_build(pipeline, shared_store, tmp_path / "out")
+    created = store_state(shared_store)["created"]
+    again = run_build(pipeline, shared_store, tmp_path / "cached")
     assert again.returncode == 0, again.stderr
     assert again.ran == []
-    assert [e["assembler"] for e in again.of("assembler-done")] == ["org.osbuild-oci.disk"]
+    done = again.of("assembler-done")
+    assert [(e["assembler"], e["cached"], e["source"]) for e in done] == [("org.osbuild-oci.disk", True, "store")]
     assert again.image == first.image
-    assert sha256_of(tmp_path / "out" / qcow2.name) == sha256_of(qcow2)
+    assert sha256(tmp_path / "cached" / qcow2.name) == sha256(qcow2), \
+        "the cached output is byte-identical to what the assembler wrote"
+    assert store_state(shared_store)["created"] == created, "neither the assembler nor a tree mount ran"
+
+    podman(shared_store, "rmi", f"localhost/osbuild-oci/outputs:{done[0]['id']}")
+    rerun = run_build(pipeline, shared_store, tmp_path / "out")
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.ran == [] and [e["cached"] for e in rerun.of("assembler-done")] == [False]
+    assert sha256(tmp_path / "out" / qcow2.name) == sha256(qcow2)
     sbom = json.loads((tmp_path / "out" / f"{qcow2.name}.spdx.json").read_text())
     assert "linux-image-amd64" in {package["name"] for package in sbom["packages"]}
 

@@ -291,3 +291,32 @@ def test_bad_options_are_refused_before_anything_runs(base, build, shared_store,
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert result.stdout == ""
     assert store_state(shared_store) == before, "no container ran and nothing was stored"
+
+
+# A package line of apt's download log ("Get:3 URL bookworm/main amd64 cowsay all 3.03+dfsg2-8 [21.4 kB]");
+# index lines ("Get:2 URL bookworm/main amd64 Packages [8790 kB]") have two fields fewer.
+PACKAGE_DOWNLOAD = re.compile(r"^Get:\d+ (\S+ ){6}\[", re.MULTILINE)
+
+
+def test_a_fresh_store_with_a_warm_package_cache_downloads_no_package(tmp_path, stage_images):
+    cache = tmp_path / "packages"
+    doc = {"name": "package-cache", "stages": [
+        {"name": "org.osbuild.debootstrap", "options": {"suite": "bookworm", "variant": "minbase"}},
+        {"name": "org.osbuild.apt", "options": {"packages": ["cowsay"]}}]}
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+
+    def build(store: str) -> subprocess.CompletedProcess:
+        proc = osbuild("build", tmp_path / "p.json", "--store", tmp_path / store, "--package-cache", cache, "--json")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+
+    first = build("store1")
+    assert PACKAGE_DOWNLOAD.search(first.stderr), "the first build downloads (or the regex counts nothing)"
+    assert len(list(cache.glob("*.deb"))) > 90, "minbase and cowsay went into the cache"
+    second = build("store2")
+    assert PACKAGE_DOWNLOAD.findall(second.stderr) == [], "every .deb came from the package cache"
+    assert "Need to get 0 B/" in second.stderr
+    image = json.loads(second.stdout.splitlines()[-1])["image"]
+    assert tree_run(tmp_path / "store2", image, "sh", "-c",
+                    "find / -xdev -name '*.deb'; test ! -e /run/osbuild || echo /run/osbuild") == ""
+    assert tree_entry(tmp_path / "store2", image, "/run/osbuild/cache") is None

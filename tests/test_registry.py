@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (MINBASE, osbuild, podman, run_build, sbom_of, skopeo_inspect, start_registry, stop, store_state,
-                     tree_tags)
+from helpers import (MINBASE, osbuild, podman, run_build, sbom_of, sha256, skopeo_inspect, start_registry, stop,
+                     store_state, tree_tags)
 
 HTTP = "--no-tls-verify"
 
@@ -61,16 +61,18 @@ def first_machine(registry, published, tmp_path_factory):
     return tmp / "store", result.tree
 
 
-def test_second_machine_pulls_the_tree_and_runs_no_stage(registry, first_machine, build, tmp_path):
+def test_second_machine_pulls_the_tree_and_the_output_and_runs_nothing(registry, first_machine, build, tmp_path):
     address, _ = registry
     store1, tree = first_machine
-    result = build(pipeline(), tmp_path / "store2", None, "--stages-from", f"{address}/osbuild",
+    result = build(pipeline(), tmp_path / "store2", tmp_path / "out2", "--stages-from", f"{address}/osbuild",
                    "--cache-from", f"{address}/osbuild/trees", HTTP)
     assert result.returncode == 0, result.stderr
     assert result.ran == []
     assert {e["source"] for e in result.of("stage-done")} == {f"{address}/osbuild/trees"}
     assert result.tree == tree
-    assert len(result.of("assembler-done")) == 1
+    assert [(e["cached"], e["source"]) for e in result.of("assembler-done")] == [(True, f"{address}/osbuild/trees")]
+    assert sha256(tmp_path / "out2" / "tree.tar") == sha256(store1.parent / "out" / "tree.tar")
+    assert store_state(tmp_path / "store2")["created"] == 0, "no stage, assembler or tree mount ran"
     ref = f"localhost/osbuild-oci/trees:{tree}"
     assert image_id(store1, ref) == image_id(tmp_path / "store2", ref)
 
@@ -97,9 +99,11 @@ def test_changed_last_stage_pulls_the_prefix_and_uploads_one_layer(registry, fir
     assert result.ran == ["org.osbuild-oci.files"]
     assert [e["source"] for e in result.of("stage-done")][:2] == [f"{address}/osbuild/trees"] * 2
     new = {d: size for d, size in blobs(data).items() if d not in before}
-    # one layer, its image config and its manifest; nothing of the base or the earlier stages
-    assert len(new) == 3, new
-    assert sum(new.values()) < 64 * 1024
+    # one tree layer, its image config and its manifest, nothing of the base or the earlier stages;
+    # and the new assembler output (its one layer, the tar, is the only big blob), config and manifest
+    assert len(result.of("output-pushed")) == 1
+    assert len(new) == 6, new
+    assert sum(sorted(new.values())[:-1]) < 64 * 1024
 
 
 def test_base_can_be_a_published_tree(registry, first_machine, build, tmp_path):

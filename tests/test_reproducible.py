@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, Result, events_of, osbuild_popen, podman, run_build, sha256_of
+from helpers import REPO, Result, events_of, osbuild_popen, podman, run_build, sha256
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ def test_same_epoch_gives_identical_outputs(twice, assembler, tmp_path):
     for name, (store, _) in zip("ab", twice):
         result = run_build(pipeline, store, tmp_path / name)
         assert result.returncode == 0 and result.ran == [], result.stderr[-3000:]
-        digests.append(sha256_of(tmp_path / name / assembler["options"]["filename"]))
+        digests.append(sha256(tmp_path / name / assembler["options"]["filename"]))
     assert digests[0] == digests[1], f"{assembler['name']} outputs of the same tree differ"
     if assembler["name"] == "org.osbuild.tar":
         with tarfile.open(tmp_path / "a" / "tree.tar") as archive:

@@ -13,7 +13,8 @@ from .common import (ALLOW_CAPABILITY, CACHE_FROM, LOCK_TIMEOUT, SIGN_KEY, SIGN_
 
 
 def build(
-    pipeline: Path = typer.Argument(..., help="JSON file describing the pipeline", dir_okay=False),
+    pipeline: Path = typer.Argument(..., metavar="PIPELINE", help="JSON file describing the pipeline",
+                                   dir_okay=False),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="Empty (or new) directory for the assembler's output; "
                                                "needed when the pipeline has an assembler"),
@@ -33,6 +34,9 @@ def build(
                                  help="Run again the first stage that fetches packages (its image asks for the "
                                       "network) and every stage after it, even when cached: a moving suite's "
                                       "updates; the new trees replace the old ones"),
+    package_cache: Optional[Path] = typer.Option(None, "--package-cache", metavar="DIR", file_okay=False,
+                                                 help="Directory of downloaded .debs shared by builds and stores "
+                                                      "[default: ~/.cache/osbuild-oci/packages]"),
     allow_capability: List[str] = ALLOW_CAPABILITY,
     trust_key: List[Path] = TRUST_KEY,
     sign_key: Optional[Path] = SIGN_KEY,
@@ -49,7 +53,7 @@ def build(
                                                       "setting of ~/.config/osbuild-oci/config.toml]"),
 ) -> None:
     """Build PIPELINE: run the stages the store lacks, then the assembler into OUTPUT."""
-    from .. import planner, runner
+    from .. import packagecache, planner, runner
     from ..artifacts import push_sbom
     from ..monitor import JsonMonitor, ProgressMonitor
     from ..store import image_name, open_store
@@ -74,8 +78,9 @@ def build(
             the_plan = planner.plan(model, objects, remote, policy, pins)
             new_lock = planner.lock_of(the_plan, objects, lock, model.base) if lock and not locked else None
         monitor = JsonMonitor() if json_events else ProgressMonitor()
+        cache = packagecache.prepare(package_cache) if any(s.image.package_cache for s in the_plan.stages) else None
         final = runner.run(the_plan, objects, monitor, output if the_plan.assembler else None, remote,
-                           keep_failed, refresh)
+                           keep_failed, refresh, cache)
         for name in tag:
             objects.tag(final, name)
         for destination in push:

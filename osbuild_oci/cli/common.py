@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from ..planner import Policy, Remote
 
 app = typer.Typer(help="Build operating-system images from pipelines of OCI stage images.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  rich_markup_mode=None)
 
 STORE = typer.Option(None, "--store", envvar="OSBUILD_OCI_STORE", file_okay=False,
                      help="Directory of the object store (its own containers-storage) "

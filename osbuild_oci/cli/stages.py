@@ -12,7 +12,7 @@ import typer
 from ..errors import UserError
 from .common import SIGN_KEY, SIGN_PASSPHRASE, SOURCE, TLS_VERIFY, signing_key
 
-stages_app = typer.Typer(help="Build, list, inspect and publish stage and assembler images.", no_args_is_help=True)
+stages_app = typer.Typer(help="Build, list, inspect and publish stage and assembler images.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @stages_app.command("build")
@@ -80,7 +80,7 @@ def stages_list(json_out: bool = typer.Option(False, "--json", help="JSON output
 
 
 @stages_app.command("show")
-def stages_show(name: str) -> None:
+def stages_show(name: str = typer.Argument(..., metavar="NAME")) -> None:
     """Print the options schema a stage image carries."""
     from ..engine import localstorage
     from ..stageimage import LABEL_SCHEMA, local_ref

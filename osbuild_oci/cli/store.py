@@ -16,7 +16,7 @@ import typer
 from ..errors import BuildError, UserError
 from .common import LOCK_TIMEOUT, STORE, store_path
 
-store_app = typer.Typer(help="Inspect and clean an object store.", no_args_is_help=True)
+store_app = typer.Typer(help="Inspect and clean an object store.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @store_app.command("list")

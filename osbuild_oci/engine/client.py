@@ -3,6 +3,11 @@
 podman-py does the talking; what it lacks (attaching stdin) comes from
 `attach`.  Every podman-py failure becomes an EngineError that names the
 operation, never a traceback.
+
+The service starts only when a container must run or the store must change:
+a fully cached build only reads, and reads go through the podman CLI on the
+same storage (0.1 s a call, against 0.3 s to import podman-py and start a
+service), all of a plan's images in one call.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,18 +23,19 @@ import urllib.parse
 from pathlib import Path
 from typing import Callable
 
-import podman
-import podman.api
-import podman.errors
-import requests
-
 from .. import registry, sbom
 from ..errors import EngineError, RegistryError
 from ..stageimage import EMPTY_IMAGE
 from .attach import attach
 from .host import stage_network, ulimits
+from ..lazy import lazy_import
+from .localstorage import podman_cli
 from .model import ContainerSpec, ImageInfo
 from .service import Service
+
+podman = lazy_import("podman")
+requests = lazy_import("requests")
+_NOT_KNOWN = re.compile(r"inspecting object: (.*): image not known$", re.MULTILINE)
 
 
 def _podman_errors(method: Callable) -> Callable:
@@ -58,6 +65,9 @@ class Engine:
         self._containers: set[str] = set()
         # What pulls and tags added to the store, so a refused plan can take it back.
         self.journal: list[tuple[str, str, str | None]] = []
+        # Images read through the CLI before the service started (None: not in the store).
+        self._known: dict[str, ImageInfo | None] = {}
+        self._leftovers: subprocess.Popen | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -67,12 +77,16 @@ class Engine:
         return self.service.podman_args()
 
     def __enter__(self) -> "Engine":
-        self.service.start()
-        self._client = podman.PodmanClient(base_url=f"unix://{self.socket_path}")
+        """Stop a service a killed command left; look for its containers while the command plans."""
+        self.service.stop_orphan()
+        self._leftovers = subprocess.Popen(["podman", *self.podman_args(), "ps", "--all", "--quiet"],
+                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         return self
 
     def __exit__(self, *exc) -> None:
         try:
+            if self._client is None and self._leftovers_found():
+                self._start(leftovers=True)
             for cid in list(self._containers):
                 self.remove_container(cid)
             if self._client is not None:
@@ -80,9 +94,30 @@ class Engine:
         finally:
             self.service.stop()
 
+    def _leftovers_found(self) -> bool:
+        """Whether a killed command left containers in the store (asked once, by the probe started on entry)."""
+        if self._leftovers is None:
+            return False
+        out, _ = self._leftovers.communicate()
+        found = self._leftovers.returncode != 0 or bool(out.strip())
+        self._leftovers = None
+        return found
+
+    def _start(self, leftovers: bool) -> None:
+        """Start the store's service; then remove what a killed command left, before anything else runs."""
+        self.service.start()
+        self._client = podman.PodmanClient(base_url=f"unix://{self.socket_path}")
+        if leftovers:
+            left = self.remove_all_containers()
+            if left:
+                print(f"note: removed {left} container(s) an interrupted osbuild-oci left in {self.store}",
+                      file=sys.stderr)
+
     @property
     def client(self) -> podman.PodmanClient:
-        assert self._client is not None, "Engine used outside its with-block"
+        if self._client is None:
+            self._start(self._leftovers_found())
+        assert self._client is not None
         return self._client
 
     # -- images ------------------------------------------------------------
@@ -92,6 +127,10 @@ class Engine:
                            f"its log: {self.service.log}")
 
     def image(self, ref: str) -> ImageInfo | None:
+        if self._client is None:
+            if ref not in self._known:
+                self.prefetch([ref])
+            return self._known.get(ref)
         try:
             return ImageInfo.from_inspect(self.client.images.get(ref).attrs)
         except podman.errors.ImageNotFound:
@@ -100,6 +139,28 @@ class Engine:
             if not self.service.alive():
                 raise self.service_died() from None
             raise EngineError(f"cannot inspect image {ref}: {getattr(err, 'explanation', None) or err}") from None
+
+    def prefetch(self, refs: list[str]) -> None:
+        """Read these images in one CLI call, for `image` to answer from until the service starts.
+
+        podman answers the images it found in order and names each one it did not;
+        when the two do not add up, nothing is kept and each is asked again alone.
+        """
+        refs = [ref for ref in dict.fromkeys(refs) if ref not in self._known]
+        if self._client is not None or not refs:
+            return
+        proc = podman_cli(*self.podman_args(), "image", "inspect", *refs, check=False)
+        missing = set(_NOT_KNOWN.findall(proc.stderr))
+        found = json.loads(proc.stdout or "[]") if proc.stdout.strip() else []
+        present = [ref for ref in refs if ref not in missing]
+        if len(present) != len(found) or (proc.returncode != 0 and not missing):
+            if len(refs) == 1:
+                raise EngineError(f"podman could not inspect image {refs[0]}: {proc.stderr.strip()[-300:]}")
+            for ref in refs:
+                self.prefetch([ref])
+            return
+        self._known.update({ref: None for ref in missing})
+        self._known.update({ref: ImageInfo.from_inspect(attrs) for ref, attrs in zip(present, found)})
 
     @_podman_errors
     def images(self, repository: str) -> list[ImageInfo]:

@@ -7,9 +7,12 @@ import os
 import re
 import resource
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
+
+from ..errors import EngineError
 
 _OCTAL = re.compile(rb"\\([0-7]{3})")
 
@@ -25,6 +28,22 @@ def runtime_dir() -> Path:
         return Path("/run/osbuild-oci")
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     return Path(runtime) / "osbuild-oci" if runtime else Path(f"/tmp/osbuild-oci-{os.getuid()}")
+
+
+def private_dir(path: Path) -> Path:
+    """Create path (and its parent) 0700 for this user, or refuse one that is someone else's."""
+    for directory in (path.parent, path):
+        try:
+            directory.mkdir(mode=0o700, exist_ok=True)
+        except FileNotFoundError:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = directory.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            raise EngineError(f"{directory} is not a directory of this user (uid {os.geteuid()}); "
+                              "remove it or set XDG_RUNTIME_DIR to a directory of your own")
+        if info.st_mode & 0o077:
+            os.chmod(directory, 0o700)
+    return path
 
 
 def ulimits() -> list[dict]:

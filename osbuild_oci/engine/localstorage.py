@@ -9,7 +9,9 @@ copies in what no Containerfile can make (an image with no layers).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EngineError
+from .host import private_dir, runtime_dir
 from .model import ImageInfo
 
 
@@ -42,15 +45,48 @@ class DefaultStorage:
     @classmethod
     @functools.cache
     def detect(cls) -> "DefaultStorage":
-        """Asked of podman once per command; warns once when the storage copies every layer whole."""
-        info = json.loads(podman_cli("info", "--format", "json").stdout)
-        store = info["store"]
+        """Asked of podman once, then remembered (`podman info` takes 0.5 s); warns when the storage copies
+        every layer whole.
+
+        The answer is kept in the user's private runtime directory under a key of everything that
+        chooses the storage (storage.conf files, the environment naming them, podman itself), so
+        editing storage.conf asks podman again.
+        """
+        cache = private_dir(runtime_dir() / "default-storage") / f"{_storage_key()}.json"
+        try:
+            store = json.loads(cache.read_text())
+            found = Path(store["graphRoot"]).is_dir()
+        except (OSError, ValueError, KeyError, TypeError):
+            found = False
+        if not found:
+            store = json.loads(podman_cli("info", "--format", "json").stdout)["store"]
+            store = {key: store.get(key) for key in ("graphRoot", "graphDriverName", "graphOptions")}
+            cache.write_text(json.dumps(store))
         opts = {k: str(v) for k, v in (store.get("graphOptions") or {}).items() if isinstance(v, (str, int))}
         if store["graphDriverName"] == "vfs":
             print("warning: podman's storage driver is vfs, which copies every layer whole (about 10x the disk "
                   "and time of overlay); run scripts/setup-host to configure overlay (native, or fuse-overlayfs)",
                   file=sys.stderr)
         return cls(store["graphRoot"], store["graphDriverName"], opts)
+
+
+def _storage_key() -> str:
+    """What decides the user's default storage: storage.conf wherever podman reads it, and podman's binary."""
+    home = Path.home()
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    files = [os.environ.get("CONTAINERS_STORAGE_CONF", ""), "/etc/containers/storage.conf",
+             "/usr/share/containers/storage.conf", str(config / "containers" / "storage.conf"),
+             shutil.which("podman") or ""]
+    facts = [os.geteuid(), *(os.environ.get(v, "") for v in ("CONTAINERS_STORAGE_CONF", "STORAGE_DRIVER",
+                                                          "STORAGE_OPTS", "XDG_CONFIG_HOME", "XDG_DATA_HOME")),
+             str(home)]
+    for name in files:
+        try:
+            info = os.stat(name)
+            facts.append(f"{name}:{info.st_mtime_ns}:{info.st_size}")
+        except OSError:
+            facts.append(f"{name}:-")
+    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:24]
 
 
 def build(context: Path, containerfile: Path, tag: str, labels: dict[str, str],

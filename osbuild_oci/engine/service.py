@@ -18,34 +18,17 @@ import hashlib
 import os
 import signal
 import socket
-import stat
 import subprocess
 import time
 from pathlib import Path
 
 from ..errors import EngineError
-from .host import runtime_dir, unmount_below
+from .host import private_dir, runtime_dir, unmount_below
 from .localstorage import DefaultStorage
 
 # Only a service whose osbuild-oci was killed ever idles this long (a running stage's
 # attach counts as activity); the next command on the store stops it anyway.
 ORPHAN_TIMEOUT = 3600
-
-
-def private_dir(path: Path) -> Path:
-    """Create path (and its parent) 0700 for this user, or refuse one that is someone else's."""
-    for directory in (path.parent, path):
-        try:
-            directory.mkdir(mode=0o700, exist_ok=True)
-        except FileNotFoundError:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = directory.lstat()
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-            raise EngineError(f"{directory} is not a directory of this user (uid {os.geteuid()}); "
-                              "remove it or set XDG_RUNTIME_DIR to a directory of your own")
-        if info.st_mode & 0o077:
-            os.chmod(directory, 0o700)
-    return path
 
 
 class Service:
@@ -83,8 +66,7 @@ class Service:
         self.store.mkdir(parents=True, exist_ok=True)
         self._check_paths()
         private_dir(self.run_dir)
-        # A service whose osbuild-oci died holds the storage; the store's lock says it is nobody's now.
-        self._stop_processes(self._orphans())
+        self.stop_orphan()
         if self.socket_path.is_socket() or self.socket_path.exists():
             if self.socket_path.lstat().st_uid != os.geteuid():
                 raise EngineError(f"{self.socket_path} belongs to another user; refusing to use it")
@@ -130,7 +112,7 @@ class Service:
                 self._signal_group(signal.SIGKILL)
                 self._process.wait()
             self._process = None
-        self._stop_processes(self._orphans())  # one that escaped its group
+        self.stop_orphan()  # one that escaped its group
         self._stop_pause_process()
         unmount_below(self.store)
 
@@ -140,6 +122,10 @@ class Service:
             os.kill(int((self.run_dir / "tmp" / "pause.pid").read_text()), signal.SIGKILL)
         except (OSError, ValueError):
             pass
+
+    def stop_orphan(self) -> None:
+        """A service whose osbuild-oci died holds the storage; the store's lock says it is nobody's now."""
+        self._stop_processes(self._orphans())
 
     def _signal_group(self, signum: int) -> None:
         try:

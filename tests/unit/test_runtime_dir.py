@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from osbuild_oci.engine.service import private_dir
+from osbuild_oci.engine.host import private_dir
 from osbuild_oci.errors import EngineError
 
 
