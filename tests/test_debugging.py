@@ -84,9 +84,10 @@ def test_interactive_shell_on_a_terminal(store, tmp_path):
     cli = shlex.join([*CLI, "shell", str(pipeline), "--store", str(store)])
     with Terminal(f"cd {shlex.quote(str(REPO))}; {cli}; echo EXIT=$?; sleep 600") as terminal:
         terminal.wait_for("root@", 60)
-        terminal.type("cat /one; echo $((6 * 7))")
-        screen = terminal.wait_for("42", 10)
-        assert "one\n42" in "\n".join(line.rstrip() for line in screen.splitlines())
+        # The answer is computed, so it is on the screen only once the shell ran the line.
+        terminal.type('cat /one; echo "=$((6 * 7))="')
+        screen = terminal.wait_for("=42=", 10)
+        assert "one\n=42=" in "\n".join(line.rstrip() for line in screen.splitlines())
         terminal.type("exit 3")
         terminal.wait_for("EXIT=3", 20)
 
