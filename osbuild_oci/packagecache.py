@@ -13,6 +13,7 @@ the containers' root is the user, who owns the directory.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
@@ -53,3 +54,23 @@ def trim(directory: Path, max_bytes: int) -> int:
         except FileNotFoundError:
             pass
     return freed
+
+
+@dataclass(frozen=True)
+class PackageCache:
+    """The cache as `store gc` budgets it (budget.Trimmable): the store's size limit covers it too."""
+
+    directory: Path
+
+    def _files(self) -> list[os.DirEntry]:
+        try:
+            return [e for e in os.scandir(self.directory) if e.is_file(follow_symlinks=False)]
+        except FileNotFoundError:
+            return []
+
+    def size(self) -> int:
+        return sum(entry.stat(follow_symlinks=False).st_size for entry in self._files())
+
+    def trim(self, over: int) -> None:
+        if self._files():
+            trim(self.directory, max(0, self.size() - over))

@@ -50,11 +50,12 @@ def store_gc(store: Optional[Path] = STORE,
     """Remove failed trees, then (with a size) least recently used trees until the store fits."""
     from .. import config
     from ..budget import human, parse_size
+    from ..packagecache import PackageCache, default_dir
     from ..store import open_store
     limit = max_size if max_size is not None else config.load().get("store-max-size")
     size = parse_size(limit, "--max-size") if limit is not None else None
     with open_store(store_path(store), lock_timeout) as objects:
-        removed, left = objects.gc(size)
+        removed, left = objects.gc(size, others=[PackageCache(default_dir())])
     for name in removed:
         print(f"removed {name}")
     over = f"; still over {human(size)}: what is left is needed by what is kept" if size and left > size else ""
