@@ -138,7 +138,8 @@ def _cached_output(oid: str, store: ObjectStore, remote: Remote, monitor: Monito
 def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path, remote: Remote,
               repos: list[str], refresh: bool) -> None:
     """Run the assembler into output, or copy what it wrote before for the same tree, image and options
-    (not after --refresh: the trees were rebuilt under their old ids).  Its tree's SBOM goes beside it."""
+    (not after --refresh: the trees were rebuilt under their old ids).  Its tree's SBOM goes beside it,
+    and is kept with it, so a cached output needs no tree mounted to read the packages."""
     assert the_plan.assembler is not None
     step, image = the_plan.assembler
     oid = the_plan.output_id
@@ -155,9 +156,10 @@ def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path
                                                 Mount(str(output.resolve()), OUTPUT_MOUNT)],
                            {"tree": TREE_MOUNT, "output": OUTPUT_MOUNT, "options": step.options}, monitor,
                            the_plan.source_epoch)
+        if the_plan.final is not None:
+            sbom = output / f"{step.options.get('filename', step.name)}.spdx.json"
+            sbom.write_text(store.sbom(the_plan.final), encoding="utf-8")
         outputs.keep(store.engine, oid, output)
-    sbom = output / f"{step.options.get('filename', step.name)}.spdx.json"
-    sbom.write_text(store.sbom(the_plan.final), encoding="utf-8")
     monitor.assembler_done(assembler=step.name, seconds=round(time.monotonic() - t0, 3), output=str(output),
                            files=sorted(os.listdir(output)), id=oid, cached=source is not None,
                            source=source or "built")
