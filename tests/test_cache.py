@@ -114,7 +114,7 @@ def _running(reader: LineReader) -> float:
                            timeout=60)[1]
 
 
-@pytest.mark.parametrize("sig,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("sig,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
 def test_interrupted_stage_stores_nothing(tmp_path, testing_stage, sig, status):
     store = tmp_path / "store"
     pipeline = tmp_path / "p.json"

@@ -34,8 +34,10 @@ _TLS_SPELLINGS = {"--tls-verify=false": "--no-tls-verify", "--tls-verify=true": 
 
 
 def main() -> None:
-    # SIGTERM unwinds like an exception, so running containers and uncommitted trees are removed.
+    # SIGTERM, and SIGHUP of a closed terminal, unwind like an exception: running containers and
+    # uncommitted trees are removed and the store's podman service stops.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     try:
         app(args=[_TLS_SPELLINGS.get(arg.lower(), arg) for arg in sys.argv[1:]], prog_name="osbuild-oci")
     except OsbuildOciError as err:
