@@ -3,31 +3,23 @@
 skopeo 1.9 and registry 2.8 have no referrers API, so the artifact is tagged as
 cosign tags its attachments: `REPO:sha256-<hex of the tree's manifest digest>.sbom`.
 Its manifest also names the tree as `subject`, so a registry with the referrers
-API lists it there too.  skopeo does the transfer (it reads the containers
-auth files itself).
+API lists it there too.  skopeo does the transfer, with the credentials
+osbuild-oci found (registry.skopeo).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import tempfile
 from pathlib import Path
 
+from . import registry
 from .errors import RegistryError
 from .sbom import MEDIA_TYPE
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
-
-
-def _skopeo(ref: str, action: str, *args: str) -> bytes:
-    proc = subprocess.run(["skopeo", *args], capture_output=True)
-    if proc.returncode != 0:
-        lines = proc.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {proc.returncode}"]
-        raise RegistryError(ref, action, lines[-1])
-    return proc.stdout
 
 
 def _repository(ref: str) -> str:
@@ -39,8 +31,8 @@ def _repository(ref: str) -> str:
 
 def sbom_ref(ref: str, tls_verify: bool) -> tuple[str, dict]:
     """Where the SBOM of the image at ref is (its cosign-style tag), and the image's manifest descriptor."""
-    manifest = _skopeo(ref, "inspect", "inspect", "--raw", f"--tls-verify={str(tls_verify).lower()}",
-                       f"docker://{ref}")
+    manifest = registry.skopeo("inspect", "--raw", f"docker://{ref}", tls_verify=tls_verify, action="inspect",
+                               ref=ref)
     digest = hashlib.sha256(manifest).hexdigest()
     media_type = json.loads(manifest).get("mediaType", MANIFEST)
     return (f"{_repository(ref)}:sha256-{digest}.sbom",
@@ -66,8 +58,8 @@ def push_sbom(document: str, ref: str, tls_verify: bool) -> str:
         index = {"schemaVersion": 2, "manifests": [blob(json.dumps(manifest).encode(), MANIFEST)]}
         (layout / "index.json").write_text(json.dumps(index))
         (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-        _skopeo(target, "push", "copy", "--quiet", "--preserve-digests",
-                f"--dest-tls-verify={str(tls_verify).lower()}", f"oci:{layout}", f"docker://{target}")
+        registry.skopeo("copy", "--quiet", "--preserve-digests", f"oci:{layout}", f"docker://{target}",
+                        side="dest-", tls_verify=tls_verify, action="push", ref=target)
     return target
 
 
@@ -75,8 +67,8 @@ def pull_sbom(ref: str, tls_verify: bool) -> str:
     """The SBOM pushed for the image at ref."""
     target, _ = sbom_ref(ref, tls_verify)
     with tempfile.TemporaryDirectory(prefix="osbuild-oci-sbom-") as tmp:
-        _skopeo(target, "pull", "copy", "--quiet", "--preserve-digests",
-                f"--src-tls-verify={str(tls_verify).lower()}", f"docker://{target}", f"oci:{tmp}")
+        registry.skopeo("copy", "--quiet", "--preserve-digests", f"docker://{target}", f"oci:{tmp}",
+                        side="src-", tls_verify=tls_verify, action="pull", ref=target)
         index = json.loads((Path(tmp) / "index.json").read_text())
         manifest = json.loads(_blob(Path(tmp), index["manifests"][0]["digest"]))
         layers = [layer for layer in manifest.get("layers", []) if layer.get("mediaType") == MEDIA_TYPE]

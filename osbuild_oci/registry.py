@@ -12,10 +12,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
-from .errors import RegistryError, UserError
+from .errors import BuildError, RegistryError, UserError
 
 
 def host(ref: str) -> str | None:
@@ -113,17 +115,44 @@ def credentials(ref: str) -> dict[str, str] | None:
     return None
 
 
+def skopeo(command: str, *args: str, side: str = "", tls_verify: bool, action: str, ref: str) -> bytes:
+    """skopeo COMMAND for the registry of ref (side "", "src-" or "dest-"), with the credentials osbuild-oci
+    found; its stdout.
+
+    They go in a private auth file, so skopeo reads exactly what every other pull
+    and push uses (containers-auth.json(5) order, helpers) and no path it cannot
+    open (rootless without a session, /run/containers/UID is root's).
+    """
+    if shutil.which("skopeo") is None:
+        raise BuildError("skopeo is not installed; run scripts/setup-host (or apt-get install skopeo)")
+    creds, server = credentials(ref), host(ref)
+    auths = {server: {"auth": base64.b64encode(f"{creds['username']}:{creds['password']}".encode()).decode()}} \
+        if creds and server else {}
+    with tempfile.TemporaryDirectory(prefix="osbuild-oci-auth-") as tmp:
+        authfile = Path(tmp) / "auth.json"
+        authfile.write_text(json.dumps({"auths": auths}))
+        proc = subprocess.run(["skopeo", command, f"--{side}tls-verify={str(tls_verify).lower()}",
+                               f"--{side}authfile={authfile}", *args], capture_output=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        reason = (lines or [f"exit status {proc.returncode}"])[-1]
+        reason = reason.split('msg="', 1)[-1].rstrip('"').replace('\\"', '"')
+        # skopeo blames "parsing image name" for any failure to open the image; the rest says what failed.
+        if reason.startswith("Error parsing image name") and '": ' in reason:
+            reason = reason.split('": ', 1)[1]
+        raise RegistryError(ref, action, reason)
+    return proc.stdout
+
+
 def has_image(ref: str, tls_verify: bool) -> bool:
-    """Whether the registry holds ref, asked without pulling it (skopeo reads the same auth files).
+    """Whether the registry holds ref, asked without pulling it.
 
     A registry that cannot answer is a RegistryError; one that answers it has no such image is False.
     """
-    proc = subprocess.run(["skopeo", "inspect", "--raw", "--no-tags", f"--tls-verify={str(tls_verify).lower()}",
-                           f"docker://{ref}"], capture_output=True, text=True)
-    if proc.returncode == 0:
-        return True
-    lines = proc.stderr.strip().splitlines()
-    err = RegistryError(ref, "look up", lines[-1] if lines else f"skopeo exit status {proc.returncode}")
-    if err.missing:
-        return False
-    raise err
+    try:
+        skopeo("inspect", "--raw", "--no-tags", f"docker://{ref}", tls_verify=tls_verify, action="look up", ref=ref)
+    except RegistryError as err:
+        if err.missing:
+            return False
+        raise
+    return True

@@ -19,8 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,34 +59,6 @@ class SigningKey:
             raise UserError(f"--sign-key {path}: {err}") from None
 
 
-def _skopeo(command: str, *args: str, side: str, tls_verify: bool, action: str, ref: str
-            ) -> subprocess.CompletedProcess:
-    """skopeo COMMAND for the registry of ref (side "", "src-" or "dest-"), with the credentials osbuild-oci found.
-
-    They go in a private auth file, so skopeo reads exactly what every other pull
-    and push uses (containers-auth.json(5) order, helpers) and no path it cannot
-    open (rootless without a session, /run/containers/UID is root's).
-    """
-    if shutil.which("skopeo") is None:
-        raise BuildError("skopeo is not installed; run scripts/setup-host (or apt-get install skopeo)")
-    creds, host = registry.credentials(ref), registry.host(ref)
-    auths = {host: {"auth": base64.b64encode(f"{creds['username']}:{creds['password']}".encode()).decode()}} \
-        if creds and host else {}
-    with tempfile.TemporaryDirectory(prefix="osbuild-oci-auth-") as tmp:
-        authfile = Path(tmp) / "auth.json"
-        authfile.write_text(json.dumps({"auths": auths}))
-        proc = subprocess.run(["skopeo", command, f"--{side}tls-verify={str(tls_verify).lower()}",
-                               f"--{side}authfile={authfile}", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        reason = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        reason = reason.split('msg="', 1)[-1].rstrip('"').replace('\\"', '"')
-        # skopeo blames "parsing image name" for any failure to open the image; the rest says what failed.
-        if reason.startswith("Error parsing image name") and '": ' in reason:
-            reason = reason.split('": ', 1)[1]
-        raise RegistryError(ref, action, reason)
-    return proc
-
-
 def _blob(layout: Path, data: bytes) -> dict:
     digest = hashlib.sha256(data).hexdigest()
     (layout / "blobs" / "sha256" / digest).write_bytes(data)
@@ -101,8 +71,8 @@ def sign(reference: str, image_id: str, key: SigningKey, tls_verify: bool) -> No
     The manifest is read back from the registry, and signed only if its config
     is the image just pushed (image_id), so a tag swapped in between is never signed.
     """
-    raw = _skopeo("inspect", "--raw", f"docker://{reference}", side="", tls_verify=tls_verify,
-                  action="read back", ref=reference).stdout.encode()
+    raw = registry.skopeo("inspect", "--raw", f"docker://{reference}", side="", tls_verify=tls_verify,
+                  action="read back", ref=reference)
     manifest = json.loads(raw)
     config = (manifest.get("config") or {}).get("digest", "")
     if config.removeprefix("sha256:") != image_id.removeprefix("sha256:"):
@@ -126,7 +96,7 @@ def sign(reference: str, image_id: str, key: SigningKey, tls_verify: bool) -> No
                         "layers": [layer]}
         entry = {"mediaType": OCI_MANIFEST, **_blob(layout, json.dumps(sig_manifest).encode())}
         (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-        _skopeo("copy", "--quiet", "--preserve-digests", f"oci:{layout}", f"docker://{_attachment(reference, digest)}",
+        registry.skopeo("copy", "--quiet", "--preserve-digests", f"oci:{layout}", f"docker://{_attachment(reference, digest)}",
                 side="dest-", tls_verify=tls_verify, action="store the signature of", ref=reference)
 
 
@@ -161,7 +131,7 @@ def _payloads(reference: str, digest: str, tls_verify: bool) -> list[tuple[bytes
     target = _attachment(reference, digest)
     with tempfile.TemporaryDirectory(prefix="osbuild-oci-verify-") as tmp:
         try:
-            _skopeo("copy", "--quiet", "--preserve-digests", f"docker://{target}", f"oci:{tmp}", side="src-",
+            registry.skopeo("copy", "--quiet", "--preserve-digests", f"docker://{target}", f"oci:{tmp}", side="src-",
                     tls_verify=tls_verify, action="read the signatures of", ref=reference)
         except RegistryError as err:
             if err.missing:
@@ -210,8 +180,8 @@ def trusted(reference: str, trust_keys: tuple[ec.EllipticCurvePublicKey, ...], t
     if "@" in reference:
         digest = reference.split("@", 1)[1]
     else:
-        raw = _skopeo("inspect", "--raw", f"docker://{reference}", side="", tls_verify=tls_verify,
-                      action="pull", ref=reference).stdout.encode()
+        raw = registry.skopeo("inspect", "--raw", f"docker://{reference}", side="", tls_verify=tls_verify,
+                      action="pull", ref=reference)
         digest = f"sha256:{hashlib.sha256(raw).hexdigest()}"
     payloads = _payloads(reference, digest, tls_verify)
     if not payloads:
