@@ -97,9 +97,12 @@ def test_kill_9_at_five_points_loses_nothing(tmp_path, stage_images, registry):
     kill_when(pipeline, store, tmp_path / "o3", lambda stream, line: "WRITTEN-BIG" in line, after=0.3)
     rebuild(["org.osbuild.script", *names[2:]])
 
-    # 4. during the assembler: every stage stays cached, the assembler runs again
+    # 4. during the assembler (with options whose output is not cached yet): every stage stays cached,
+    # the assembler runs again, and no half-written output was kept
+    tree["assembler"]["options"]["filename"] = "tree-4.tar"
+    save(tree)
     kill_when(pipeline, store, tmp_path / "o4", event("assembler-start"), after=2)
-    assert rebuild([]).of("assembler-done")
+    assert [e["cached"] for e in rebuild([]).of("assembler-done")] == [False]
 
     # 5. during a push to the cache registry
     kill_when(pipeline, store, tmp_path / "o5", event("assembler-done"), "--cache-to", cache, "--tls-verify=false",
