@@ -280,11 +280,12 @@ class Engine:
     def sync(self, source: str, destination: str) -> None:
         """Make the mounted tree at destination equal the one at source, touching only what differs.
 
-        rsync compares size and mtime to the nanosecond, as containers-storage's own diff
-        does, so overlay copies up (and the next commit stores) only changed files, plus
+        rsync compares contents (--checksum), not size and mtime: the source epoch clamps every
+        changed file's mtime to one value, so a file rewritten with as many bytes would look
+        unchanged.  Overlay copies up (and the next commit stores) only changed files, plus
         whiteouts for removed ones.
         """
-        self._on_mounted_tree(["rsync", "-aHAX", "--numeric-ids", "--delete", "--modify-window=-1",
+        self._on_mounted_tree(["rsync", "-aHAX", "--checksum", "--numeric-ids", "--delete", "--modify-window=-1",
                                f"{source}/", f"{destination}/"], f"copy tree {source} into {destination}")
 
     def clamp(self, tree: str, epoch: int, since: float) -> None:
