@@ -56,11 +56,15 @@ def osbuild(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def osbuild_popen(*args: str, env: dict | None = None) -> subprocess.Popen:
-    """The CLI in the background, stdout and stderr as text pipes."""
+    """The CLI in the background, stdout and stderr as text pipes.
+
+    Its SIGINT is the default one, as at a terminal: a suite started as a shell's background job
+    inherits SIGINT ignored, and Ctrl-C would then do nothing to the build.
+    """
     argv = list(map(str, args))
     _note_store(argv, env)
     return subprocess.Popen([*CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env=environ(env))
+                            env=environ(env), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @dataclass
