@@ -125,7 +125,7 @@ def test_interrupted_stage_stores_nothing(tmp_path, testing_stage, sig, status):
     reader = LineReader(proc)
     _running(reader)
     proc.send_signal(sig)
-    reader.drain(timeout=90)  # the stopped container gets its grace period; a loaded machine adds more
+    reader.drain(timeout=30)
     assert proc.returncode == status, reader.seen[-10:]
     events = [json.loads(line) for stream, _, line in reader.seen if stream == "stdout"]
     first_id, slow_id = [e["id"] for e in events if e["event"] == "stage-start"]
