@@ -14,6 +14,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from . import outputs
 from .artifacts import push_sbom
@@ -84,8 +85,7 @@ def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: 
     local before remote.
 
     Only the newest cached tree is pulled; it holds every earlier stage's layer.  With
-    trust keys, a tree none of them signed is a miss (`cache-untrusted`), never pulled.  A
-    registry that cannot be reached is reported once and dropped from repos.
+    trust keys, a tree none of them signed is a miss, never pulled (`_first_registry`).
     """
     outputs_ref = [outputs.output_ref(the_plan.output_id)] if the_plan.output_id else []
     store.engine.prefetch([tree_ref(stage.id) for stage in the_plan.stages] + outputs_ref)
@@ -93,17 +93,28 @@ def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: 
         tree_id = the_plan.stages[index].id
         if store.has_tree(tree_id):
             return index + 1, "store"
-        for repo in list(repos):
-            monitor.busy(f"looking up and pulling {repo}:{tree_id[:12]}")
-            try:
-                if store.fetch(tree_id, repo, remote.tls_verify, remote.trust):
-                    return index + 1, repo
-            except Untrusted as err:
-                monitor.cache_untrusted(image=f"{repo}:{tree_id}", reason=err.reason)
-            except RegistryError as err:
-                repos.remove(repo)
-                monitor.cache_unavailable(registry=repo, error=str(err))
+        repo = _first_registry(repos, monitor, lambda repo: f"{repo}:{tree_id}",
+                               lambda repo: store.fetch(tree_id, repo, remote.tls_verify, remote.trust))
+        if repo is not None:
+            return index + 1, repo
     return 0, "store"
+
+
+def _first_registry(repos: list[str], monitor: Monitor, image: Callable[[str], str],
+                    fetch: Callable[[str], bool]) -> str | None:
+    """The first cache registry fetch(repo) pulled from, else None.  An image no trusted key signed is
+    a miss (`cache-untrusted`); a registry that cannot be reached is reported once and dropped from repos."""
+    for repo in list(repos):
+        monitor.busy(f"looking up and pulling {image(repo)}")
+        try:
+            if fetch(repo):
+                return repo
+        except Untrusted as err:
+            monitor.cache_untrusted(image=image(repo), reason=err.reason)
+        except RegistryError as err:
+            repos.remove(repo)
+            monitor.cache_unavailable(registry=repo, error=str(err))
+    return None
 
 
 def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Monitor) -> None:
@@ -123,16 +134,8 @@ def _cached_output(oid: str, store: ObjectStore, remote: Remote, monitor: Monito
     """Where the assembler's output is already kept: the store, or a cache registry (pulled), else None."""
     if outputs.has(store.engine, oid):
         return "store"
-    for repo in list(repos):
-        try:
-            if outputs.fetch(store.engine, oid, repo, remote.tls_verify, remote.trust):
-                return repo
-        except Untrusted as err:
-            monitor.cache_untrusted(image=outputs.remote_tag(repo, oid), reason=err.reason)
-        except RegistryError as err:
-            repos.remove(repo)
-            monitor.cache_unavailable(registry=repo, error=str(err))
-    return None
+    return _first_registry(repos, monitor, lambda repo: outputs.remote_tag(repo, oid),
+                           lambda repo: outputs.fetch(store.engine, oid, repo, remote.tls_verify, remote.trust))
 
 
 def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path, remote: Remote,
