@@ -77,8 +77,7 @@ def restore(engine: Engine, oid: str, directory: Path) -> None:
     podman = ["podman", *engine.podman_args()]
     script = ('set -e; src=$("$@" image mount "$REF"); trap \'"$@" image unmount "$REF" >/dev/null\' EXIT; '
               'find "$src" -mindepth 1 -maxdepth 1 -exec cp -R --reflink=auto --preserve=mode,timestamps -t "$DEST" {} +')
-    enter = [] if os.geteuid() == 0 else [*podman, "unshare"]
-    proc = subprocess.run([*enter, "sh", "-c", script, "sh", *podman], capture_output=True, text=True,
+    proc = subprocess.run([*engine.in_userns(), "sh", "-c", script, "sh", *podman], capture_output=True, text=True,
                           env={**os.environ, "REF": output_ref(oid), "DEST": str(directory.resolve())})
     if proc.returncode != 0:
         raise BuildError(f"could not copy the cached output {output_ref(oid)} into {directory}: "

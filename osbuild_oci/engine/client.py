@@ -312,19 +312,19 @@ class Engine:
         podman's user namespace, so the tool runs there (as that namespace's root, which may change any file)."""
         if shutil.which(cmd[0]) is None:
             raise EngineError(f"{cmd[0]} is not installed; run scripts/setup-host (or apt-get install {cmd[0]})")
-        proc = subprocess.run([*self._in_userns(), *cmd], capture_output=True, text=True)
+        proc = subprocess.run([*self.in_userns(), *cmd], capture_output=True, text=True)
         if proc.returncode != 0:
             detail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
             raise EngineError(f"{os.path.basename(cmd[0])} could not {action}: {detail[0]}")
         return proc.stdout
 
-    def _in_userns(self) -> list[str]:
+    def in_userns(self) -> list[str]:
         """What runs a host command where the store's files are its own: rootless, podman's user namespace."""
         return [] if os.geteuid() == 0 else ["podman", *self.podman_args(), "unshare"]
 
     def disk_use(self) -> int:
         """Bytes the store's directory takes on disk; every layer is stored once, however many images share it."""
-        proc = subprocess.run([*self._in_userns(), "du", "-sxB1", str(self.store)], capture_output=True, text=True)
+        proc = subprocess.run([*self.in_userns(), "du", "-sxB1", str(self.store)], capture_output=True, text=True)
         if proc.returncode != 0 and not proc.stdout:
             raise EngineError(f"du could not measure {self.store}: {proc.stderr.strip()}")
         return int(proc.stdout.split()[0])
