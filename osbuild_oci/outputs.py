@@ -49,7 +49,7 @@ def has(engine: Engine, oid: str) -> bool:
 
 def fetch(engine: Engine, oid: str, repository: str, tls_verify: bool, trust: tuple = ()) -> bool:
     """Pull the output from a cache repository; False if it is not there, refused if it is not that output
-    (or, with trust keys, if none of them signed it: signing.Untrusted)."""
+    (or, with trust keys, if none of them signed it: errors.Untrusted)."""
     return pull_checked(engine, remote_tag(repository, oid), "output", LABEL_OUTPUT, oid, output_ref(oid),
                         tls_verify, trust)
 

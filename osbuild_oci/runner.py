@@ -19,11 +19,10 @@ from typing import Callable
 from . import outputs
 from .artifacts import push_sbom
 from .engine.model import ContainerSpec, Mount
-from .errors import RegistryError, StageFailed
+from .errors import RegistryError, StageFailed, Untrusted
 from .monitor import Monitor
 from .pipeline import Step
 from .planner import Plan, Remote
-from .signing import Untrusted
 from .stageimage import StageImage
 from .store import LABEL_RELEASE, ObjectStore, push_signed, tree_ref
 

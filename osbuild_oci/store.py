@@ -19,14 +19,17 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from . import budget, layers, signing
+from . import budget, layers
 from .engine.model import ImageInfo
 from .engine import records
 from .engine.client import Engine
 from .errors import BuildError, EngineError, RegistryError, StageFailed, UserError
 from .usage import Usage
+
+if TYPE_CHECKING:
+    from .signing import SigningKey
 
 TREES = "localhost/osbuild-oci/trees"
 # Assembler outputs (outputs.py): kept beside the trees, removed with them.
@@ -291,7 +294,7 @@ class ObjectStore:
         """Pull REPOSITORY:<tree id> and keep it as that tree if it really is it; False if absent.
 
         With trust keys, only a manifest one of them signed is pulled (by its digest);
-        anything else raises signing.Untrusted before a byte of it reaches the store.
+        anything else raises errors.Untrusted before a byte of it reaches the store.
         """
         if not pull_checked(self.engine, f"{repository}:{tree_id}", "tree", LABEL_TREE, tree_id,
                             tree_ref(tree_id), tls_verify, trust):
@@ -299,7 +302,7 @@ class ObjectStore:
         self._sources.setdefault(repository, (tls_verify, trust))
         return True
 
-    def push(self, tree_id: str, destination: str, tls_verify: bool, sign_key: signing.SigningKey | None = None) -> None:
+    def push(self, tree_id: str, destination: str, tls_verify: bool, sign_key: SigningKey | None = None) -> None:
         """Push the tree; with a key, sign the manifest the registry then serves for destination."""
         push_signed(self.engine, tree_ref(tree_id), destination, tls_verify, sign_key)
 
@@ -430,10 +433,14 @@ def pull_checked(engine: Engine, ref: str, kind: str, label: str, expected: str,
 
     A cache registry is anyone's who can push to it: an image under the wrong tag is refused, not used.
     With trust keys, only a manifest one of them signed is pulled (by its digest); anything else
-    raises signing.Untrusted before a byte of it reaches the store.
+    raises errors.Untrusted before a byte of it reaches the store.
     """
     try:
-        info = engine.pull(signing.trusted(ref, trust, tls_verify) if trust else ref, tls_verify)
+        pinned = ref
+        if trust:
+            from . import signing
+            pinned = signing.trusted(ref, trust, tls_verify)
+        info = engine.pull(pinned, tls_verify)
     except RegistryError as err:
         if err.missing:
             return False
@@ -446,10 +453,11 @@ def pull_checked(engine: Engine, ref: str, kind: str, label: str, expected: str,
 
 
 def push_signed(engine: Engine, local: str, destination: str, tls_verify: bool,
-                sign_key: signing.SigningKey | None = None) -> None:
+                sign_key: SigningKey | None = None) -> None:
     """Push an image of the store; with a key, sign the manifest the registry then serves for destination."""
     engine.push(local, destination, tls_verify)
     if sign_key is not None:
+        from . import signing
         signing.sign(destination, engine.image(local).id, sign_key, tls_verify)
 
 
