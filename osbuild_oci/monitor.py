@@ -247,4 +247,4 @@ class ProgressMonitor(Monitor):
     def store_trimmed(self, removed, size, max_size):
         over = " (still over: the rest is in use)" if size > max_size else ""
         self._line(("Store", "cyan"), f" {human(size)} of {human(max_size)}{over}; "
-                   f"{len(removed)} least recently used tree(s) removed")
+                   f"{len(removed)} least recently used tree(s) and output(s) removed")

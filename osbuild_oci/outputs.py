@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .engine.client import Engine
 from .errors import BuildError
-from .store import OUTPUTS, pull_checked
+from .store import output_ref, pull_checked
 
 LABEL_OUTPUT = "org.osbuild-oci.output-id"
 
@@ -30,10 +30,6 @@ def output_id(tree: str | None, image_id: str, options: dict) -> str:
     """The cache key: the tree the assembler reads, its image digest, its canonical options."""
     doc = {"tree": tree or "", "assembler": image_id, "options": options}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def output_ref(oid: str) -> str:
-    return f"{OUTPUTS}:{oid}"
 
 
 def remote_tag(repository: str, oid: str) -> str:

@@ -162,6 +162,7 @@ def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path
             sbom = output / f"{step.options.get('filename', step.name)}.spdx.json"
             sbom.write_text(store.sbom(the_plan.final), encoding="utf-8")
         outputs.keep(store.engine, oid, output)
+    store.record_output_use(oid)
     monitor.assembler_done(assembler=step.name, seconds=round(time.monotonic() - t0, 3), output=str(output),
                            files=sorted(os.listdir(output)), id=oid, cached=source is not None,
                            source=source or "built")

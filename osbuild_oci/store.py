@@ -90,6 +90,10 @@ def tree_ref(tree_id: str) -> str:
     return f"{TREES}:{tree_id}"
 
 
+def output_ref(oid: str) -> str:
+    return f"{OUTPUTS}:{oid}"
+
+
 def failed_ref(stage_id: str) -> str:
     """Where a failed stage's partial tree is kept: never under its stage id, so never a cache hit."""
     return f"{TREES}:{FAILED}{stage_id}"
@@ -347,9 +351,19 @@ class ObjectStore:
         """(stage id, image) of every kept failed tree."""
         return [(tag[len(FAILED):], info) for tag, info in self._tagged() if tag.startswith(FAILED)]
 
+    def outputs(self) -> list[tuple[str, ImageInfo]]:
+        """(output id, image) of every cached assembler output."""
+        prefix = output_ref("")
+        return [(name[len(prefix):], info) for info in self.engine.images(OUTPUTS)
+                for name in info.names if name.startswith(prefix)]
+
     def record_use(self, tree_ids: list[str]) -> None:
         """A build used these trees (built or hit): gc removes them last."""
         self.usage.touch([tree_id for tree_id in tree_ids if tree_id and self.has_tree(tree_id)])
+
+    def record_output_use(self, oid: str) -> None:
+        """A build wrote or copied this output: gc removes it last, as it does a used tree."""
+        self.usage.touch([oid])
 
     def last_used(self, tree_id: str, info: ImageInfo) -> float:
         """When the tree was last used; one never recorded counts from its creation."""
@@ -382,17 +396,18 @@ class ObjectStore:
 
     def gc(self, max_size: int | None, keep: set[str] = frozenset(),
            others: list[budget.Trimmable] = ()) -> tuple[list[str], int]:
-        """Make the store fit max_size; (removed tree names, the store's size after).
+        """Make the store fit max_size; (removed tree and output names, the store's size after).
 
         Without max_size every kept failure goes.  With it, kept failures go first,
-        then trees by least recent use, as long as the store's layers and `others`
-        (such as a package cache) together are over budget; then each of `others` is
-        asked to trim what is still over.  Trees in keep (a running build's) never go.
-        Nothing else can be using a tree: this command holds the store's lock.
+        then trees and cached outputs by least recent use, as long as the store's layers
+        and `others` (such as a package cache) together are over budget; then each of
+        `others` is asked to trim what is still over.  Trees and outputs in keep (a running
+        build's) never go.  Nothing else can be using them: this command holds the store's lock.
         """
         failed = [(tree_ref(FAILED + stage_id), info, float("-inf")) for stage_id, info in self.failed()]
-        trees = [(tree_ref(tree_id), info, self.last_used(tree_id, info))
-                 for tree_id, info in self.trees() if tree_id not in keep]
+        kept = [(tree_ref(tree_id), tree_id, info) for tree_id, info in self.trees()] + \
+               [(output_ref(oid), oid, info) for oid, info in self.outputs()]
+        trees = [(name, info, self.last_used(key, info)) for name, key, info in kept if key not in keep]
         self.engine.prune()
         if max_size is None:
             chosen = [budget.Candidate(name, info.id, used) for name, info, used in failed]
@@ -402,7 +417,7 @@ class ObjectStore:
                 budget.Candidate(name, info.id, used) for name, info, used in failed + trees], max_size - extra)
         for candidate in chosen:
             self.engine.remove_image(candidate.name)
-        self.usage.forget(c.name[len(tree_ref("")):] for c in chosen)
+        self.usage.forget(c.name.rsplit(":", 1)[1] for c in chosen)
         self.engine.prune()
         size = self.size()
         if max_size is not None:
@@ -421,9 +436,8 @@ class ObjectStore:
         for tag, _ in self._tagged():
             self.engine.remove_image(tree_ref(tag))
             self.sbom_path(tag).unlink(missing_ok=True)
-        for info in self.engine.images(OUTPUTS):
-            for name in info.names:
-                self.engine.remove_image(name)
+        for oid, _ in self.outputs():
+            self.engine.remove_image(output_ref(oid))
         self.engine.prune()
 
 
