@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import outputs, registry
+from . import lastplan, outputs, registry
 from .lockfile import Lock, Pin
 from .engine.model import ImageInfo
 from .errors import RegistryError, UserError
 from .pipeline import Pipeline, Step
 from .stageimage import ALLOWED_CAPABILITIES, LOCAL_PREFIX, StageImage, local_ref
-from .store import ObjectStore
+from .store import ObjectStore, output_ref, tree_ref
 
 if TYPE_CHECKING:
     from .signing import SigningKey
@@ -84,6 +84,11 @@ class Plan:
             return None
         step, image = self.assembler
         return outputs.output_id(self.final, image.id, step.options)
+
+    def cache_refs(self) -> list[str]:
+        """The store names under which this plan's trees and output would be cached."""
+        return [tree_ref(stage.id) for stage in self.stages] + \
+            ([output_ref(self.output_id)] if self.output_id else [])
 
 
 def _pull_for(store: ObjectStore, ref: str, remote: Remote, where: str) -> ImageInfo:
@@ -181,7 +186,8 @@ def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), poli
     """The plan; with a lock, every image is the one it pins (a stage it lacks is refused)."""
     steps = [*pipeline.stages, *([pipeline.assembler] if pipeline.assembler else [])]
     bases = [pipeline.base] if pipeline.base and not TREE_ID.match(pipeline.base) else []
-    store.engine.prefetch([*bases, *(image_ref(step, remote) for step in steps)])
+    guessed = lastplan.guess(store.engine.store, pipeline.name)
+    store.engine.prefetch([*bases, *(image_ref(step, remote) for step in steps), *guessed])
     base, base_image = _resolve_base(store, pipeline.base, remote, lock)
     stages, parent = [], base
     for step in pipeline.stages:
@@ -193,7 +199,9 @@ def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), poli
     assembler = None
     if pipeline.assembler is not None:
         assembler = (pipeline.assembler, resolve(store, pipeline.assembler, "assembler", remote, policy, lock))
-    return Plan(pipeline.name, base, base_image, stages, assembler, pipeline.source_epoch)
+    the_plan = Plan(pipeline.name, base, base_image, stages, assembler, pipeline.source_epoch)
+    lastplan.remember(store.engine.store, pipeline.name, the_plan.cache_refs())
+    return the_plan
 
 
 def lock_of(the_plan: Plan, store: ObjectStore, path: Path, base: str | None) -> Lock:

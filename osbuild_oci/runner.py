@@ -87,8 +87,7 @@ def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: 
     Only the newest cached tree is pulled; it holds every earlier stage's layer.  With
     trust keys, a tree none of them signed is a miss, never pulled (`_first_registry`).
     """
-    outputs_ref = [outputs.output_ref(the_plan.output_id)] if the_plan.output_id else []
-    store.engine.prefetch([tree_ref(stage.id) for stage in the_plan.stages] + outputs_ref)
+    store.engine.prefetch(the_plan.cache_refs())
     for index in reversed(range(limit)):
         tree_id = the_plan.stages[index].id
         if store.has_tree(tree_id):
