@@ -443,21 +443,22 @@ BOOT_TIMEOUT = 240
 
 
 def boot_to_login(image: Path, firmware: str, tmp: Path, cli: list[str] | tuple[str, ...] = tuple(CLI),
-                  hostname: str = "debian-oci") -> str:
-    """`osbuild-oci boot IMAGE --FIRMWARE` until the serial console (its stdout) shows the login prompt; the
+                  hostname: str = "debian-oci", disk_arch: str | None = None) -> str:
+    """`osbuild-oci boot IMAGE --FIRMWARE [--arch DISK_ARCH]` until the serial console (its stdout) shows the login prompt; the
     console text.  cli: how to run osbuild-oci (e.g. through runuser, for rootless boots).  On a busy
     machine the kernel's late messages can land between the host name and "login:"."""
     prompt = re.compile(re.escape(hostname.encode()) + rb" (?:\[[^\n]*\n)*login:")
     log = tmp / f"serial-{firmware}.log"
     with open(log, "wb") as console:
         # A group of its own: killing it ends osbuild-oci, qemu and runuser alike.
-        vm = subprocess.Popen([*cli, "boot", str(image), f"--{firmware}"], stdin=subprocess.DEVNULL, stdout=console,
+        vm = subprocess.Popen([*cli, "boot", str(image), f"--{firmware}", *(["--arch", disk_arch] if disk_arch else [])],
+                              stdin=subprocess.DEVNULL, stdout=console,
                               stderr=subprocess.PIPE, start_new_session=True, cwd=REPO)
     try:
         deadline = time.monotonic() + BOOT_TIMEOUT
         while not prompt.search(log.read_bytes()):
             assert vm.poll() is None, f"osbuild-oci boot exited: {vm.stderr.read().decode(errors='replace')}"
-            assert time.monotonic() < deadline, f"no login prompt on ttyS0 after {BOOT_TIMEOUT} s:\n" + \
+            assert time.monotonic() < deadline, f"no login prompt on the serial console after {BOOT_TIMEOUT} s:\n" + \
                 log.read_text(errors="replace")[-3000:]
             time.sleep(1)
     finally:
