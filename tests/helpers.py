@@ -15,6 +15,7 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -259,6 +260,36 @@ def make_testing_stage(root: Path, name: str, version: str) -> None:
 def remove_default_images(*refs: str) -> None:
     """Remove images a test built in the ordinary podman storage."""
     subprocess.run(["podman", "rmi", "--force", "--ignore", *refs], capture_output=True, text=True)
+
+
+class User:
+    """A throwaway unprivileged user on the real host, removed with everything it ran afterwards.
+
+    Like a user started with su or runuser here, it has no systemd session: no XDG_RUNTIME_DIR,
+    so its podman keeps its runtime files in /tmp/podman-run-UID.
+    """
+
+    def __init__(self, name: str):
+        subprocess.run(["useradd", "--system", "--create-home", "--shell", "/bin/sh", name], check=True)
+        self.name = name
+        self.uid = int(subprocess.run(["id", "-u", name], capture_output=True, text=True, check=True).stdout)
+        self.home = Path(os.path.expanduser(f"~{name}"))
+
+    def run(self, *cmd: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+        """CMD as the user, in the environment of a fresh login (not the test's podman settings)."""
+        env = [f"HOME={self.home}", f"USER={self.name}", "PATH=/usr/local/bin:/usr/bin:/bin"]
+        return subprocess.run(["runuser", "-u", self.name, "--", "env", "-i", *env, *cmd],
+                              input=stdin, capture_output=True, cwd="/", timeout=120)
+
+    def remove(self) -> None:
+        pause = Path(f"/tmp/podman-run-{self.uid}/libpod/tmp/pause.pid")
+        if pause.exists():
+            os.kill(int(pause.read_text()), 15)
+            time.sleep(0.2)
+        subprocess.run(["userdel", "--remove", self.name], capture_output=True)
+        # podman's runtime directory, and the run root c/storage picks without a storage.conf.
+        for leftover in f"/tmp/podman-run-{self.uid}", f"/tmp/containers-user-{self.uid}":
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 # -- processes whose output is read while they run ------------------------------
