@@ -28,7 +28,7 @@ disk=$work/disk.raw
 # The hooks are scripts mmdebstrap runs with the tree as $1: single quotes on purpose.
 # shellcheck disable=SC2016
 mmdebstrap --quiet --variant=minbase \
-  --include=systemd-sysv,udev,kmod,e2fsprogs,passwd,initramfs-tools,linux-image-amd64 \
+  --include=systemd-sysv,udev,kmod,e2fsprogs,passwd,initramfs-tools,linux-image-amd64,openssh-server \
   --dpkgopt=force-unsafe-io --customize-hook='rm "$1/etc/dpkg/dpkg.cfg.d/99mmdebstrap"' \
   --setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" && echo FSTYPE=ext4 > "$1/etc/initramfs-tools/conf.d/fstype.conf"' \
   "$@" bookworm "$tree" http://deb.debian.org/debian

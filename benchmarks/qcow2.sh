@@ -34,7 +34,7 @@ cold_empty=$(millis cold-empty $cli build "$pipeline" --store "$work/store-empty
 benchmarks/plain-shell-qcow2.sh "$work/shell-fill" "$work/debs" > "$work/shell-fill.log" 2>&1
 shell_warm=$(millis shell-warm benchmarks/plain-shell-qcow2.sh "$work/shell-warm" "$work/debs")
 cold_warm=$(millis cold-warm $cli build "$pipeline" --store "$work/store" -o "$work/out-cold" \
-  --package-cache "$work/packages")
+  --package-cache "$work/packages" --json)
 unchanged=$(millis unchanged $cli build "$pipeline" --store "$work/store" -o "$work/out-unchanged" \
   --package-cache "$work/packages")
 
@@ -62,6 +62,10 @@ echo "cold qcow2, warm package cache:  $cold_warm ms; plain shell with .deb cach
   "($(ratio "$cold_warm" "$shell_warm")x)"
 echo "cold qcow2, both caches empty:   $cold_empty ms; plain shell without cache: $shell_empty ms" \
   "($(ratio "$cold_empty" "$shell_empty")x)"
+python3 -c 'import json, sys
+phases = [json.loads(line).get("phases") or {} for line in open(sys.argv[1]) if line.startswith("{")]
+clamp, sbom, run, commit = (sum(p.get(name, 0) for p in phases) for name in ("clamp", "sbom", "container", "commit"))
+print(f"  of which clamping {clamp:.1f} s and SBOMs {sbom:.1f} s; stage containers {run:.1f} s, commits {commit:.1f} s")' "$work/cold-warm.log"
 echo "unchanged rebuild:               $unchanged ms, output $(same "$work/out-cold/$image" "$work/out-unchanged/$image")"
 echo "fresh store with --cache-from:   $fresh ms, $ran steps ran, output" \
   "$(same "$work/out-cold/$image" "$work/out-fresh/$image")"

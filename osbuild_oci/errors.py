@@ -60,3 +60,7 @@ class RegistryError(EngineError):
         rendered = reason.lower()
         self.missing = any(f"{code.lower().replace('_', ' ')}:" in rendered for code in _MISSING_CODES)
         super().__init__(f"cannot {action} {ref} (registry {ref.split('/', 1)[0]}): {reason}")
+
+
+class Untrusted(RegistryError):
+    """The registry holds no signature by a trusted key for the image; `reason` says what was found instead."""

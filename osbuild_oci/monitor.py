@@ -57,7 +57,7 @@ class Monitor(abc.ABC):
 
     @abc.abstractmethod
     def stage_done(self, stage: str, index: int, total: int, id: str, cached: bool, source: str,
-                   seconds: float) -> None: ...
+                   seconds: float, phases: dict[str, float]) -> None: ...
 
     @abc.abstractmethod
     def assembler_start(self, assembler: str) -> None: ...
@@ -103,9 +103,9 @@ class JsonMonitor(Monitor):
     def stage_start(self, stage, index, total, id):
         self._emit("stage-start", stage=stage, index=index, total=total, id=id)
 
-    def stage_done(self, stage, index, total, id, cached, source, seconds):
+    def stage_done(self, stage, index, total, id, cached, source, seconds, phases):
         self._emit("stage-done", stage=stage, index=index, total=total, id=id, cached=cached, source=source,
-                   seconds=seconds)
+                   seconds=seconds, phases=phases)
 
     def assembler_start(self, assembler):
         self._emit("assembler-start", assembler=assembler)
@@ -219,7 +219,7 @@ class ProgressMonitor(Monitor):
         self._line((f"▶ assembler {assembler}", "cyan"))
         self.busy(f"assembler {assembler} running")
 
-    def stage_done(self, stage, index, total, id, cached, source, seconds):
+    def stage_done(self, stage, index, total, id, cached, source, seconds, phases):
         state = (f"cached ({source})", "dim") if cached else ("done", "green")
         took = "" if cached else f" in {seconds:.1f} s"
         self._line((f"■ [{index + 1}/{total}] {stage}", "cyan"), " ", state, took, " ", (id[:12], "dim"))
@@ -247,4 +247,4 @@ class ProgressMonitor(Monitor):
     def store_trimmed(self, removed, size, max_size):
         over = " (still over: the rest is in use)" if size > max_size else ""
         self._line(("Store", "cyan"), f" {human(size)} of {human(max_size)}{over}; "
-                   f"{len(removed)} least recently used tree(s) removed")
+                   f"{len(removed)} least recently used tree(s) and output(s) removed")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .engine.client import Engine
 from .errors import BuildError
-from .store import OUTPUTS, pull_checked
+from .store import output_ref, pull_checked
 
 LABEL_OUTPUT = "org.osbuild-oci.output-id"
 
@@ -30,10 +30,6 @@ def output_id(tree: str | None, image_id: str, options: dict) -> str:
     """The cache key: the tree the assembler reads, its image digest, its canonical options."""
     doc = {"tree": tree or "", "assembler": image_id, "options": options}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def output_ref(oid: str) -> str:
-    return f"{OUTPUTS}:{oid}"
 
 
 def remote_tag(repository: str, oid: str) -> str:
@@ -49,7 +45,7 @@ def has(engine: Engine, oid: str) -> bool:
 
 def fetch(engine: Engine, oid: str, repository: str, tls_verify: bool, trust: tuple = ()) -> bool:
     """Pull the output from a cache repository; False if it is not there, refused if it is not that output
-    (or, with trust keys, if none of them signed it: signing.Untrusted)."""
+    (or, with trust keys, if none of them signed it: errors.Untrusted)."""
     return pull_checked(engine, remote_tag(repository, oid), "output", LABEL_OUTPUT, oid, output_ref(oid),
                         tls_verify, trust)
 

@@ -11,14 +11,18 @@ import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import arch, outputs, registry, signing
+from . import arch, outputs, registry
 from .lockfile import Lock, Pin
 from .engine.model import ImageInfo
 from .errors import RegistryError, UserError
 from .pipeline import Pipeline, Step
 from .stageimage import ALLOWED_CAPABILITIES, LABEL_ARCH, LOCAL_PREFIX, StageImage, local_ref
 from .store import ObjectStore
+
+if TYPE_CHECKING:
+    from .signing import SigningKey
 
 TREE_ID = re.compile(r"^[0-9a-f]{64}$")
 
@@ -46,7 +50,7 @@ class Remote:
     tls_verify: bool = True
     # Public keys of which one must have signed every image pulled from a registry (none: trust the registry).
     trust: tuple = ()
-    sign_key: signing.SigningKey | None = None
+    sign_key: SigningKey | None = None
 
 
 @dataclass(frozen=True)
@@ -88,9 +92,12 @@ class Plan:
 
 
 def _pull_for(store: ObjectStore, ref: str, remote: Remote, where: str) -> ImageInfo:
-    """Pull ref; with trust keys, only the manifest one of them signed, by its digest (else signing.Untrusted)."""
+    """Pull ref; with trust keys, only the manifest one of them signed, by its digest (else errors.Untrusted)."""
     try:
-        pinned = signing.trusted(ref, remote.trust, remote.tls_verify) if remote.trust else ref
+        pinned = ref
+        if remote.trust:
+            from . import signing
+            pinned = signing.trusted(ref, remote.trust, remote.tls_verify)
         return store.engine.pull(pinned, remote.tls_verify)
     except RegistryError as err:
         if not err.missing:

@@ -13,17 +13,17 @@ import os
 import re
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from . import outputs
 from .artifacts import push_sbom
 from .engine.model import ContainerSpec, Mount
-from .errors import RegistryError, StageFailed
+from .errors import RegistryError, StageFailed, Untrusted
 from .monitor import Monitor
 from .pipeline import Step
 from .planner import Plan, Remote
-from .signing import Untrusted
 from .stageimage import StageImage
 from .store import LABEL_RELEASE, ObjectStore, push_signed, tree_ref
 
@@ -163,6 +163,7 @@ def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path
             sbom = output / f"{step.options.get('filename', step.name)}.spdx.json"
             sbom.write_text(store.sbom(the_plan.final), encoding="utf-8")
         outputs.keep(store.engine, oid, output)
+    store.record_output_use(oid)
     monitor.assembler_done(assembler=step.name, seconds=round(time.monotonic() - t0, 3), output=str(output),
                            files=sorted(os.listdir(output)), id=oid, cached=source is not None,
                            source=source or "built")
@@ -184,6 +185,8 @@ def _run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Re
         t0 = time.monotonic()
         monitor.stage_start(stage=stage.step.name, index=index, total=total, id=stage.id)
         cached = index < done
+        # Where a built stage's time went: its container, the clamp, the SBOM, the commit (the rest: the mount).
+        phases: dict[str, float] = {}
         if not cached:
             reported: dict[str, str] = {}
             with tempfile.TemporaryDirectory(prefix="osbuild-oci-meta-") as meta, \
@@ -191,15 +194,28 @@ def _run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Re
                                    keep_failed, the_plan.arch) as tree:
                 # A second back: file times come from a coarse clock that may lag time.time() by a tick.
                 since = time.time() - 1
-                _run_container(store, stage.step, stage.image, [Mount(tree, TREE_MOUNT), Mount(meta, META_MOUNT)],
-                               {"tree": TREE_MOUNT, "options": stage.step.options}, monitor, the_plan.source_epoch,
-                               package_cache)
-                store.engine.clamp(tree, the_plan.source_epoch, since)
-                sbom = store.engine.sbom(tree, stage.id, the_plan.source_epoch)
+                with _phase(phases, "container"):
+                    _run_container(store, stage.step, stage.image, [Mount(tree, TREE_MOUNT), Mount(meta, META_MOUNT)],
+                                   {"tree": TREE_MOUNT, "options": stage.step.options}, monitor,
+                                   the_plan.source_epoch, package_cache)
+                with _phase(phases, "clamp"):
+                    store.engine.clamp(tree, the_plan.source_epoch, since)
+                with _phase(phases, "sbom"):
+                    sbom = store.engine.sbom(tree, stage.id, the_plan.source_epoch)
                 reported.update(_reported(meta))
+                committing = time.monotonic()
+            phases["commit"] = round(time.monotonic() - committing, 3)
             store.save_sbom(stage.id, sbom)
         monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,
-                           source=source if cached else "built", seconds=round(time.monotonic() - t0, 3))
+                           source=source if cached else "built", seconds=round(time.monotonic() - t0, 3),
+                           phases=phases)
+
+
+@contextmanager
+def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
+    t0 = time.monotonic()
+    yield
+    phases[name] = round(time.monotonic() - t0, 3)
 
 
 def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | None,

@@ -10,7 +10,6 @@ mounted (inside podman's user namespace when rootless).
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import json
 import os
 import re
@@ -175,12 +174,18 @@ def document(status_text: str, copyrights: dict[str, str | None], tree_id: str, 
            "name": f"osbuild-oci tree {tree_id}",
            "documentNamespace": f"https://osbuild-oci.invalid/spdx/tree/{tree_id}",
            "creationInfo": {"created": created,
-                            "creators": [f"Tool: osbuild-oci-{importlib.metadata.version('osbuild-oci')}"]},
+                            "creators": [f"Tool: osbuild-oci-{_version()}"]},
            "packages": spdx_packages, "relationships": relationships}
     if extracted:
         doc["hasExtractedLicensingInfos"] = [{"licenseId": ref, "extractedText": text}
                                              for ref, text in sorted(extracted.items())]
     return doc
+
+
+def _version() -> str:
+    """This program's version, for the document's creator (importlib.metadata costs 45 ms: only when asked)."""
+    import importlib.metadata
+    return importlib.metadata.version("osbuild-oci")
 
 
 def _read(path: str) -> str | None:

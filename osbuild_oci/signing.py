@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import keys, registry
-from .errors import BuildError, RegistryError, UserError
+from .errors import BuildError, RegistryError, Untrusted, UserError
 
 PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -36,10 +36,6 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 SIGNATURE_TYPE = "cosign container image signature"
 UNKNOWN_SIGNER = "signed by none of the trusted keys"
-
-
-class Untrusted(RegistryError):
-    """The registry holds no signature by a trusted key for the image; `reason` says what was found instead."""
 
 
 @dataclass(frozen=True)

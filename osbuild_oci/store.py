@@ -19,14 +19,17 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from . import arch, budget, layers, signing
+from . import arch, budget, layers
 from .engine.model import ImageInfo
 from .engine import records
 from .engine.client import Engine
 from .errors import BuildError, EngineError, RegistryError, StageFailed, UserError
 from .usage import Usage
+
+if TYPE_CHECKING:
+    from .signing import SigningKey
 
 TREES = "localhost/osbuild-oci/trees"
 # Assembler outputs (outputs.py): kept beside the trees, removed with them.
@@ -85,6 +88,10 @@ class Lineage:
 
 def tree_ref(tree_id: str) -> str:
     return f"{TREES}:{tree_id}"
+
+
+def output_ref(oid: str) -> str:
+    return f"{OUTPUTS}:{oid}"
 
 
 def failed_ref(stage_id: str) -> str:
@@ -294,7 +301,7 @@ class ObjectStore:
         """Pull REPOSITORY:<tree id> and keep it as that tree if it really is it; False if absent.
 
         With trust keys, only a manifest one of them signed is pulled (by its digest);
-        anything else raises signing.Untrusted before a byte of it reaches the store.
+        anything else raises errors.Untrusted before a byte of it reaches the store.
         """
         if not pull_checked(self.engine, f"{repository}:{tree_id}", "tree", LABEL_TREE, tree_id,
                             tree_ref(tree_id), tls_verify, trust):
@@ -302,7 +309,7 @@ class ObjectStore:
         self._sources.setdefault(repository, (tls_verify, trust))
         return True
 
-    def push(self, tree_id: str, destination: str, tls_verify: bool, sign_key: signing.SigningKey | None = None) -> None:
+    def push(self, tree_id: str, destination: str, tls_verify: bool, sign_key: SigningKey | None = None) -> None:
         """Push the tree; with a key, sign the manifest the registry then serves for destination."""
         push_signed(self.engine, tree_ref(tree_id), destination, tls_verify, sign_key)
 
@@ -347,9 +354,19 @@ class ObjectStore:
         """(stage id, image) of every kept failed tree."""
         return [(tag[len(FAILED):], info) for tag, info in self._tagged() if tag.startswith(FAILED)]
 
+    def outputs(self) -> list[tuple[str, ImageInfo]]:
+        """(output id, image) of every cached assembler output."""
+        prefix = output_ref("")
+        return [(name[len(prefix):], info) for info in self.engine.images(OUTPUTS)
+                for name in info.names if name.startswith(prefix)]
+
     def record_use(self, tree_ids: list[str]) -> None:
         """A build used these trees (built or hit): gc removes them last."""
         self.usage.touch([tree_id for tree_id in tree_ids if tree_id and self.has_tree(tree_id)])
+
+    def record_output_use(self, oid: str) -> None:
+        """A build wrote or copied this output: gc removes it last, as it does a used tree."""
+        self.usage.touch([oid])
 
     def last_used(self, tree_id: str, info: ImageInfo) -> float:
         """When the tree was last used; one never recorded counts from its creation."""
@@ -382,17 +399,18 @@ class ObjectStore:
 
     def gc(self, max_size: int | None, keep: set[str] = frozenset(),
            others: list[budget.Trimmable] = ()) -> tuple[list[str], int]:
-        """Make the store fit max_size; (removed tree names, the store's size after).
+        """Make the store fit max_size; (removed tree and output names, the store's size after).
 
         Without max_size every kept failure goes.  With it, kept failures go first,
-        then trees by least recent use, as long as the store's layers and `others`
-        (such as a package cache) together are over budget; then each of `others` is
-        asked to trim what is still over.  Trees in keep (a running build's) never go.
-        Nothing else can be using a tree: this command holds the store's lock.
+        then trees and cached outputs by least recent use, as long as the store's layers
+        and `others` (such as a package cache) together are over budget; then each of
+        `others` is asked to trim what is still over.  Trees and outputs in keep (a running
+        build's) never go.  Nothing else can be using them: this command holds the store's lock.
         """
         failed = [(tree_ref(FAILED + stage_id), info, float("-inf")) for stage_id, info in self.failed()]
-        trees = [(tree_ref(tree_id), info, self.last_used(tree_id, info))
-                 for tree_id, info in self.trees() if tree_id not in keep]
+        kept = [(tree_ref(tree_id), tree_id, info) for tree_id, info in self.trees()] + \
+               [(output_ref(oid), oid, info) for oid, info in self.outputs()]
+        trees = [(name, info, self.last_used(key, info)) for name, key, info in kept if key not in keep]
         self.engine.prune()
         if max_size is None:
             chosen = [budget.Candidate(name, info.id, used) for name, info, used in failed]
@@ -402,7 +420,7 @@ class ObjectStore:
                 budget.Candidate(name, info.id, used) for name, info, used in failed + trees], max_size - extra)
         for candidate in chosen:
             self.engine.remove_image(candidate.name)
-        self.usage.forget(c.name[len(tree_ref("")):] for c in chosen)
+        self.usage.forget(c.name.rsplit(":", 1)[1] for c in chosen)
         self.engine.prune()
         size = self.size()
         if max_size is not None:
@@ -421,9 +439,8 @@ class ObjectStore:
         for tag, _ in self._tagged():
             self.engine.remove_image(tree_ref(tag))
             self.sbom_path(tag).unlink(missing_ok=True)
-        for info in self.engine.images(OUTPUTS):
-            for name in info.names:
-                self.engine.remove_image(name)
+        for oid, _ in self.outputs():
+            self.engine.remove_image(output_ref(oid))
         self.engine.prune()
 
 
@@ -433,10 +450,14 @@ def pull_checked(engine: Engine, ref: str, kind: str, label: str, expected: str,
 
     A cache registry is anyone's who can push to it: an image under the wrong tag is refused, not used.
     With trust keys, only a manifest one of them signed is pulled (by its digest); anything else
-    raises signing.Untrusted before a byte of it reaches the store.
+    raises errors.Untrusted before a byte of it reaches the store.
     """
     try:
-        info = engine.pull(signing.trusted(ref, trust, tls_verify) if trust else ref, tls_verify)
+        pinned = ref
+        if trust:
+            from . import signing
+            pinned = signing.trusted(ref, trust, tls_verify)
+        info = engine.pull(pinned, tls_verify)
     except RegistryError as err:
         if err.missing:
             return False
@@ -449,10 +470,11 @@ def pull_checked(engine: Engine, ref: str, kind: str, label: str, expected: str,
 
 
 def push_signed(engine: Engine, local: str, destination: str, tls_verify: bool,
-                sign_key: signing.SigningKey | None = None) -> None:
+                sign_key: SigningKey | None = None) -> None:
     """Push an image of the store; with a key, sign the manifest the registry then serves for destination."""
     engine.push(local, destination, tls_verify)
     if sign_key is not None:
+        from . import signing
         signing.sign(destination, engine.image(local).id, sign_key, tls_verify)
 
 

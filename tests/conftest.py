@@ -8,13 +8,14 @@ no container, no container mount and no podman service: a build that leaks one f
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from helpers import (CLI, REPO, Result, make_testing_stage, podman, remove_default_images, run_build,
+from helpers import (CLI, FLAGSHIP, REPO, Result, make_testing_stage, podman, remove_default_images, run_build,
                      stage_ref, start_registry, stop, touched_stores, unique_name)
 
 
@@ -87,6 +88,16 @@ def stage_images() -> None:
 def shared_store(tmp_path_factory) -> Path:
     """One store for tests that do not depend on what else is in it; saves rebuilding trees."""
     return tmp_path_factory.mktemp("shared") / "store"
+
+
+@pytest.fixture(scope="session")
+def flagship(shared_store, stage_images, tmp_path_factory) -> tuple[Result, Path]:
+    """pipelines/debian-bookworm-qcow2.json built once per session in the shared store: its result and qcow2."""
+    pipeline = json.loads(FLAGSHIP.read_text())
+    output = tmp_path_factory.mktemp("flagship") / "out"
+    result = run_build(pipeline, shared_store, output)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, output / pipeline["assembler"]["options"]["filename"]
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+FLAGSHIP = REPO / "pipelines" / "debian-bookworm-qcow2.json"
 CLI = [sys.executable, "-m", "osbuild_oci"]
 MINBASE = "localhost/osbuild-oci/debian-minbase:bookworm"
 TREES = "localhost/osbuild-oci/trees:"
@@ -474,24 +475,40 @@ BOOT_TIMEOUT = 240
 
 
 def boot_to_login(image: Path, firmware: str, tmp: Path, cli: list[str] | tuple[str, ...] = tuple(CLI),
-                  hostname: str = "debian-oci", disk_arch: str | None = None) -> str:
-    """`osbuild-oci boot IMAGE --FIRMWARE [--arch DISK_ARCH]` until the serial console (its stdout) shows the login prompt; the
-    console text.  cli: how to run osbuild-oci (e.g. through runuser, for rootless boots).  On a busy
-    machine the kernel's late messages can land between the host name and "login:"."""
-    prompt = re.compile(re.escape(hostname.encode()) + rb" (?:\[[^\n]*\n)*login:")
+                  hostname: str = "debian-oci", then: str | None = None, disk_arch: str | None = None) -> str:
+    """`osbuild-oci boot IMAGE --FIRMWARE [--arch DISK_ARCH]` until the serial console (its stdout) shows the
+    login prompt; the console text.  cli: how to run osbuild-oci (e.g. through runuser, for rootless boots).
+    then: a shell command to run after logging in as the README's user (debian/debian); the console text then
+    ends with its output, between ==> and <== lines.  On a busy machine the kernel's late messages can land
+    between the host name and "login:"."""
     log = tmp / f"serial-{firmware}.log"
     with open(log, "wb") as console:
         # A group of its own: killing it ends osbuild-oci, qemu and runuser alike.
         vm = subprocess.Popen([*cli, "boot", str(image), f"--{firmware}", *(["--arch", disk_arch] if disk_arch else [])],
-                              stdin=subprocess.DEVNULL, stdout=console,
+                              stdin=subprocess.PIPE, stdout=console,
                               stderr=subprocess.PIPE, start_new_session=True, cwd=REPO)
-    try:
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while not prompt.search(log.read_bytes()):
+    deadline = time.monotonic() + BOOT_TIMEOUT
+
+    def wait_for(pattern: bytes, what: str) -> None:
+        while not re.search(pattern, log.read_bytes()):
             assert vm.poll() is None, f"osbuild-oci boot exited: {vm.stderr.read().decode(errors='replace')}"
-            assert time.monotonic() < deadline, f"no login prompt on the serial console after {BOOT_TIMEOUT} s:\n" + \
+            assert time.monotonic() < deadline, f"no {what} on the serial console after {BOOT_TIMEOUT} s:\n" + \
                 log.read_text(errors="replace")[-3000:]
             time.sleep(1)
+
+    def type_line(line: str) -> None:
+        vm.stdin.write(line.encode() + b"\n")
+        vm.stdin.flush()
+
+    try:
+        wait_for(re.escape(hostname.encode()) + rb" (?:\[[^\n]*\n)*login:", "login prompt")
+        if then is not None:
+            type_line("debian")
+            wait_for(rb"Password:", "password prompt")
+            type_line("debian")
+            wait_for(rb"debian@" + re.escape(hostname.encode()) + rb":~\$", "shell prompt")
+            type_line(f"echo '==''>'; {then}; echo '<''=='")
+            wait_for(rb"[\r\n]==>\r?\n(?:.*\n)*?<==", f"output of {then!r}")
     finally:
         os.killpg(vm.pid, signal.SIGKILL)
         vm.wait()

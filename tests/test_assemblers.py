@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import tarfile
 import tempfile
 
 import pytest
 
-from helpers import (SECTOR, build_stage, check_gpt_disk, partitions, remove_default_images, root_file, root_fs,
+from helpers import (SECTOR, build_stage, check_gpt_disk, disk_tool, partitions, remove_default_images, root_file, root_fs,
                      stage_ref, tree_entry, unique_name, write_stage)
 
 UUID = "0b6c3a5e-1f2d-4c8b-9a7e-5d4c3b2a1f00"
+DEFAULT_EPOCH = 1704067200  # docs/design.md: a pipeline without source_epoch
 OS_RELEASE = 'PRETTY_NAME="osbuild-oci test tree"\nID=test\n'
 
 
@@ -31,15 +33,26 @@ def small_tree(assembler: dict, grub_cfg: bool = True) -> dict:
 
 
 def test_raw_gpt_disk(build, tmp_path):
+    """Also: every file's access and change times on the disk are its modification time, the source epoch,
+    not when the store unpacked the layer (a name with a space and quotes included)."""
     size = 256 * 1024 * 1024
-    result = build(small_tree({"name": "org.osbuild.raw", "options": {
-        "filename": "disk.img", "root_fs_uuid": UUID, "size": "256M"}}), output=tmp_path / "out")
+    pipeline = small_tree({"name": "org.osbuild.raw", "options": {
+        "filename": "disk.img", "root_fs_uuid": UUID, "size": "256M"}})
+    odd = '/etc/a "quoted" name'
+    pipeline["stages"][1]["options"]["files"].append({"path": odd, "content": "x"})
+    result = build(pipeline, output=tmp_path / "out")
     assert result.returncode == 0, result.stderr
     image = tmp_path / "out" / "disk.img"
     assert image.stat().st_size == size
     assert image.stat().st_blocks * 512 < size / 4, "the raw image is sparse"
     root = check_gpt_disk(image, UUID, size)
     assert root_file(image, root["start"], "/etc/os-release") == OS_RELEASE
+    for path in ("/etc/os-release", odd, "/root"):
+        quoted = '"' + path.replace('"', '""') + '"'
+        stat = disk_tool(image, "debugfs", "-R", f"stat {quoted}", f"IMG?offset={root['start'] * SECTOR}")
+        times = dict(re.findall(r"\b(atime|ctime|mtime): (0x[0-9a-f]+)", stat))
+        assert {name: int(value, 16) for name, value in times.items()} == dict.fromkeys(
+            ("atime", "ctime", "mtime"), DEFAULT_EPOCH), f"{path}: {stat}"
 
 
 def test_qcow2_dos_bios_only(build, tmp_path):

@@ -8,36 +8,26 @@ fail on the machines we build on).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tarfile
 import tempfile
-from pathlib import Path
 
 import pytest
 
-from helpers import (REPO, Result, boot_to_login, check_gpt_disk, podman, root_file, run_build, sha256,
+from helpers import (FLAGSHIP, REPO, boot_to_login, check_gpt_disk, podman, root_file, run_build, sha256,
                      store_state, tree_run)
 
 pytestmark = pytest.mark.slow
 
-PIPELINE = REPO / "pipelines" / "debian-bookworm-qcow2.json"
-
 
 @pytest.fixture(scope="module")
 def pipeline() -> dict:
-    return json.loads(PIPELINE.read_text())
+    return json.loads(FLAGSHIP.read_text())
 
 
-@pytest.fixture(scope="module")
-def debian(pipeline, shared_store, stage_images, tmp_path_factory) -> tuple[Result, Path]:
-    output = tmp_path_factory.mktemp("debian") / "out"
-    result = run_build(pipeline, shared_store, output)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result, output / pipeline["assembler"]["options"]["filename"]
-
-
-def test_disk_checks(debian, pipeline, tmp_path):
-    _, qcow2 = debian
+def test_disk_checks(flagship, pipeline, tmp_path):
+    _, qcow2 = flagship
     subprocess.run(["qemu-img", "check", str(qcow2)], check=True, capture_output=True)
     raw = tmp_path / "disk.raw"
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(qcow2), str(raw)], check=True)
@@ -45,25 +35,35 @@ def test_disk_checks(debian, pipeline, tmp_path):
     assert root_file(raw, root["start"], "/etc/hostname").strip() == "debian-oci"
 
 
-@pytest.mark.parametrize("firmware", ["bios", "uefi"])
-def test_boots_to_serial_login(debian, firmware, tmp_path):
-    _, qcow2 = debian
-    console = boot_to_login(qcow2, firmware, tmp_path)
-    assert "GNU GRUB" in console
-    assert "fsck.ext4 -a" in console, "the initramfs checks the root filesystem"
+# Waits for ssh.service, which may start after the login prompt, to have made its host key.
+HOST_KEY = "until test -s /etc/ssh/ssh_host_ed25519_key.pub; do sleep 1; done; cut -d' ' -f2 " \
+           "/etc/ssh/ssh_host_ed25519_key.pub"
 
 
-def test_warm_rebuild_copies_the_cached_output_and_the_assembler_gives_the_same_disk(debian, pipeline, shared_store,
+def test_boots_bios_and_uefi_to_a_login_and_each_machine_makes_its_own_ssh_host_keys(flagship, tmp_path):
+    """Both firmwares boot the same disk to a login.  The image holds no ssh host keys: ssh.service makes
+    them at a machine's first start, so two machines from one image never share them."""
+    _, qcow2 = flagship
+    keys = []
+    for firmware in ("bios", "uefi"):
+        console = boot_to_login(qcow2, firmware, tmp_path, then=HOST_KEY)
+        assert "GNU GRUB" in console
+        assert "fsck.ext4 -a" in console, "the initramfs checks the root filesystem"
+        keys.append(re.search(r"==>\r?\n(\S+)\r?\n", console)[1])
+    assert keys[0].startswith("AAAA") and keys[1].startswith("AAAA"), keys
+    assert keys[0] != keys[1], "two boots of one image made the same ssh host key"
+
+
+def test_warm_rebuild_copies_the_cached_output_and_the_assembler_gives_the_same_disk(flagship, pipeline, shared_store,
                                                                                      tmp_path):
     """An unchanged pipeline copies its cached output and starts no container.  The assembler run again on
     the same tree (its cached output removed) writes the same disk: every identifier and clock of it follows
     root_fs_uuid and the source epoch.
 
-    (qemu-img converts the same raw disk to the same qcow2, so identical qcow2 files hold identical raw disks.)
-    Not identical: disks of two separately built trees, whose inode atime and ctime fields mkfs.ext4 -d copies
-    from the files of the mounted tree, i.e. from when the store unpacked each layer (README).
+    (qemu-img converts the same raw disk to the same qcow2, so identical qcow2 files hold identical raw disks.
+    Disks of the same tree built in two stores: tests/test_reproducible.py.)
     """
-    first, qcow2 = debian
+    first, qcow2 = flagship
     created = store_state(shared_store)["created"]
     again = run_build(pipeline, shared_store, tmp_path / "cached")
     assert again.returncode == 0, again.stderr
@@ -84,8 +84,8 @@ def test_warm_rebuild_copies_the_cached_output_and_the_assembler_gives_the_same_
     assert "linux-image-amd64" in {package["name"] for package in sbom["packages"]}
 
 
-def test_tar_and_oci_archive_of_the_debian_tree(debian, pipeline, shared_store, tmp_path):
-    first, _ = debian
+def test_tar_and_oci_archive_of_the_debian_tree(flagship, pipeline, shared_store, tmp_path):
+    first, _ = flagship
     os_release = tree_run(shared_store, first.image, "cat", "/etc/os-release")
     tar = run_build({**pipeline, "assembler": {"name": "org.osbuild.tar", "options": {"filename": "tree.tar"}}},
                     shared_store, tmp_path / "tar")

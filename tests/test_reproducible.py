@@ -1,7 +1,8 @@
 """Reproducible trees: the Debian tree pipeline, built twice in two fresh stores with the same source_epoch,
-gives the same layers (diff ids) and byte-identical tar and oci-archive outputs.
+gives the same layers (diff ids) and byte-identical tar and oci-archive outputs; the flagship built in a
+fresh store gives the same layers and the same qcow2 and raw disks as the session's shared store.
 
-This is the suite's one double Debian build: both builds run at the same time.
+These are the suite's repeated Debian builds: all three run at the same time.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, Result, events_of, osbuild_popen, podman, run_build, sha256
+from helpers import FLAGSHIP, REPO, Result, events_of, osbuild_popen, podman, run_build, sha256
 
 pytestmark = pytest.mark.slow
 
@@ -24,20 +25,28 @@ BUILD_RECORDS = ["./var/log/dpkg.log", "./var/log/apt/history.log", "./var/log/a
 
 
 @pytest.fixture(scope="module")
-def twice(stage_images, tmp_path_factory) -> list[tuple[Path, Result]]:
+def builds(stage_images, tmp_path_factory) -> dict[str, tuple[Path, Result]]:
+    """The Debian tree pipeline with EPOCH in fresh stores a and b, and the flagship (its default epoch) in
+    fresh store c, all at the same time."""
     pipeline = json.loads((REPO / "pipelines" / "debian-bookworm-tree.json").read_text())
     pipeline["source_epoch"] = EPOCH
     root = tmp_path_factory.mktemp("reproducible")
     path = root / "tree.json"
     path.write_text(json.dumps(pipeline))
-    stores = [root / "a" / "store", root / "b" / "store"]
-    builds = [osbuild_popen("build", path, "--store", store, "--json") for store in stores]
-    results = []
-    for store, proc in zip(stores, builds):
+    jobs = {"a": path, "b": path, "c": FLAGSHIP}
+    procs = {name: osbuild_popen("build", job, "--store", root / name / "store", "--output", root / name / "out",
+                                 "--json") for name, job in jobs.items()}
+    results = {}
+    for name, proc in procs.items():
         stdout, stderr = proc.communicate(timeout=1800)
         assert proc.returncode == 0, stderr[-3000:]
-        results.append((store, Result(proc.returncode, stdout, stderr, events_of(stdout))))
+        results[name] = (root / name / "store", Result(proc.returncode, stdout, stderr, events_of(stdout)))
     return results
+
+
+@pytest.fixture(scope="module")
+def twice(builds) -> list[tuple[Path, Result]]:
+    return [builds["a"], builds["b"]]
 
 
 def _layers(store: Path, image: str) -> list[str]:
@@ -71,3 +80,22 @@ def test_same_epoch_gives_identical_outputs(twice, assembler, tmp_path):
             assert max(member.mtime for member in members) == EPOCH, "every file clamped to source_epoch"
             assert archive.extractfile("./etc/machine-id").read() == b"", "systemd's first-boot mark"
         assert names.isdisjoint(BUILD_RECORDS), sorted(names.intersection(BUILD_RECORDS))
+
+
+def test_the_flagship_built_in_two_stores_gives_the_same_layers_and_the_same_qcow2_and_raw_disks(builds, flagship,
+                                                                                               shared_store, tmp_path):
+    """The disk assembler's every identifier and clock, and each inode's times, follow the tree and options,
+    so two stores that built the same tree write the same disk."""
+    store, fresh = builds["c"]
+    shared, qcow2 = flagship
+    assert fresh.tree == shared.tree
+    assert _layers(store, fresh.image) == _layers(shared_store, shared.image)
+    assert sha256(store.parent / "out" / qcow2.name) == sha256(qcow2), "qcow2 of the same tree from two stores"
+    pipeline = json.loads(FLAGSHIP.read_text())
+    pipeline["assembler"]["options"] |= {"format": "raw", "filename": "disk.raw"}
+    digests = []
+    for name, where in (("fresh", store), ("shared", shared_store)):
+        result = run_build(pipeline, where, tmp_path / name)
+        assert result.returncode == 0 and result.ran == [], result.stderr[-3000:]
+        digests.append(sha256(tmp_path / name / "disk.raw"))
+    assert digests[0] == digests[1], "raw disks of the same tree from two stores"

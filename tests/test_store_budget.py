@@ -23,6 +23,12 @@ def pipeline(letter: str) -> dict:
             "stages": [PREFIX, script(f"yes {letter} | head -c 2000000 > /own")]}
 
 
+def gc(store, max_size: int):
+    """`store gc` with a package cache of the test's own: the budget counts the user's package cache too."""
+    return osbuild("store", "gc", "--store", store, "--max-size", str(max_size),
+                   env={"XDG_CACHE_HOME": str(store.parent / "cache")})
+
+
 def listing(store) -> dict[str, dict]:
     proc = osbuild("store", "list", "--store", store, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -50,10 +56,10 @@ def test_gc_removes_the_least_recently_used_and_keeps_what_kept_trees_need(tmp_p
     assert 2_000_000 <= after[built["b"].tree]["size"] < 2_100_000, "the size of its own layer"
 
     layers = json.loads(osbuild("store", "du", "--store", store, "--json").stdout)["layers"]
-    gc = osbuild("store", "gc", "--store", store, "--max-size", str(layers - 1_000_000))
-    assert gc.returncode == 0, gc.stderr
+    trimmed = gc(store, layers - 1_000_000)
+    assert trimmed.returncode == 0, trimmed.stderr
     assert tree_tags(store) == {TREES + t for t in (base_tree(store), prefix, built["a"].tree, built["c"].tree)}, \
-        gc.stdout
+        trimmed.stdout
     for letter in "ac":
         assert tree_run(store, built[letter].image, "sh", "-c", "head -c 4 /own; head -c 6 /prefix") == \
             f"{letter}\n{letter}\nprefix"
@@ -65,7 +71,7 @@ def test_gc_removes_the_least_recently_used_and_keeps_what_kept_trees_need(tmp_p
                      store, tmp_path / "o-e")
     assert on_a.returncode == 0, on_a.stderr
     size = json.loads(osbuild("store", "du", "--store", store, "--json").stdout)["layers"]
-    second = osbuild("store", "gc", "--store", store, "--max-size", str(size - 2_500_000))
+    second = gc(store, size - 2_500_000)
     assert second.returncode == 0, second.stderr
     assert [line.split(":")[1] for line in second.stdout.splitlines() if line.startswith("removed ")] == \
         [built["c"].tree, on_a.tree], "least recently used first; a tree others build on frees nothing"
@@ -80,7 +86,7 @@ def test_a_budget_makes_every_build_end_with_gc_keeping_its_own_trees(tmp_path, 
     config = tmp_path / "config" / "osbuild-oci"
     config.mkdir(parents=True)
     (config / "config.toml").write_text('store-max-size = "1k"\n')
-    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     again = run_build(pipeline("b"), store, tmp_path / "o-again", env=env)
     assert again.returncode == 0, again.stderr
     [trimmed] = again.of("store-trimmed")
@@ -89,3 +95,22 @@ def test_a_budget_makes_every_build_end_with_gc_keeping_its_own_trees(tmp_path, 
                                                                               "--store-max-size", "100G").tree]
     flag = run_build(pipeline("b"), store, tmp_path / "o-flag", "--store-max-size", "nonsense")
     assert flag.returncode == 2 and "--store-max-size 'nonsense'" in flag.stderr
+
+
+def test_gc_removes_a_cached_output_by_its_last_use_like_a_tree(tmp_path, stage_images):
+    """Cached assembler outputs are in the store's budget: the least recently used goes first, tree or output."""
+    store = tmp_path / "store"
+    tarred = {**pipeline("a"), "assembler": {"name": "org.osbuild.tar", "options": {"filename": "a.tar"}}}
+    first = run_build(tarred, store, tmp_path / "o-tar")
+    assert first.returncode == 0, first.stderr
+    [done] = first.of("assembler-done")
+    for letter in "ab":  # a's tree is used again after its output, and b's is newer still
+        assert run_build(pipeline(letter), store, tmp_path / f"o-{letter}").returncode == 0
+    output = f"localhost/osbuild-oci/outputs:{done['id']}"
+    layers = json.loads(osbuild("store", "du", "--store", store, "--json").stdout)["layers"]
+    trimmed = gc(store, layers - 100_000)
+    assert trimmed.returncode == 0, trimmed.stderr
+    assert [line for line in trimmed.stdout.splitlines() if line.startswith("removed ")] == [f"removed {output}"]
+    assert first.tree in listing(store), "the tree it was made of stays"
+    again = run_build(tarred, store, tmp_path / "o-again")
+    assert again.returncode == 0 and [e["cached"] for e in again.of("assembler-done")] == [False], again.stderr

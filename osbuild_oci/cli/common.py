@@ -47,11 +47,11 @@ SIGN_PASSPHRASE = typer.Option(None, "--sign-passphrase-file", metavar="FILE", d
 
 def signing_key(key: Optional[Path], passphrase_file: Optional[Path]):
     """The opened --sign-key (None without one); a passphrase file without a key is a mistake."""
-    from ..signing import SigningKey
     if key is None:
         if passphrase_file is not None:
             raise UserError("--sign-passphrase-file is the passphrase of --sign-key; give --sign-key too")
         return None
+    from ..signing import SigningKey  # cryptography costs 60 ms: only for a command that signs
     return SigningKey.open(key, passphrase_file)
 STAGES_FROM = typer.Option(None, "--stages-from", metavar="REGISTRY/NAMESPACE",
                            help="Resolve stage names to REGISTRY/NAMESPACE/NAME:latest")
@@ -78,12 +78,15 @@ def where_from(stages_from: Optional[str], cache_from: List[str], cache_to: Opti
     Says which capabilities the user added.  Without --trust-key the config file's trust-keys apply, so
     every command that pulls checks what a build would check.
     """
-    from .. import config, signing
+    from .. import config
     from ..planner import Policy, Remote
     extra = {c.upper() if c.upper().startswith("CAP_") else f"CAP_{c.upper()}" for c in allow_capability}
     for cap in sorted(extra - Policy().capabilities):
         print(f"note: --allow-capability {cap}: stage images that ask for it get it", file=sys.stderr)
-    trust = tuple(signing.load_public(path) for path in config.trust_keys(trust_key))
+    trust = ()
+    if paths := config.trust_keys(trust_key):
+        from .. import signing  # as in signing_key: only for a command that checks signatures
+        trust = tuple(signing.load_public(path) for path in paths)
     return (Remote(stages_from, tuple(cache_from), cache_to, tls_verify, trust, sign_key),
             Policy(Policy().capabilities | extra))
 

@@ -29,12 +29,14 @@ def test_progress_prints_names_and_errors_literally(capsys):
 
 def test_json_events_are_one_object_a_line(capsys):
     monitor = JsonMonitor()
-    monitor.stage_done(stage="s", index=0, total=2, id="a" * 64, cached=True, source="store", seconds=0.1)
+    monitor.stage_done(stage="s", index=0, total=2, id="a" * 64, cached=False, source="built", seconds=0.1,
+                       phases={"container": 0.05, "clamp": 0.01, "sbom": 0.02, "commit": 0.01})
     monitor.build_done(tree=None, image=None, seconds=1.0)
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["event"] for line in lines] == ["stage-done", "build-done"]
     assert json.loads(lines[0]) == {"event": "stage-done", "stage": "s", "index": 0, "total": 2, "id": "a" * 64,
-                                    "cached": True, "source": "store", "seconds": 0.1}
+                                    "cached": False, "source": "built", "seconds": 0.1,
+                                    "phases": {"container": 0.05, "clamp": 0.01, "sbom": 0.02, "commit": 0.01}}
 
 
 def test_an_untrusted_cache_is_one_line_on_stderr_for_both_audiences(capsys):
