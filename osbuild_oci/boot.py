@@ -1,6 +1,7 @@
 """Boots what an assembler made, under qemu: the right firmware, KVM when it works, the serial console here.
 
-The image is opened in snapshot mode (`-snapshot`), so a boot never changes
+An arm64 disk boots on qemu's `virt` machine with AAVMF (UEFI only, arm64 has
+no BIOS), under TCG on any other host.  The image is opened in snapshot mode (`-snapshot`), so a boot never changes
 it; UEFI boots get a private copy of OVMF's variable store.  Whether KVM
 works is asked of the machine itself, once per host boot: a 512-byte guest
 that only writes to qemu's debug-exit port must get there through SeaBIOS
@@ -16,15 +17,37 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+from . import arch
 from .engine.host import runtime_dir
 from .errors import UserError
 
 QEMU = "qemu-system-x86_64"
-OVMF = Path("/usr/share/OVMF")
-# (code, variables) pairs, newest layout first: Debian 12 and later ship the 4M builds.
-_OVMF_FILES = (("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"), ("OVMF_CODE.fd", "OVMF_VARS.fd"))
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What qemu needs to boot a disk of one architecture: its binary, machine, UEFI firmware and packages."""
+
+    qemu: str
+    machine: tuple[str, ...]
+    firmware: Path
+    # (code, variables) pairs, newest layout first.
+    firmware_files: tuple[tuple[str, str], ...]
+    packages: str
+    bios: bool
+
+
+MACHINES = {
+    # Debian 12 and later ship OVMF's 4M builds.
+    "amd64": Machine(QEMU, (), Path("/usr/share/OVMF"), (("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
+                                                        ("OVMF_CODE.fd", "OVMF_VARS.fd")),
+                     "qemu-system-x86 ovmf", True),
+    "arm64": Machine("qemu-system-aarch64", ("-machine", "virt", "-cpu", "cortex-a57"), Path("/usr/share/AAVMF"),
+                     (("AAVMF_CODE.fd", "AAVMF_VARS.fd"),), "qemu-system-arm qemu-efi-aarch64", False),
+}
 _MAGIC = {b"QFI\xfb": "qcow2", b"KDMV": "vmdk", b"vhdxfile": "vhdx"}
 _SUFFIXES = (".qcow2", ".raw", ".img", ".vmdk", ".vhdx")
 # mov al, 0x31; out 0xf4, al; hlt; jmp $-1: qemu's isa-debug-exit then exits with (0x31 << 1) | 1.
@@ -48,11 +71,14 @@ def find_image(path: Path) -> tuple[Path, str]:
     return path, next((fmt for magic, fmt in _MAGIC.items() if head.startswith(magic)), "raw")
 
 
-def ovmf() -> tuple[Path, Path]:
-    for code, variables in _OVMF_FILES:
-        if (OVMF / code).is_file() and (OVMF / variables).is_file():
-            return OVMF / code, OVMF / variables
-    raise UserError(f"--uefi needs OVMF ({OVMF}/OVMF_CODE_4M.fd); install the ovmf package, or boot with --bios")
+def firmware(machine: Machine) -> tuple[Path, Path]:
+    """The UEFI firmware's code and a template of its variable store."""
+    for code, variables in machine.firmware_files:
+        if (machine.firmware / code).is_file() and (machine.firmware / variables).is_file():
+            return machine.firmware / code, machine.firmware / variables
+    bios = ", or boot with --bios" if machine.bios else ""
+    raise UserError(f"--uefi needs {machine.firmware / machine.firmware_files[0][0]}; install "
+                    f"{machine.packages.split()[-1]}{bios}")
 
 
 def kvm_works() -> bool:
@@ -81,27 +107,34 @@ def kvm_works() -> bool:
 
 
 def command(image: Path, fmt: str, uefi: bool, accel: str, variables: Path | None, memory: int,
-            extra: list[str]) -> list[str]:
+            extra: list[str], machine: Machine = MACHINES["amd64"]) -> list[str]:
     """The qemu command line: serial console and monitor on this terminal (Ctrl-a x quits)."""
-    argv = [QEMU, "-accel", accel, "-m", str(memory), "-smp", "2", "-nographic", "-snapshot",
-            "-drive", f"file={image},format={fmt},if=virtio"]
+    argv = [machine.qemu, *machine.machine, "-accel", accel, "-m", str(memory), "-smp", "2", "-nographic",
+            "-snapshot", "-drive", f"file={image},format={fmt},if=virtio"]
     if uefi:
-        code, _ = ovmf()
+        code, _ = firmware(machine)
         argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
                  "-drive", f"if=pflash,format=raw,unit=1,file={variables}"]
     return argv + extra
 
 
-def boot(path: Path, uefi: bool, accel: str, memory: int, extra: list[str]) -> int:
-    """Boot the image; qemu's exit status."""
-    if shutil.which(QEMU) is None:
-        raise UserError(f"{QEMU} is not installed; run scripts/setup-host (or apt-get install qemu-system-x86)")
+def boot(path: Path, uefi: bool | None, accel: str, memory: int, extra: list[str], disk_arch: str) -> int:
+    """Boot the image of disk_arch (UEFI unless it has a BIOS and uefi is not asked for); qemu's exit status."""
+    machine = MACHINES.get(disk_arch)
+    if machine is None:
+        raise UserError(f"--arch {disk_arch}: osbuild-oci boots {' and '.join(MACHINES)} disks")
+    if uefi is False and not machine.bios:
+        raise UserError(f"--bios: {disk_arch} has no BIOS; boot with --uefi")
+    uefi = not machine.bios if uefi is None else uefi
+    if shutil.which(machine.qemu) is None:
+        raise UserError(f"{machine.qemu} is not installed; run scripts/setup-host (or apt-get install "
+                        f"{machine.packages})")
     image, fmt = find_image(path)
     if accel == "auto":
-        accel = "kvm" if kvm_works() else "tcg"
+        accel = "kvm" if disk_arch == arch.host() and kvm_works() else "tcg"
     with tempfile.TemporaryDirectory(prefix="osbuild-oci-boot-") as tmp:
         variables = None
         if uefi:
-            variables = Path(tmp) / "OVMF_VARS.fd"
-            shutil.copyfile(ovmf()[1], variables)
-        return subprocess.run(command(image, fmt, uefi, accel, variables, memory, extra)).returncode
+            variables = Path(tmp) / "VARS.fd"
+            shutil.copyfile(firmware(machine)[1], variables)
+        return subprocess.run(command(image, fmt, uefi, accel, variables, memory, extra, machine)).returncode

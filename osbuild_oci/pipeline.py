@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from . import arch
 from .errors import UserError
 from .validation import describe_validation_error, jsonschema, known_valid, remember_valid
 
@@ -60,6 +61,12 @@ class Pipeline:
     base: str | None = None
     notes: list[str] = field(default_factory=list)
     source_epoch: int = DEFAULT_SOURCE_EPOCH
+    # Debian's name; None: the host's.
+    arch: str | None = None
+
+    @property
+    def tree_arch(self) -> str:
+        return self.arch or arch.host()
 
 
 def _not_json(constant: str) -> None:
@@ -111,6 +118,7 @@ def parse(text: str) -> Pipeline:
         base=doc.get("base"),
         notes=notes,
         source_epoch=doc.get("source_epoch", DEFAULT_SOURCE_EPOCH),
+        arch=doc.get("arch"),
     )
 
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import lastplan, outputs, registry
+from . import arch, lastplan, outputs, registry
 from .lockfile import Lock, Pin
 from .engine.model import ImageInfo
 from .errors import RegistryError, UserError
 from .pipeline import Pipeline, Step
-from .stageimage import ALLOWED_CAPABILITIES, LOCAL_PREFIX, StageImage, local_ref
+from .stageimage import ALLOWED_CAPABILITIES, LABEL_ARCH, LOCAL_PREFIX, StageImage, local_ref
 from .store import ObjectStore, output_ref, tree_ref
 
 if TYPE_CHECKING:
@@ -27,12 +27,16 @@ if TYPE_CHECKING:
 TREE_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
-def stage_id(parent: str | None, image_id: str, options: dict, source_epoch: int) -> str:
-    """The cache key: parent tree (or base image digest), stage image digest, canonical options, source epoch.
+def stage_id(parent: str | None, image_id: str, options: dict, source_epoch: int, tree_arch: str) -> str:
+    """The cache key: parent tree (or base image digest), stage image digest, canonical options, source epoch,
+    the pipeline's architecture.
 
-    The epoch is the files' clamped modification time, so trees of different epochs never share an id.
+    The epoch is the files' clamped modification time, so trees of different epochs never share an id; the
+    architecture is in every id (not only the options of stages that take it), so an arm64 tree and an amd64
+    tree of one pipeline never share one, whatever their stages.
     """
-    doc = {"parent": parent or "", "image": image_id, "options": options, "source_epoch": source_epoch}
+    doc = {"parent": parent or "", "image": image_id, "options": options, "source_epoch": source_epoch,
+           "arch": tree_arch}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -72,6 +76,7 @@ class Plan:
     stages: list[PlannedStage]
     assembler: tuple[Step, StageImage] | None
     source_epoch: int
+    arch: str
 
     @property
     def final(self) -> str | None:
@@ -134,6 +139,22 @@ def image_ref(step: Step, remote: Remote) -> str:
     return step.image or local_ref(step.name, remote.stages_from or LOCAL_PREFIX)
 
 
+def with_arch(step: Step, image: StageImage, tree_arch: str) -> Step:
+    """The step as the image takes the pipeline's architecture (docs/design.md, "Architectures"): as its
+    `arch` option, which the pipeline need not repeat; on any tree; or only on a tree of the host's."""
+    if image.arch == "native" and not arch.runs_natively(tree_arch):
+        raise UserError(f"{step.name} works only on trees of the host's architecture ({arch.host()}), not "
+                        f"{tree_arch}: its image {image.ref} has no {LABEL_ARCH} label of \"any\" or \"option\"",
+                        f"{step.where}.name")
+    if image.arch != "option":
+        return step
+    given = step.options.get("arch", tree_arch)
+    if given != tree_arch:
+        raise UserError(f"arch {given!r} differs from the pipeline's arch {tree_arch!r}; write the architecture "
+                        "once, as the pipeline's top-level \"arch\"", f"{step.where}.options.arch")
+    return replace(step, options={**step.options, "arch": tree_arch})
+
+
 def resolve(store: ObjectStore, step: Step, kind: str, remote: Remote, policy: Policy,
             lock: Lock | None = None) -> StageImage:
     ref = image_ref(step, remote)
@@ -155,7 +176,6 @@ def resolve(store: ObjectStore, step: Step, kind: str, remote: Remote, policy: P
         raise UserError(f"{step.name} is a {image.kind} image; it cannot be used as {article} {kind}",
                         f"{step.where}.name")
     image.check_capabilities(policy.capabilities, f"{step.where}.name")
-    image.check_options(step.options, step.where)
     return image
 
 
@@ -184,22 +204,32 @@ def _resolve_base(store: ObjectStore, base: str | None, remote: Remote,
 def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), policy: Policy = Policy(),
          lock: Lock | None = None) -> Plan:
     """The plan; with a lock, every image is the one it pins (a stage it lacks is refused)."""
+    tree_arch = pipeline.tree_arch
+    arch.check_runnable(tree_arch)
     steps = [*pipeline.stages, *([pipeline.assembler] if pipeline.assembler else [])]
     bases = [pipeline.base] if pipeline.base and not TREE_ID.match(pipeline.base) else []
     guessed = lastplan.guess(store.engine.store, pipeline.name)
     store.engine.prefetch([*bases, *(image_ref(step, remote) for step in steps), *guessed])
     base, base_image = _resolve_base(store, pipeline.base, remote, lock)
     stages, parent = [], base
-    for step in pipeline.stages:
-        image = resolve(store, step, "stage", remote, policy, lock)
-        planned = PlannedStage(step, image, stage_id(parent, image.id, step.options, pipeline.source_epoch),
-                               parent)
+
+    def checked(given: Step, kind: str) -> tuple[Step, StageImage]:
+        """The step's image, and the step with the options it runs with, checked against the image's schema."""
+        image = resolve(store, given, kind, remote, policy, lock)
+        step = with_arch(given, image, tree_arch)
+        image.check_options(step.options, step.where)
+        return step, image
+
+    for given in pipeline.stages:
+        step, image = checked(given, "stage")
+        planned = PlannedStage(step, image, stage_id(parent, image.id, step.options, pipeline.source_epoch,
+                                                     tree_arch), parent)
         stages.append(planned)
         parent = planned.id
     assembler = None
     if pipeline.assembler is not None:
-        assembler = (pipeline.assembler, resolve(store, pipeline.assembler, "assembler", remote, policy, lock))
-    the_plan = Plan(pipeline.name, base, base_image, stages, assembler, pipeline.source_epoch)
+        assembler = checked(pipeline.assembler, "assembler")
+    the_plan = Plan(pipeline.name, base, base_image, stages, assembler, pipeline.source_epoch, tree_arch)
     lastplan.remember(store.engine.store, pipeline.name, the_plan.cache_refs())
     return the_plan
 

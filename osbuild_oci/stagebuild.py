@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -22,9 +21,10 @@ from typing import Callable
 import jsonschema
 
 from . import SOURCES
+from .arch import ARCHES
 from .engine import localstorage
 from .errors import BuildError, UserError
-from .stageimage import EMPTY_IMAGE, LABEL_KIND, LABEL_NAME, LABEL_SCHEMA, LABEL_SOURCE, LOCAL_PREFIX, local_ref
+from .stageimage import LABEL_KIND, LABEL_NAME, LABEL_SCHEMA, LABEL_SOURCE, LOCAL_PREFIX, empty_ref, local_ref
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -32,12 +32,6 @@ MINBASE = f"{LOCAL_PREFIX}/debian-minbase:{SUITE}"
 STAGE_BASE = f"{LOCAL_PREFIX}/stage-base:latest"
 KINDS = {"stages": "stage", "assemblers": "assembler"}
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-
-
-def host_architecture() -> str:
-    """The host's architecture as OCI names it."""
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
 @dataclass(frozen=True)
@@ -125,25 +119,29 @@ def _blob(layout: Path, document: dict) -> dict:
 
 
 def ensure_empty() -> None:
-    """The image with no layers at all that trees without a base start from; every store sees it.
+    """The images with no layers at all that trees without a base start from, one per architecture
+    (a commit keeps its image's architecture, so a tree's config names the arch of its empty image);
+    every store sees them.
 
     `FROM scratch` would give it one empty layer, and a tree one layer more than
     it has stages; an OCI layout with no layers, copied in by skopeo, gives none.
     """
-    info = localstorage.image(EMPTY_IMAGE)
-    if info is not None and not info.layers:
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        layout = Path(tmp)
-        (layout / "blobs" / "sha256").mkdir(parents=True)
-        config = _blob(layout, {"architecture": host_architecture(), "os": "linux", "config": {},
-                                "rootfs": {"type": "layers", "diff_ids": []}})
-        manifest = _blob(layout, {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
-                                  "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config}})
-        (layout / "index.json").write_text(json.dumps({"schemaVersion": 2,
-                                                       "manifests": [{"mediaType": OCI_MANIFEST, **manifest}]}))
-        (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-        localstorage.copy_in(f"oci:{layout}", EMPTY_IMAGE)
+    for arch in ARCHES.values():
+        ref = empty_ref(arch.debian)
+        info = localstorage.image(ref)
+        if info is not None and not info.layers:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            layout = Path(tmp)
+            (layout / "blobs" / "sha256").mkdir(parents=True)
+            target = {"architecture": arch.oci, "os": "linux", **({"variant": arch.variant} if arch.variant else {})}
+            config = _blob(layout, {**target, "config": {}, "rootfs": {"type": "layers", "diff_ids": []}})
+            manifest = _blob(layout, {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
+                                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config}})
+            (layout / "index.json").write_text(json.dumps({"schemaVersion": 2,
+                                                           "manifests": [{"mediaType": OCI_MANIFEST, **manifest}]}))
+            (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+            localstorage.copy_in(f"oci:{layout}", ref)
 
 
 def _local_parent(source: Source, by_name: dict[str, Source]) -> Source | None:

@@ -17,8 +17,6 @@ from .errors import UserError
 from .validation import bounded_validator, describe_validation_error, jsonschema, known_valid, remember_valid
 
 LOCAL_PREFIX = "localhost/osbuild-oci"
-# The image with no layers that a tree without a base starts from.
-EMPTY_IMAGE = f"{LOCAL_PREFIX}/empty:latest"
 LABEL_NAME = "org.osbuild-oci.name"
 LABEL_KIND = "org.osbuild-oci.kind"
 LABEL_SCHEMA = "org.osbuild-oci.schema"
@@ -26,6 +24,14 @@ LABEL_CAPABILITIES = "org.osbuild-oci.capabilities"
 LABEL_NETWORK = "org.osbuild-oci.network"
 LABEL_PACKAGE_CACHE = "org.osbuild-oci.package-cache"
 LABEL_SOURCE = "org.osbuild-oci.source-digest"
+# How the image deals with the pipeline's architecture (docs/design.md, "Architectures").
+LABEL_ARCH = "org.osbuild-oci.arch"
+ARCH_MODES = ("option", "any", "native")
+
+
+def empty_ref(arch: str) -> str:
+    """The image with no layers that a tree of arch without a base starts from; its config names arch."""
+    return f"{LOCAL_PREFIX}/empty:{arch}"
 
 
 def local_ref(name: str, prefix: str = LOCAL_PREFIX) -> str:
@@ -74,6 +80,9 @@ class StageImage:
     network: bool
     # Whether the user's package cache is mounted at /run/osbuild/cache (never into the tree).
     package_cache: bool = False
+    # One of ARCH_MODES: takes the pipeline's arch as its `arch` option, works on a tree of any
+    # architecture, or only on the host's (the default: an image that does not say cannot be trusted to).
+    arch: str = "native"
 
     @classmethod
     def from_labels(cls, name: str, ref: str, image_id: str, labels: dict[str, str], where: str) -> "StageImage":
@@ -88,9 +97,12 @@ class StageImage:
             raise cls._invalid(ref, where, err) from None
         caps = tuple(c if c.startswith("CAP_") else f"CAP_{c}"
                      for c in labels.get(LABEL_CAPABILITIES, "").replace(",", " ").upper().split())
+        arch = labels.get(LABEL_ARCH, "native")
+        if arch not in ARCH_MODES:
+            raise UserError(f"image {ref} has {LABEL_ARCH}={arch!r}; it must be one of {', '.join(ARCH_MODES)}", where)
         return cls(name=name, ref=ref, id=image_id, kind=labels.get(LABEL_KIND, "stage"), schema=schema,
                    capabilities=caps, network=labels.get(LABEL_NETWORK, "false").lower() == "true",
-                   package_cache=labels.get(LABEL_PACKAGE_CACHE, "false").lower() == "true")
+                   package_cache=labels.get(LABEL_PACKAGE_CACHE, "false").lower() == "true", arch=arch)
 
     @staticmethod
     def _invalid(ref: str, where: str, err: Exception) -> UserError:

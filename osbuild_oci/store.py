@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from . import budget, layers
+from . import arch, budget, layers
 from .engine.model import ImageInfo
 from .engine import records
 from .engine.client import Engine
@@ -156,7 +156,7 @@ class ObjectStore:
 
     def _base_image(self, tree_id: str | None) -> str:
         info = self._base_info(tree_id)
-        return info.id if info else self.engine.empty_image()
+        return info.id if info else self.engine.empty_image(arch.host())
 
     def _base_info(self, tree_id: str | None) -> ImageInfo | None:
         if tree_id is None:
@@ -179,7 +179,8 @@ class ObjectStore:
 
     @contextmanager
     def new_tree(self, tree_id: str, base_id: str | None, stage: str = "", epoch: int = 0,
-                 reported: dict[str, str] | None = None, keep_failed: bool = False) -> Iterator[str]:
+                 reported: dict[str, str] | None = None, keep_failed: bool = False,
+                 tree_arch: str | None = None) -> Iterator[str]:
         """A writable tree with the content of base_id, committed as tree_id when the block succeeds.
 
         `reported` is read at commit time: labels the block learnt from the stage (a tree inherits
@@ -191,12 +192,14 @@ class ObjectStore:
         everything since that older tree.  When the stage fails (StageFailed)
         and keep_failed is set, the partial tree is committed under
         `failed_ref`, which no lookup by tree id can reach; an interruption or
-        any other error keeps nothing.
+        any other error keeps nothing.  A tree without a base starts from the empty image of
+        tree_arch (default: the host's), whose architecture every commit on it keeps.
         """
         info = self._base_info(base_id)
-        parent = info.id if info else self.engine.empty_image()
+        empty = self.engine.empty_image(tree_arch or arch.host())
+        parent = info.id if info else empty
         lineage = Lineage.of(base_id, info)
-        start, root, image = self._merge_start(lineage)
+        start, root, image = self._merge_start(lineage, empty)
         with self._mount_errors("mount the image the tree starts on", stage, tree_id, image):
             container, path = self.engine.mount_working_container(image)
         try:
@@ -234,7 +237,7 @@ class ObjectStore:
                 f"    osbuild-oci shell --failed {tree_id} --store {shlex.quote(str(self.engine.store))}\n"
                 f"or\n    {podman}")
 
-    def _merge_start(self, lineage: Lineage) -> tuple[int, str, str]:
+    def _merge_start(self, lineage: Lineage, empty: str) -> tuple[int, str, str]:
         """(depth, root, image) a new tree one stage below lineage starts on.
 
         The budget names the tree; when that tree is gone (a fresh store that pulled
@@ -250,7 +253,7 @@ class ObjectStore:
         image = self._available(lineage.root) if lineage.root else None
         if image is not None:
             return 0, lineage.root, image
-        return 0, "", self.engine.empty_image()
+        return 0, "", empty
 
     def _available(self, tree_id: str) -> str | None:
         """The tree's image id: from the store, or pulled from a registry this store already pulled trees from.

@@ -138,6 +138,10 @@ def describe_validation_error(error: jsonschema.ValidationError, base: str = "")
         described = "; ".join(a.get("description") or _schema_summary(a) for a in alternatives)
         matched = "not exactly one" if error.validator == "oneOf" else "none"
         return UserError(f"{_short(error.instance)} matches {matched} of the allowed forms: {described}", where)
+    if error.validator == "const":
+        why = f": {schema['description']}" if "description" in schema else ""
+        return UserError(f"must be {json.dumps(error.validator_value)}, not {json.dumps(error.instance)[:60]}{why}",
+                         where)
     if error.validator == "enum":
         return UserError(f"{_short(error.instance)} is not one of {', '.join(map(repr, error.validator_value))}",
                          where)

@@ -15,6 +15,7 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -262,6 +263,36 @@ def remove_default_images(*refs: str) -> None:
     subprocess.run(["podman", "rmi", "--force", "--ignore", *refs], capture_output=True, text=True)
 
 
+class User:
+    """A throwaway unprivileged user on the real host, removed with everything it ran afterwards.
+
+    Like a user started with su or runuser here, it has no systemd session: no XDG_RUNTIME_DIR,
+    so its podman keeps its runtime files in /tmp/podman-run-UID.
+    """
+
+    def __init__(self, name: str):
+        subprocess.run(["useradd", "--system", "--create-home", "--shell", "/bin/sh", name], check=True)
+        self.name = name
+        self.uid = int(subprocess.run(["id", "-u", name], capture_output=True, text=True, check=True).stdout)
+        self.home = Path(os.path.expanduser(f"~{name}"))
+
+    def run(self, *cmd: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+        """CMD as the user, in the environment of a fresh login (not the test's podman settings)."""
+        env = [f"HOME={self.home}", f"USER={self.name}", "PATH=/usr/local/bin:/usr/bin:/bin"]
+        return subprocess.run(["runuser", "-u", self.name, "--", "env", "-i", *env, *cmd],
+                              input=stdin, capture_output=True, cwd="/", timeout=120)
+
+    def remove(self) -> None:
+        pause = Path(f"/tmp/podman-run-{self.uid}/libpod/tmp/pause.pid")
+        if pause.exists():
+            os.kill(int(pause.read_text()), 15)
+            time.sleep(0.2)
+        subprocess.run(["userdel", "--remove", self.name], capture_output=True)
+        # podman's runtime directory, and the run root c/storage picks without a storage.conf.
+        for leftover in f"/tmp/podman-run-{self.uid}", f"/tmp/containers-user-{self.uid}":
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 # -- processes whose output is read while they run ------------------------------
 
 class LineReader:
@@ -444,16 +475,17 @@ BOOT_TIMEOUT = 240
 
 
 def boot_to_login(image: Path, firmware: str, tmp: Path, cli: list[str] | tuple[str, ...] = tuple(CLI),
-                  hostname: str = "debian-oci", then: str | None = None) -> str:
-    """`osbuild-oci boot IMAGE --FIRMWARE` until the serial console (its stdout) shows the login prompt; the
-    console text.  cli: how to run osbuild-oci (e.g. through runuser, for rootless boots).  then: a shell
-    command to run after logging in as the README's user (debian/debian); the console text then ends with
-    its output, between ==> and <== lines.  On a busy machine the kernel's late messages can land between
-    the host name and "login:"."""
+                  hostname: str = "debian-oci", then: str | None = None, disk_arch: str | None = None) -> str:
+    """`osbuild-oci boot IMAGE --FIRMWARE [--arch DISK_ARCH]` until the serial console (its stdout) shows the
+    login prompt; the console text.  cli: how to run osbuild-oci (e.g. through runuser, for rootless boots).
+    then: a shell command to run after logging in as the README's user (debian/debian); the console text then
+    ends with its output, between ==> and <== lines.  On a busy machine the kernel's late messages can land
+    between the host name and "login:"."""
     log = tmp / f"serial-{firmware}.log"
     with open(log, "wb") as console:
         # A group of its own: killing it ends osbuild-oci, qemu and runuser alike.
-        vm = subprocess.Popen([*cli, "boot", str(image), f"--{firmware}"], stdin=subprocess.PIPE, stdout=console,
+        vm = subprocess.Popen([*cli, "boot", str(image), f"--{firmware}", *(["--arch", disk_arch] if disk_arch else [])],
+                              stdin=subprocess.PIPE, stdout=console,
                               stderr=subprocess.PIPE, start_new_session=True, cwd=REPO)
     deadline = time.monotonic() + BOOT_TIMEOUT
 

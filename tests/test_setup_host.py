@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import User
 REPO = Path(__file__).resolve().parent.parent
 SETUP_HOST = REPO / "scripts" / "setup-host"
 CONF = "etc/containers/containers.conf.d/50-osbuild-oci.conf"
@@ -53,10 +54,11 @@ def test_shell_scripts_pass_shellcheck():
 
 
 def setup_host(root: Path | str, *args: str, packages: str = "dash", **env: str) -> subprocess.CompletedProcess:
-    """setup-host under dash on the fresh host `root`; apt only prints, no .venv or stage images."""
+    """setup-host under dash on the fresh host `root`; apt only prints, no .venv or stage images, and no
+    binfmt_misc (the kernel's registry is the real host's, whatever the root: the binfmt tests below)."""
     return subprocess.run(["/bin/sh", str(SETUP_HOST), *args], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "SETUP_HOST_ROOT": str(root), "SETUP_HOST_PACKAGES": packages,
-                               "SETUP_HOST_INSTALL": "print", "SETUP_HOST_SKIP": "venv stages", **env})
+                               "SETUP_HOST_INSTALL": "print", "SETUP_HOST_SKIP": "binfmt venv stages", **env})
 
 
 @pytest.fixture
@@ -122,6 +124,64 @@ def test_missing_packages_are_named_and_installed_without_recommends(fresh_root)
                            " osbuild-oci-no-such-package osbuild-oci-nor-this\n")
 
 
+BINFMT = "proc/sys/fs/binfmt_misc"
+AARCH64_CONF = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
+
+
+@pytest.fixture
+def binfmt_root(fresh_root) -> Path:
+    """A fresh host whose binfmt_misc is mounted (its register a stand-in file: writing to the real one would
+    change every container of this machine), with nothing registered."""
+    (fresh_root / BINFMT).mkdir(parents=True)
+    (fresh_root / BINFMT / "register").touch()
+    return fresh_root
+
+
+@pytest.mark.skipif(not AARCH64_CONF.exists(), reason="qemu-user-static is not installed: run scripts/setup-host")
+@pytest.mark.parametrize("handler, written", [
+    (None, {"register": AARCH64_CONF}),
+    ("enabled\ninterpreter /usr/bin/qemu-aarch64\nflags: OC\noffset 0\n", {"qemu-aarch64": "-1\n",
+                                                                           "register": AARCH64_CONF}),
+    ("disabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: POF\noffset 0\n", {"qemu-aarch64": "-1\n",
+                                                                                    "register": AARCH64_CONF}),
+    ("enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: POF\noffset 0\n", {}),
+], ids=["missing", "without-F", "disabled", "ready"])
+def test_qemu_aarch64_handler_is_registered_with_fix_binary(binfmt_root, handler, written):
+    """qemu-user-static's own line (flags OPF) goes to register; a handler without F, or disabled, is removed
+    first (-1), one with F is left alone."""
+    if handler is not None:
+        (binfmt_root / BINFMT / "qemu-aarch64").write_text(handler)
+    before = snapshot(binfmt_root / BINFMT)
+    proc = setup_host(binfmt_root, SETUP_HOST_SKIP="venv stages")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    after = snapshot(binfmt_root / BINFMT)
+    changed = {name: after[name][0].decode() for name in after if after[name] != before.get(name)}
+    assert set(changed) == set(written)
+    if "register" in written:
+        line = [line for line in AARCH64_CONF.read_text().splitlines() if line.startswith(":")]
+        assert changed["register"] == f"{line[0]}\n" and line[0].endswith("F")
+    if "qemu-aarch64" in written:
+        assert changed["qemu-aarch64"] == "-1\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts binfmt_misc, in a mount namespace of its own")
+def test_binfmt_misc_is_mounted_where_it_is_not(fresh_root):
+    """As on these VMs: binfmt_misc in the kernel, nothing mounted.  setup-host mounts the real one (in a mount
+    namespace of the test's own, at the fresh root's /proc/sys/fs/binfmt_misc), and finds qemu-aarch64 there
+    as this host's setup-host registered it."""
+    (fresh_root / BINFMT).mkdir(parents=True)
+    env = {**os.environ, "SETUP_HOST_ROOT": str(fresh_root), "SETUP_HOST_PACKAGES": "dash",
+           "SETUP_HOST_INSTALL": "print", "SETUP_HOST_SKIP": "venv stages"}
+    proc = subprocess.run(["unshare", "--mount", "sh", "-c", '/bin/sh "$1" && grep " $2 " /proc/self/mounts && '
+                           'cat "$2/qemu-aarch64"', "sh", str(SETUP_HOST), str(fresh_root / BINFMT)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    mount, *handler = proc.stdout.splitlines()
+    assert mount.split()[:3] == ["binfmt_misc", str(fresh_root / BINFMT), "binfmt_misc"]
+    assert "enabled" in handler and any(line.startswith("flags: ") and "F" in line for line in handler)
+    assert not list((fresh_root / BINFMT).iterdir()), "the mount ended with the test's namespace"
+
+
 @pytest.mark.parametrize("args, env, error", [
     (["--user"], {}, "usage: scripts/setup-host [--user NAME]"),
     (["--bogus"], {}, "usage: scripts/setup-host [--user NAME]"),
@@ -137,36 +197,6 @@ def test_bad_invocation_is_one_line(fresh_root, args, env, error):
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="creates a user")
-
-
-class User:
-    """A throwaway unprivileged user on the real host, removed with everything it ran afterwards.
-
-    Like a user started with su or runuser here, it has no systemd session: no XDG_RUNTIME_DIR,
-    so its podman keeps its runtime files in /tmp/podman-run-UID.
-    """
-
-    def __init__(self, name: str):
-        subprocess.run(["useradd", "--system", "--create-home", "--shell", "/bin/sh", name], check=True)
-        self.name = name
-        self.uid = int(subprocess.run(["id", "-u", name], capture_output=True, text=True, check=True).stdout)
-        self.home = Path(os.path.expanduser(f"~{name}"))
-
-    def run(self, *cmd: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-        """CMD as the user, in the environment of a fresh login (not the test's podman settings)."""
-        env = [f"HOME={self.home}", f"USER={self.name}", "PATH=/usr/local/bin:/usr/bin:/bin"]
-        return subprocess.run(["runuser", "-u", self.name, "--", "env", "-i", *env, *cmd],
-                              input=stdin, capture_output=True, cwd="/", timeout=120)
-
-    def remove(self) -> None:
-        pause = Path(f"/tmp/podman-run-{self.uid}/libpod/tmp/pause.pid")
-        if pause.exists():
-            os.kill(int(pause.read_text()), 15)
-            time.sleep(0.2)
-        subprocess.run(["userdel", "--remove", self.name], capture_output=True)
-        # podman's runtime directory, and the run root c/storage picks without a storage.conf.
-        for leftover in f"/tmp/podman-run-{self.uid}", f"/tmp/containers-user-{self.uid}":
-            shutil.rmtree(leftover, ignore_errors=True)
 
 
 @pytest.fixture

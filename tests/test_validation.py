@@ -10,6 +10,7 @@ import pytest
 from helpers import REPO, osbuild, remove_default_images, stage_ref, store_state, unique_name
 
 GOOD_STAGE = {"name": "org.osbuild.noop", "options": {}}
+UUID = "76a22bf4-f153-4541-b6c7-0332c0dfaeac"
 
 CASES = [
     ("syntax", '{"name": "x",\n  "stages": [\n    {"name" "org.osbuild.noop"}]}', "line 3, column 13"),
@@ -41,6 +42,19 @@ CASES = [
     ("no-schema-label", {"name": "x", "stages": [{"name": "plain",
                                                   "image": "localhost/osbuild-oci/debian-minbase:bookworm"}]},
      "has no org.osbuild-oci.schema label"),
+    ("arch-unknown", {"name": "x", "arch": "aarch64", "stages": [GOOD_STAGE]},
+     "arch: 'aarch64' is not one of 'amd64', 'arm64', 'armhf', 'i386', 'ppc64el', 'riscv64', 's390x'"),
+    ("arch-type", {"name": "x", "arch": 64, "stages": [GOOD_STAGE]}, "arch: expected string, got integer 64"),
+    ("arch-twice", {"name": "x", "arch": "arm64", "stages": [
+        {"name": "org.osbuild.debootstrap", "options": {"suite": "bookworm", "arch": "amd64"}}]},
+     "stages[0].options.arch: arch 'amd64' differs from the pipeline's arch 'arm64'; write the architecture once, "
+     'as the pipeline\'s top-level "arch"'),
+    ("arch-assembler", {"name": "x", "arch": "i386", "stages": [GOOD_STAGE], "assembler": {
+        "name": "org.osbuild-oci.disk", "options": {"filename": "d.raw", "root_fs_uuid": UUID}}},
+     "assembler.options.arch: 'i386' is not one of 'amd64', 'arm64'"),
+    ("arch-bios", {"name": "x", "arch": "arm64", "stages": [GOOD_STAGE], "assembler": {
+        "name": "org.osbuild-oci.disk", "options": {"filename": "d.raw", "root_fs_uuid": UUID, "bios": True}}},
+     "assembler.options.bios: must be false, not true: arm64 has no BIOS; leave bios out or set it to false"),
 ]
 
 

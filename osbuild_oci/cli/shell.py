@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
@@ -37,7 +38,6 @@ def shell(
     """
     from .. import planner, runner
     from ..monitor import ProgressMonitor
-    from ..pipeline import Pipeline
     from ..shell import pick_stage, run_shell
     from ..store import failed_ref, open_store, tree_ref
     if (pipeline is None) == (failed is None):
@@ -56,7 +56,7 @@ def shell(
                 raise UserError(f"--failed {failed}: no failed tree of that id in {objects.engine.store}; "
                                 f"kept failures:{kept}")
         else:
-            partial = Pipeline(model.name, model.stages[:count], None, model.base)
+            partial = replace(model, stages=model.stages[:count], assembler=None)
             with naming(pipeline), objects.unchanged_on_user_error():
                 the_plan = planner.plan(partial, objects, remote, policy)
             image = tree_ref(runner.run(the_plan, objects, ProgressMonitor(), None, remote))

@@ -25,7 +25,7 @@ from typing import Callable
 
 from .. import registry, sbom
 from ..errors import EngineError, RegistryError
-from ..stageimage import EMPTY_IMAGE
+from ..stageimage import empty_ref
 from .attach import attach
 from .host import stage_network, ulimits
 from ..lazy import lazy_import
@@ -211,15 +211,15 @@ class Engine:
         self.remove_all_containers()
         self.client.images.prune()
 
-    def empty_image(self) -> str:
-        """The image with no layers at all, base of a tree that starts from nothing.
+    def empty_image(self, arch: str) -> str:
+        """The image with no layers at all, base of a tree of arch that starts from nothing.
 
         It is built by `osbuild-oci stages build` into the ordinary storage (a build
         through the API service leaves its working container mounted).
         """
-        info = self.image(EMPTY_IMAGE)
+        info = self.image(empty_ref(arch))
         if info is None:
-            raise EngineError(f"{EMPTY_IMAGE} is missing; run `osbuild-oci stages build` first")
+            raise EngineError(f"{empty_ref(arch)} is missing; run `osbuild-oci stages build` first")
         return info.id
 
     # -- registries ------------------------------------------------------

@@ -11,17 +11,19 @@ IMAGE = "a" * 64
 
 
 def test_stage_id_is_canonical_over_option_order():
-    assert stage_id(None, IMAGE, {"a": 1, "b": [1, 2]}, 0) == stage_id(None, IMAGE, {"b": [1, 2], "a": 1}, 0)
+    assert stage_id(None, IMAGE, {"a": 1, "b": [1, 2]}, 0, "amd64") == stage_id(None, IMAGE, {"b": [1, 2], "a": 1}, 0, "amd64")
 
 
 def test_stage_id_changes_with_each_input():
-    first = stage_id("p" * 64, IMAGE, {"a": 1}, 0)
+    first = stage_id("p" * 64, IMAGE, {"a": 1}, 0, "amd64")
     assert len(first) == 64 and int(first, 16) >= 0
-    assert stage_id("q" * 64, IMAGE, {"a": 1}, 0) != first
-    assert stage_id("p" * 64, "b" * 64, {"a": 1}, 0) != first
-    assert stage_id("p" * 64, IMAGE, {"a": 2}, 0) != first
-    assert stage_id(None, IMAGE, {"a": 1}, 0) != first
-    assert stage_id("p" * 64, IMAGE, {"a": 1}, 1) != first, "trees of different epochs never share an id"
+    assert stage_id("q" * 64, IMAGE, {"a": 1}, 0, "amd64") != first
+    assert stage_id("p" * 64, "b" * 64, {"a": 1}, 0, "amd64") != first
+    assert stage_id("p" * 64, IMAGE, {"a": 2}, 0, "amd64") != first
+    assert stage_id(None, IMAGE, {"a": 1}, 0, "amd64") != first
+    assert stage_id("p" * 64, IMAGE, {"a": 1}, 1, "amd64") != first, "trees of different epochs never share an id"
+    assert stage_id("p" * 64, IMAGE, {"a": 1}, 0, "arm64") != first, \
+        "an arm64 and an amd64 tree never share an id, even for a stage without an arch option"
 
 
 def test_source_digest_follows_bytes_modes_and_paths(tmp_path):
