@@ -19,7 +19,7 @@ from .engine.model import ImageInfo
 from .errors import RegistryError, UserError
 from .pipeline import Pipeline, Step
 from .stageimage import ALLOWED_CAPABILITIES, LABEL_ARCH, LOCAL_PREFIX, StageImage, local_ref
-from .store import ObjectStore, output_ref, tree_ref
+from .store import ObjectStore, output_ref, tree_ref, trusted_ref
 
 if TYPE_CHECKING:
     from .signing import SigningKey
@@ -99,11 +99,7 @@ class Plan:
 def _pull_for(store: ObjectStore, ref: str, remote: Remote, where: str) -> ImageInfo:
     """Pull ref; with trust keys, only the manifest one of them signed, by its digest (else errors.Untrusted)."""
     try:
-        pinned = ref
-        if remote.trust:
-            from . import signing
-            pinned = signing.trusted(ref, remote.trust, remote.tls_verify)
-        return store.engine.pull(pinned, remote.tls_verify)
+        return store.engine.pull(trusted_ref(ref, remote.trust, remote.tls_verify), remote.tls_verify)
     except RegistryError as err:
         if not err.missing:
             raise

@@ -444,6 +444,15 @@ class ObjectStore:
         self.engine.prune()
 
 
+def trusted_ref(ref: str, trust: tuple, tls_verify: bool) -> str:
+    """ref itself without trust keys; with them, ref pinned to the digest one of them signed (else
+    errors.Untrusted).  Signing's cryptography is imported only when there are keys to check."""
+    if not trust:
+        return ref
+    from . import signing
+    return signing.trusted(ref, trust, tls_verify)
+
+
 def pull_checked(engine: Engine, ref: str, kind: str, label: str, expected: str, local: str,
                  tls_verify: bool, trust: tuple = ()) -> bool:
     """Pull ref and name it local if its label says it is what it is tagged as; False if the registry lacks it.
@@ -453,11 +462,7 @@ def pull_checked(engine: Engine, ref: str, kind: str, label: str, expected: str,
     raises errors.Untrusted before a byte of it reaches the store.
     """
     try:
-        pinned = ref
-        if trust:
-            from . import signing
-            pinned = signing.trusted(ref, trust, tls_verify)
-        info = engine.pull(pinned, tls_verify)
+        info = engine.pull(trusted_ref(ref, trust, tls_verify), tls_verify)
     except RegistryError as err:
         if err.missing:
             return False

@@ -89,6 +89,7 @@ def build(
         if new_lock is not None:
             new_lock.write()
         if max_size is not None:
-            removed, size = objects.gc(max_size, keep={s.id for s in the_plan.stages} | {the_plan.base or "", the_plan.output_id or ""},
+            keep = {s.id for s in the_plan.stages} | {the_plan.base or "", the_plan.output_id or ""}
+            removed, size = objects.gc(max_size, keep=keep,
                                        others=[packagecache.PackageCache(package_cache or packagecache.default_dir())])
             monitor.store_trimmed(removed=removed, size=size, max_size=max_size)
