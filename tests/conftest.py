@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -54,9 +55,31 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+_passed = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Remember whether the test itself passed, for nothing_left_behind."""
+    report = yield
+    if report.when == "call":
+        item.stash[_passed] = report.passed
+    return report
+
+
+def _unmount_under(base: str) -> None:
+    """Innermost first, so a store's own overlay bind mount goes after whatever a failure leaked inside it."""
+    for point, _ in sorted(_mounts(), key=lambda m: len(m[0]), reverse=True):
+        if point.startswith(base):
+            subprocess.run(["umount", point], capture_output=True)
+
+
 @pytest.fixture(autouse=True)
-def nothing_left_behind():
-    """Every store the test (or a fixture it set up) used: no container, mount or service afterwards."""
+def nothing_left_behind(request):
+    """Every store the test (or a fixture it set up) used: no container, mount or service afterwards.
+
+    Then a passed test's own temporary directory goes, stores, disks and all: a whole run keeps tens of
+    gigabytes otherwise, and CI shares the disk with whatever ran on the machine before it."""
     yield
     stores = sorted(s for s in touched_stores if (s / "storage").is_dir())
     touched_stores.clear()
@@ -64,6 +87,10 @@ def nothing_left_behind():
         assert podman(store, "ps", "--all", "--quiet").stdout.split() == [], f"containers left in {store}"
         assert _store_mounts(store) == [], f"mounts left under {store}"
         assert _services(store) == [], f"podman service left running for {store}"
+    own = request.node.funcargs.get("tmp_path")
+    if own is not None and request.node.stash.get(_passed, False):
+        _unmount_under(str(own.resolve()) + "/")
+        shutil.rmtree(own, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,10 +98,7 @@ def release_store_mounts(tmp_path_factory):
     """containers-storage keeps each store's overlay directory bind-mounted for good; release it, and
     whatever a failed test leaked (which nothing_left_behind reported), so the next run can remove the stores."""
     yield
-    base = str(tmp_path_factory.getbasetemp().resolve()) + "/"
-    for point, _ in sorted(_mounts(), key=lambda m: len(m[0]), reverse=True):
-        if point.startswith(base):
-            subprocess.run(["umount", point], capture_output=True)
+    _unmount_under(str(tmp_path_factory.getbasetemp().resolve()) + "/")
 
 
 @pytest.fixture(scope="session")

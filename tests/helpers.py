@@ -510,8 +510,13 @@ def boot_to_login(image: Path, firmware: str, tmp: Path, cli: list[str] | tuple[
             type_line(f"echo '==''>'; {then}; echo '<''=='")
             wait_for(rb"[\r\n]==>\r?\n(?:.*\n)*?<==", f"output of {then!r}")
     finally:
-        os.killpg(vm.pid, signal.SIGKILL)
-        vm.wait()
+        # SIGTERM first, so osbuild-oci boot removes its copy of the disk as it does for a user.
+        os.killpg(vm.pid, signal.SIGTERM)
+        try:
+            vm.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(vm.pid, signal.SIGKILL)
+            vm.wait()
     return log.read_text(errors="replace")
 
 
