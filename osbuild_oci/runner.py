@@ -51,14 +51,15 @@ class _Tail:
 
 
 def _run_container(store: ObjectStore, step: Step, image: StageImage, mounts: list[Mount], document: dict,
-                   monitor: Monitor, source_epoch: int, package_cache: Path | None = None) -> None:
+                   monitor: Monitor, source_epoch: int, package_cache: Path | None = None,
+                   remove_discarded: bool = False) -> None:
     tail = _Tail(monitor)
     if image.package_cache and package_cache is not None:
         mounts = [*mounts, Mount(str(package_cache), CACHE_MOUNT)]
     spec = ContainerSpec(image=image.id, mounts=mounts, network=image.network, capabilities=list(image.capabilities),
                          env={"OSBUILD_STAGE": step.name, "SOURCE_DATE_EPOCH": str(source_epoch)},
                          stdin=json.dumps(document).encode())
-    status = store.engine.run(spec, tail)
+    status = store.engine.run(spec, tail, remove_discarded)
     if status != 0:
         raise StageFailed(f"{image.kind} {step.name} ({step.where}) failed with exit status {status}; "
                          f"its last output:\n{tail.lines()}")
@@ -157,7 +158,7 @@ def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path
             _run_container(store, step, image, [Mount(tree, TREE_MOUNT, read_only=True),
                                                 Mount(str(output.resolve()), OUTPUT_MOUNT)],
                            {"tree": TREE_MOUNT, "output": OUTPUT_MOUNT, "options": step.options}, monitor,
-                           the_plan.source_epoch)
+                           the_plan.source_epoch, remove_discarded=True)
         if the_plan.final is not None:
             sbom = output / f"{step.options.get('filename', step.name)}.spdx.json"
             sbom.write_text(store.sbom(the_plan.final), encoding="utf-8")
@@ -244,6 +245,7 @@ def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | Non
     final = the_plan.final
     if remote.cache_to:
         _push_trees(the_plan, store, remote, monitor)
+    store.engine.remove_discarded()
     monitor.build_done(tree=final, image=tree_ref(final) if final else None,
                        seconds=round(time.monotonic() - started, 3))
     return final

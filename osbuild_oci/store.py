@@ -211,12 +211,12 @@ class ObjectStore:
                     LABEL_TREE: tree_id, LABEL_STAGE: stage, LABEL_EPOCH: str(epoch),
                     **lineage.child_labels(tree_id, start, root), **(reported or {})})
             self.engine.remove_image(failed_ref(tree_id))
-        except StageFailed as err:
-            if keep_failed:
+        except BaseException as err:
+            if keep_failed and isinstance(err, StageFailed):
                 err.kept = self._keep_failed(container, tree_id, stage)
-            raise
-        finally:
             self.engine.remove_container(container)
+            raise
+        self.engine.discard_container(container)
 
     def _keep_failed(self, container: str, tree_id: str, stage: str) -> str:
         """Commit a failed stage's tree under failed_ref; how to open a shell in it (or why it is not kept).

@@ -12,11 +12,12 @@ import re
 import subprocess
 import tarfile
 import tempfile
+import time
 
 import pytest
 
-from helpers import (SECTOR, build_stage, check_gpt_disk, disk_tool, partitions, remove_default_images, root_file, root_fs,
-                     stage_ref, tree_entry, unique_name, write_stage)
+from helpers import (SECTOR, build_stage, check_gpt_disk, disk_tool, partitions, podman, remove_default_images, root_file,
+                     root_fs, stage_ref, tree_entry, unique_name, write_stage)
 
 UUID = "0b6c3a5e-1f2d-4c8b-9a7e-5d4c3b2a1f00"
 DEFAULT_EPOCH = 1704067200  # docs/design.md: a pipeline without source_epoch
@@ -94,6 +95,25 @@ def test_tar_round_trip(build, tmp_path):
         assert tar.extractfile("./etc/os-release").read().decode() == OS_RELEASE
         root = tar.getmember("./root")
         assert (root.mode, root.uid, root.gid) == (0o700, 0, 0)
+
+
+def test_working_containers_are_removed_while_the_assembler_runs(build, tmp_path):
+    """Deleting a committed stage's working container holds the store's layer lock (seconds for a big
+    tree), so it waits for the assembler's container, which needs no lock; none is left afterwards."""
+    store = tmp_path / "store"
+    since = str(int(time.time()))  # a store's events outlive it, kept by the path under /run
+    result = build(small_tree({"name": "org.osbuild.tar", "options": {"filename": "t.tar"}}), store)
+    assert result.returncode == 0, result.stderr
+    events = [(e["Status"], e["ID"]) for e in map(json.loads, podman(
+        store, "events", "--stream=false", "--since", since, "--filter", "type=container", "--format", "json"
+    ).stdout.splitlines())]
+    started = {cid for status, cid in events if status == "start"}
+    working = {cid for status, cid in events if status == "create"} - started
+    assert len(working) == 3, events  # never started: one per stage, and the assembler's view of the tree
+    assembler_start = max(i for i, (status, _) in enumerate(events) if status == "start")  # the last to run
+    removed = {cid: i for i, (status, cid) in enumerate(events) if status == "remove"}
+    assert working <= removed.keys(), events
+    assert all(removed[cid] > assembler_start for cid in working), events
 
 
 def test_oci_archive_round_trip(build, tmp_path):

@@ -68,6 +68,9 @@ class Engine:
         # Images read through the CLI before the service started (None: not in the store).
         self._known: dict[str, ImageInfo | None] = {}
         self._leftovers: subprocess.Popen | None = None
+        # Working containers whose layer is committed: removed while a long container runs (`run`).
+        self._discarded: list[str] = []
+        self._remover: tuple[subprocess.Popen, list[str]] | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -85,6 +88,8 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         try:
+            if self._remover is not None:
+                self._remover[0].wait()
             if self._client is None and self._leftovers_found():
                 self._start(leftovers=True)
             for cid in list(self._containers):
@@ -199,8 +204,11 @@ class Engine:
 
     @_podman_errors
     def remove_all_containers(self) -> int:
-        """Remove every container of the store: under the store's lock, they are what killed builds left."""
-        leftovers = self.client.containers.list(all=True)
+        """Remove every container of the store: under the store's lock, they are what killed builds left.
+
+        Running ones first: a killed build's stage container goes on writing into its working tree, and
+        deleting that tree underneath it fails ("directory not empty")."""
+        leftovers = sorted(self.client.containers.list(all=True), key=lambda ctr: ctr.attrs.get("State") != "running")
         for ctr in leftovers:
             ctr.remove(force=True)
         return len(leftovers)
@@ -342,8 +350,32 @@ class Engine:
         self._containers.discard(container_id)
 
     @_podman_errors
-    def run(self, spec: ContainerSpec, on_output: Callable[[int, bytes], None]) -> int:
-        """Run a container to completion, feeding it stdin; return its exit status."""
+    def discard_container(self, container_id: str) -> None:
+        """Unmount a working container now and remove it later: deleting a big stage's upper directory
+        takes seconds and holds the store's layer lock, so it waits for a container that runs long
+        without needing that lock (`run(..., remove_discarded=True)`), or for the end of the command."""
+        self._api("POST", f"/containers/{container_id}/unmount")
+        self._discarded.append(container_id)
+
+    def remove_discarded(self) -> None:
+        """Finish removing the discarded working containers: wait for the background removal, then
+        remove whatever it left, so the store holds (and measures) no working container."""
+        if self._remover is not None:
+            proc, ids = self._remover
+            self._remover = None
+            if proc.wait() == 0:
+                self._containers.difference_update(ids)
+            else:
+                self._discarded += ids
+        ids, self._discarded = self._discarded, []
+        for cid in ids:
+            self.remove_container(cid)
+
+    @_podman_errors
+    def run(self, spec: ContainerSpec, on_output: Callable[[int, bytes], None],
+            remove_discarded: bool = False) -> int:
+        """Run a container to completion, feeding it stdin; return its exit status.  remove_discarded:
+        remove the discarded working containers while it runs (the assembler: long, and it takes no lock)."""
         kwargs: dict = dict(
             stdin_open=True, cap_drop=["ALL"], cap_add=list(spec.capabilities), ulimits=ulimits(),
             environment=dict(spec.env),
@@ -356,6 +388,10 @@ class Engine:
         try:
             with attach(self.socket_path, ctr.id) as stream:
                 ctr.start()
+                if remove_discarded and self._discarded:
+                    ids, self._discarded = self._discarded, []
+                    self._remover = (subprocess.Popen(["podman", *self.podman_args(), "rm", "--force", *ids],
+                                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), ids)
                 stream.send(spec.stdin)
                 stream.close_stdin()
                 for fd, chunk in stream.frames():
