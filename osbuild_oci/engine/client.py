@@ -88,8 +88,7 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         try:
-            if self._remover is not None:
-                self._remover[0].wait()
+            self.remove_discarded()
             if self._client is None and self._leftovers_found():
                 self._start(leftovers=True)
             for cid in list(self._containers):
