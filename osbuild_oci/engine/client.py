@@ -350,8 +350,9 @@ class Engine:
 
     @_podman_errors
     def discard_container(self, container_id: str) -> None:
-        """Unmount a working container now and remove it later: deleting a big stage's upper directory
-        takes seconds and holds the store's layer lock, so it waits for a container that runs long
+        """Unmount a working container now and remove it later: removing it right after a big commit
+        takes seconds (its fsync waits for the commit's files to reach ext4's journal) and holds the
+        store's layer lock meanwhile, so it waits for a container that runs long
         without needing that lock (`run(..., remove_discarded=True)`), or for the end of the command."""
         self._api("POST", f"/containers/{container_id}/unmount")
         self._discarded.append(container_id)
