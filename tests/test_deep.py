@@ -56,6 +56,17 @@ def srv(store: Path, image: str, debian: bool) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in proc.stdout.splitlines())
 
 
+def srv_of_trees(store: Path, trees: list[str]) -> list[dict[str, str]]:
+    """/srv of many trees, read from their images mounted by one podman command: a container per
+    tree costs about a second, and 200 of them were a fifth of this test."""
+    images = [f"localhost/osbuild-oci/trees:{tree}" for tree in trees]
+    mounted = dict(line.split() for line in podman(store, "image", "mount", *images).stdout.splitlines())
+    try:
+        return [{f"/srv/{f.name}": f.read_text() for f in Path(mounted[image]).glob("srv/*")} for image in images]
+    finally:
+        podman(store, "image", "unmount", *images)
+
+
 def layer_counts(store: Path, trees: list[str]) -> list[int]:
     proc = podman(store, "image", "inspect", "--format", "{{len .RootFS.Layers}}",
                   *[f"localhost/osbuild-oci/trees:{t}" for t in trees])
@@ -110,8 +121,8 @@ def test_deep_pipelines_build_cache_push_pull_and_run_within_the_layer_budget(de
     canonical = [(3 if debian else 0) + len(layers.ends(d)) for d in range(1, depth + 1)]
     counts = layer_counts(store, trees)
     assert counts == canonical and max(counts) <= layers.BUDGET, counts
-    for index, tree in enumerate(trees):
-        assert srv(store, f"localhost/osbuild-oci/trees:{tree}", debian) == expected[index], f"tree {index + 1}"
+    for index, found in enumerate(srv_of_trees(store, trees)):
+        assert found == expected[index], f"tree {index + 1}"
 
     assert deep_build(tmp_path, pipeline, store).ran == []
 
