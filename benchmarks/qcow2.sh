@@ -16,7 +16,12 @@ pipeline=pipelines/debian-bookworm-qcow2.json
 image=debian-bookworm.qcow2
 
 # millis NAME CMD...: run CMD with its output in $work/NAME.log, print its wall time in milliseconds.
-millis() { log=$work/$1.log; shift; start=$(date +%s%N); "$@" > "$log" 2>&1; echo $((($(date +%s%N) - start) / 1000000)); }
+# The sync first: the run before left gigabytes to write back and deleted files to discard (/ is
+# mounted with -o discard here), which would otherwise slow whichever run comes next.
+millis() {
+  log=$work/$1.log; shift; sync; start=$(date +%s%N)
+  "$@" > "$log" 2>&1; echo $((($(date +%s%N) - start) / 1000000))
+}
 ratio() { python3 -c "import sys; print(f'{int(sys.argv[1]) / int(sys.argv[2]):.2f}')" "$@"; }
 # median5 NAME CMD...: the median of five runs, in milliseconds.
 median5() {
