@@ -19,7 +19,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import urllib.parse
 from pathlib import Path
 from typing import Callable
@@ -62,8 +61,6 @@ class Engine:
     def __init__(self, store: Path):
         self.service = Service(store)
         self.store = self.service.store
-        self.tmp = self.store / "tmp"
-        self._tmp_before: tuple[str | None, str | None] = (None, None)
         self._client: podman.PodmanClient | None = None
         self._containers: set[str] = set()
         # What pulls and tags added to the store, so a refused plan can take it back.
@@ -83,28 +80,11 @@ class Engine:
         return self.service.podman_args()
 
     def __enter__(self) -> "Engine":
-        """Stop a service a killed command left; look for its containers while the command plans.
-
-        Every temporary file of this command goes under `STORE/tmp` (TMPDIR for podman and every
-        other child, Python's own tempfile too), emptied here: a commit, an import or a pull killed
-        half way leaves a layer's size or two there, and only the next command on the store, which
-        holds its lock, can know that nobody is using them.
-        """
+        """Stop a service a killed command left; look for its containers while the command plans."""
         self.service.stop_orphan()
-        self._empty_tmp()
         self._leftovers = subprocess.Popen(["podman", *self.podman_args(), "ps", "--all", "--quiet"],
                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self._tmp_before = os.environ.get("TMPDIR"), tempfile.tempdir
-        os.environ["TMPDIR"] = tempfile.tempdir = str(self.tmp)
         return self
-
-    def _empty_tmp(self) -> None:
-        """Remove what killed commands left in the store's tmp (rootless, files of other ids: in the user namespace)."""
-        self.tmp.mkdir(mode=0o700, exist_ok=True)
-        left = [str(entry) for entry in self.tmp.iterdir()]
-        if left and subprocess.run([*self.in_userns(), "rm", "-rf", "--", *left]).returncode != 0:
-            print(f"note: could not empty {self.tmp} of what an interrupted osbuild-oci left (rm said why above)",
-                  file=sys.stderr)
 
     def __exit__(self, *exc) -> None:
         try:
@@ -117,11 +97,6 @@ class Engine:
                 self._client.close()
         finally:
             self.service.stop()
-            environ, tempfile.tempdir = self._tmp_before
-            if environ is None:
-                os.environ.pop("TMPDIR", None)
-            else:
-                os.environ["TMPDIR"] = environ
 
     def _leftovers_found(self) -> bool:
         """Whether a killed command left containers in the store (asked once, by the probe started on entry)."""
