@@ -58,7 +58,7 @@ def srv(store: Path, image: str, debian: bool) -> dict[str, str]:
 
 def srv_of_trees(store: Path, trees: list[str]) -> list[dict[str, str]]:
     """/srv of many trees, read from their images mounted by one podman command: a container per
-    tree costs about a second, and 200 of them were a fifth of this test."""
+    tree costs about a second, and 200 of them were a quarter of this test."""
     images = [f"localhost/osbuild-oci/trees:{tree}" for tree in trees]
     mounted = dict(line.split() for line in podman(store, "image", "mount", *images).stdout.splitlines())
     try:
