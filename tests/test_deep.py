@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import MINBASE, Result, events_of, osbuild, podman, skopeo_inspect
+from helpers import MINBASE, TREES, Result, events_of, osbuild, podman, skopeo_inspect
 from osbuild_oci import layers
 
 # The scenario the issue asks for is 200 stages without a base (it crosses the 16 and 64 units).
@@ -59,7 +59,7 @@ def srv(store: Path, image: str, debian: bool) -> dict[str, str]:
 def srv_of_trees(store: Path, trees: list[str]) -> list[dict[str, str]]:
     """/srv of many trees, read from their images mounted by one podman command: a container per
     tree costs about a second, and 200 of them were a quarter of this test."""
-    images = [f"localhost/osbuild-oci/trees:{tree}" for tree in trees]
+    images = [TREES + tree for tree in trees]
     mounted = dict(line.split() for line in podman(store, "image", "mount", *images).stdout.splitlines())
     try:
         return [{f"/srv/{f.name}": f.read_text() for f in Path(mounted[image]).glob("srv/*")} for image in images]
@@ -69,7 +69,7 @@ def srv_of_trees(store: Path, trees: list[str]) -> list[dict[str, str]]:
 
 def layer_counts(store: Path, trees: list[str]) -> list[int]:
     proc = podman(store, "image", "inspect", "--format", "{{len .RootFS.Layers}}",
-                  *[f"localhost/osbuild-oci/trees:{t}" for t in trees])
+                  *[TREES + tree for tree in trees])
     return [int(n) for n in proc.stdout.split()]
 
 
