@@ -26,6 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 FLAGSHIP = REPO / "pipelines" / "debian-bookworm-qcow2.json"
@@ -121,6 +122,11 @@ def podman_args(store: Path) -> tuple[str, ...]:
                           cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     return tuple(shlex.split(proc.stdout))
+
+
+def run_dir(args: Sequence[str]) -> Path:
+    """Where a store's podman run state, service log and events live, from its podman args: above --runroot."""
+    return Path(args[list(args).index("--runroot") + 1]).parent
 
 
 def podman(store: Path, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Iterator
 
 import pytest
 
-from helpers import CLI, REPO, LineReader, Terminal, osbuild, osbuild_popen, podman, stage_ref
+from helpers import (CLI, REPO, LineReader, Terminal, osbuild, osbuild_popen, podman, podman_args, run_dir,
+                     stage_ref)
 
 NOOP = REPO / "pipelines" / "noop.json"
 
@@ -51,6 +53,24 @@ def test_store_clean_and_delete(build, tmp_path):
     refused = osbuild("store", "delete", "--store", tmp_path)
     assert refused.returncode == 2 and "not an osbuild-oci store" in refused.stderr
     assert tmp_path.exists()
+
+
+def test_a_deleted_store_leaves_no_run_state(build, tmp_path):
+    """`store delete` removes the store's run state (/run/osbuild-oci/<key>: a tmpfs), and the next service
+    started on any store removes that of a store deleted by hand."""
+    deleted, by_hand, other = tmp_path / "deleted", tmp_path / "by-hand", tmp_path / "other"
+    for store in (deleted, by_hand):
+        assert build(NOOP, store).ran == ["org.osbuild.noop"]
+        assert (run_dir(podman_args(store)) / "service.log").is_file()
+    gone = run_dir(podman_args(deleted))
+    assert osbuild("store", "delete", "--store", deleted).returncode == 0
+    assert not gone.exists()
+
+    gone = run_dir(podman_args(by_hand))
+    shutil.rmtree(by_hand)
+    assert build(NOOP, other).ran == ["org.osbuild.noop"]
+    assert not gone.exists()
+    assert (run_dir(podman_args(other)) / "service.log").is_file()
 
 
 def trees_in(store) -> list[dict]:

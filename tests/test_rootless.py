@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import MINBASE, REPO, boot_to_login, podman, qcow2_file_stat, run_build, stage_ref, tree_run
+from helpers import (MINBASE, REPO, boot_to_login, podman, qcow2_file_stat, run_build, run_dir, stage_ref,
+                     tree_run)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="makes its own unprivileged user: run the suite as root")]
@@ -184,7 +185,10 @@ def test_rootless_registry_round_trip_runs_no_stage(rootless, rootless_tree, reg
     user = rootless.podman(fresh, "run", "--rm", "--network=none", f"localhost/osbuild-oci/trees:{pulled['tree']}",
                            "getent", "passwd", "debian").stdout
     assert user.startswith("debian:x:1000:1000:")
+    state = run_dir(shlex.split(rootless.run("osbuild-oci", "store", "podman-args", "--store", fresh).stdout))
+    assert state.is_dir()
     rootless.run("osbuild-oci", "store", "delete", "--store", fresh)
+    assert not state.exists(), "store delete leaves no run state"
 
 
 def test_rootless_qcow2_keeps_owners_and_boots(rootless, tmp_path):

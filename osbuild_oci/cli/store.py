@@ -102,6 +102,7 @@ def store_delete(store: Optional[Path] = STORE) -> None:
         raise UserError(f"{path} is not an osbuild-oci store (no storage/ inside); refusing to delete it")
     with open_store(path) as objects:
         objects.clear()
+        service = objects.engine.service
     unmount_below(path)
     if os.geteuid() == 0:
         shutil.rmtree(path)
@@ -110,6 +111,7 @@ def store_delete(store: Optional[Path] = STORE) -> None:
         proc = subprocess.run(["podman", "unshare", "rm", "-rf", str(path)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise BuildError(f"cannot remove {path}: {proc.stderr.strip()}")
+    service.remove_run_dir()
 
 
 @store_app.command("podman-args")

@@ -81,6 +81,7 @@ class Engine:
 
     def __enter__(self) -> "Engine":
         """Stop a service a killed command left; look for its containers while the command plans."""
+        self.service.name_store()
         self.service.stop_orphan()
         self._leftovers = subprocess.Popen(["podman", *self.podman_args(), "ps", "--all", "--quiet"],
                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

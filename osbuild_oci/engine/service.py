@@ -10,12 +10,19 @@ command line and stopped; a socket left by a killed service is removed before a
 new one starts.  When
 the command ends, the mounts containers-storage keeps under the store are
 undone, so the store is a plain directory again.
+
+The runtime directory (podman's run state, the service's log, the store's
+events) names its store in a file, so that a store deleted by hand does not
+leave it behind for good: on /run, a tmpfs, it would hold memory until the next
+boot.  Starting a service removes the runtime directories of stores that are
+gone; `store delete` removes its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -55,6 +62,27 @@ class Service:
             args += ["--storage-opt", f"{default.driver}.imagestore={default.graph_root}"]
         return args
 
+    def name_store(self) -> None:
+        """Write the store's path into its runtime directory, once, for `remove_gone` to find."""
+        record = self.run_dir / "store"
+        if not record.exists():
+            private_dir(self.run_dir)
+            record.write_text(str(self.store))
+
+    def remove_run_dir(self) -> None:
+        """Remove the store's runtime directory: after the store itself is deleted."""
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def remove_gone(self) -> None:
+        """Remove the runtime directories of this user's stores that no longer exist (deleted by hand)."""
+        for record in self.run_dir.parent.glob("*/store"):
+            try:
+                gone = record.parent != self.run_dir and not Path(record.read_text()).exists()
+            except OSError:
+                continue
+            if gone:
+                shutil.rmtree(record.parent, ignore_errors=True)
+
     def _check_paths(self) -> None:
         runroot = str(self.run_dir / "run")
         if len(runroot) > 50:
@@ -66,6 +94,7 @@ class Service:
         self.store.mkdir(parents=True, exist_ok=True)
         self._check_paths()
         private_dir(self.run_dir)
+        self.remove_gone()
         self.stop_orphan()
         if self.socket_path.is_socket() or self.socket_path.exists():
             if self.socket_path.lstat().st_uid != os.geteuid():
