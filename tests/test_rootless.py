@@ -73,9 +73,12 @@ class Rootless:
                        check=False)
         shutil.rmtree(path, ignore_errors=True)
 
+    def podman_args(self, store: Path) -> list[str]:
+        """The flags `osbuild-oci store podman-args` gives the user for a store."""
+        return shlex.split(self.run("osbuild-oci", "store", "podman-args", "--store", store).stdout)
+
     def podman(self, store: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        flags = shlex.split(self.run("osbuild-oci", "store", "podman-args", "--store", store).stdout)
-        return self.run("podman", *flags, *args, check=check)
+        return self.run("podman", *self.podman_args(store), *args, check=check)
 
 
 @pytest.fixture(scope="session")
@@ -185,7 +188,7 @@ def test_rootless_registry_round_trip_runs_no_stage(rootless, rootless_tree, reg
     user = rootless.podman(fresh, "run", "--rm", "--network=none", f"localhost/osbuild-oci/trees:{pulled['tree']}",
                            "getent", "passwd", "debian").stdout
     assert user.startswith("debian:x:1000:1000:")
-    state = run_dir(shlex.split(rootless.run("osbuild-oci", "store", "podman-args", "--store", fresh).stdout))
+    state = run_dir(rootless.podman_args(fresh))
     assert state.is_dir()
     rootless.run("osbuild-oci", "store", "delete", "--store", fresh)
     assert not state.exists(), "store delete leaves no run state"
