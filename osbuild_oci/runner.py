@@ -25,7 +25,7 @@ from .monitor import Monitor
 from .pipeline import Step
 from .planner import Plan, Remote
 from .stageimage import StageImage
-from .store import LABEL_RELEASE, ObjectStore, push_signed, tree_ref
+from .store import LABEL_RELEASE, ObjectStore, tree_ref
 
 TREE_MOUNT = "/run/osbuild/tree"
 OUTPUT_MOUNT = "/run/osbuild/output"
@@ -132,7 +132,7 @@ def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Mon
 
 def _cached_output(oid: str, store: ObjectStore, remote: Remote, monitor: Monitor, repos: list[str]) -> str | None:
     """Where the assembler's output is already kept: the store, or a cache registry (pulled), else None."""
-    if outputs.has(store.engine, oid):
+    if outputs.has(store, oid):
         return "store"
     return _first_registry(repos, monitor, lambda repo: outputs.remote_tag(repo, oid),
                            lambda repo: outputs.fetch(store.engine, oid, repo, remote.tls_verify, remote.trust))
@@ -152,7 +152,7 @@ def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path
     output.mkdir(parents=True, exist_ok=True)
     source = None if refresh else _cached_output(oid, store, remote, monitor, repos)
     if source is not None:
-        outputs.restore(store.engine, oid, output)
+        outputs.restore(store, oid, output)
     else:
         with store.get_tree(the_plan.final) as tree:
             _run_container(store, step, image, [Mount(tree, TREE_MOUNT, read_only=True),
@@ -162,7 +162,7 @@ def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path
         if the_plan.final is not None:
             sbom = output / f"{step.options.get('filename', step.name)}.spdx.json"
             sbom.write_text(store.sbom(the_plan.final), encoding="utf-8")
-        outputs.keep(store.engine, oid, output)
+        outputs.keep(store, oid, output)
     store.record_output_use(oid)
     monitor.assembler_done(assembler=step.name, seconds=round(time.monotonic() - t0, 3), output=str(output),
                            files=sorted(os.listdir(output)), id=oid, cached=source is not None,
@@ -171,7 +171,7 @@ def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path
         t0 = time.monotonic()
         destination = outputs.remote_tag(remote.cache_to, oid)
         monitor.busy(f"pushing {destination}")
-        push_signed(store.engine, outputs.output_ref(oid), destination, remote.tls_verify, remote.sign_key)
+        outputs.push(store, oid, destination, remote.tls_verify, remote.sign_key)
         monitor.output_pushed(assembler=step.name, id=oid, image=destination,
                               seconds=round(time.monotonic() - t0, 3))
 

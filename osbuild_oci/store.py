@@ -32,8 +32,10 @@ if TYPE_CHECKING:
     from .signing import SigningKey
 
 TREES = "localhost/osbuild-oci/trees"
-# Assembler outputs (outputs.py): kept beside the trees, removed with them.
+# Assembler outputs (outputs.py): kept beside the trees, removed with them; built ones as files in
+# STORE/outputs/<id>, pulled or pushed ones as images.
 OUTPUTS = "localhost/osbuild-oci/outputs"
+OUTPUT_FILES = "outputs"
 LABEL_TREE = "org.osbuild-oci.tree-id"
 LABEL_STAGE = "org.osbuild-oci.stage"
 LABEL_DEPTH = "org.osbuild-oci.depth"
@@ -111,6 +113,21 @@ class ObjectStore:
         self.engine = engine
         self.usage = Usage(engine.store)
         self._sources: dict[str, tuple[bool, tuple]] = {}
+
+    def output_files(self, oid: str) -> Path:
+        """Where a built output's files are kept (outputs.py); a name starting with a dot is one being written."""
+        return self.engine.store / OUTPUT_FILES / oid
+
+    def remove_output(self, oid: str) -> None:
+        """Remove a cached output in both its forms: its kept files and its image."""
+        shutil.rmtree(self.output_files(oid), ignore_errors=True)
+        self.engine.remove_image(output_ref(oid))
+
+    def remove_partial_outputs(self) -> None:
+        """Remove the output copies a killed command left half written (under the lock, nobody writes one)."""
+        directory = self.engine.store / OUTPUT_FILES
+        for partial in directory.glob(".*") if directory.is_dir() else ():
+            shutil.rmtree(partial, ignore_errors=True)
 
     def sbom_path(self, tree_id: str) -> Path:
         """Where the tree's SPDX document is kept: a file of the store, beside its containers-storage."""
@@ -354,11 +371,15 @@ class ObjectStore:
         """(stage id, image) of every kept failed tree."""
         return [(tag[len(FAILED):], info) for tag, info in self._tagged() if tag.startswith(FAILED)]
 
-    def outputs(self) -> list[tuple[str, ImageInfo]]:
-        """(output id, image) of every cached assembler output."""
+    def outputs(self) -> list[tuple[str, ImageInfo | None, int]]:
+        """(output id, its image or None, bytes its kept files take) of every cached assembler output."""
         prefix = output_ref("")
-        return [(name[len(prefix):], info) for info in self.engine.images(OUTPUTS)
-                for name in info.names if name.startswith(prefix)]
+        images = {name[len(prefix):]: info for info in self.engine.images(OUTPUTS)
+                  for name in info.names if name.startswith(prefix)}
+        directory = self.engine.store / OUTPUT_FILES
+        kept = {path.name: _disk_bytes(path) for path in directory.iterdir()
+                if not path.name.startswith(".")} if directory.is_dir() else {}
+        return [(oid, images.get(oid), kept.get(oid, 0)) for oid in sorted(images.keys() | kept.keys())]
 
     def record_use(self, tree_ids: list[str]) -> None:
         """A build used these trees (built or hit): gc removes them last."""
@@ -368,10 +389,10 @@ class ObjectStore:
         """A build wrote or copied this output: gc removes it last, as it does a used tree."""
         self.usage.touch([oid])
 
-    def last_used(self, tree_id: str, info: ImageInfo) -> float:
-        """When the tree was last used; one never recorded counts from its creation."""
-        recorded = self.usage.last_used(tree_id)
-        return recorded if recorded is not None else float(info.created or 0)
+    def last_used(self, key: str, info: ImageInfo | None) -> float:
+        """When the tree or output was last used; one never recorded counts from its image's creation."""
+        recorded = self.usage.last_used(key)
+        return recorded if recorded is not None else float(info.created or 0) if info else 0.0
 
     def listing(self) -> list[dict]:
         """Every tree and kept failure: stage, size of its own (newest) layer, creation and last use (Unix time),
@@ -393,33 +414,46 @@ class ObjectStore:
         return rows
 
     def size(self) -> int:
-        """The sum of this store's own layers, each counted once (what gc budgets)."""
+        """What gc budgets: this store's own layers, each counted once, and the files of its kept outputs."""
+        return self.layers_size() + self.output_files_size()
+
+    def layers_size(self) -> int:
         found = records.read(self.engine.store / "storage")
         return found.size(set(found.layers))
+
+    def output_files_size(self) -> int:
+        return sum(files for _, _, files in self.outputs())
 
     def gc(self, max_size: int | None, keep: set[str] = frozenset(),
            others: list[budget.Trimmable] = ()) -> tuple[list[str], int]:
         """Make the store fit max_size; (removed tree and output names, the store's size after).
 
         Without max_size every kept failure goes.  With it, kept failures go first,
-        then trees and cached outputs by least recent use, as long as the store's layers
-        and `others` (such as a package cache) together are over budget; then each of
+        then trees and cached outputs by least recent use, as long as the store's layers, its kept
+        output files and `others` (such as a package cache) together are over budget; then each of
         `others` is asked to trim what is still over.  Trees and outputs in keep (a running
         build's) never go.  Nothing else can be using them: this command holds the store's lock.
         """
-        failed = [(tree_ref(FAILED + stage_id), info, float("-inf")) for stage_id, info in self.failed()]
-        kept = [(tree_ref(tree_id), tree_id, info) for tree_id, info in self.trees()] + \
-               [(output_ref(oid), oid, info) for oid, info in self.outputs()]
-        trees = [(name, info, self.last_used(key, info)) for name, key, info in kept if key not in keep]
+        failed = [budget.Candidate(tree_ref(FAILED + stage_id), info.id, float("-inf"))
+                  for stage_id, info in self.failed()]
+        trees = [budget.Candidate(tree_ref(tree_id), info.id, self.last_used(tree_id, info))
+                 for tree_id, info in self.trees() if tree_id not in keep]
+        found_outputs = self.outputs()
+        outputs = [budget.Candidate(output_ref(oid), info.id if info else None, self.last_used(oid, info), files)
+                   for oid, info, files in found_outputs if oid not in keep]
         self.engine.prune()
         if max_size is None:
-            chosen = [budget.Candidate(name, info.id, used) for name, info, used in failed]
+            chosen = failed
         else:
-            extra = sum(other.size() for other in others)
-            chosen, _ = budget.choose(records.read(self.engine.store / "storage"), [
-                budget.Candidate(name, info.id, used) for name, info, used in failed + trees], max_size - extra)
+            extra = sum(other.size() for other in others) + \
+                sum(files for oid, _, files in found_outputs if oid in keep)
+            chosen, _ = budget.choose(records.read(self.engine.store / "storage"), failed + trees + outputs,
+                                      max_size - extra)
         for candidate in chosen:
-            self.engine.remove_image(candidate.name)
+            if candidate.name.startswith(output_ref("")):
+                self.remove_output(candidate.name[len(output_ref("")):])
+            else:
+                self.engine.remove_image(candidate.name)
         self.usage.forget(c.name.rsplit(":", 1)[1] for c in chosen)
         self.engine.prune()
         size = self.size()
@@ -439,9 +473,15 @@ class ObjectStore:
         for tag, _ in self._tagged():
             self.engine.remove_image(tree_ref(tag))
             self.sbom_path(tag).unlink(missing_ok=True)
-        for oid, _ in self.outputs():
-            self.engine.remove_image(output_ref(oid))
+        for oid, _, _ in self.outputs():
+            self.remove_output(oid)
+        self.remove_partial_outputs()
         self.engine.prune()
+
+
+def _disk_bytes(path: Path) -> int:
+    """Bytes the files under path take on disk (a sparse disk image counts what it holds)."""
+    return sum(entry.stat().st_blocks * 512 for entry in path.rglob("*") if entry.is_file())
 
 
 def trusted_ref(ref: str, trust: tuple, tls_verify: bool) -> str:
@@ -520,7 +560,9 @@ def open_store(path: Path, lock_timeout: float = 3600.0, look_only: bool = False
         with open(path / ".lock", "w") as lock:
             _wait_for_lock(lock, path, lock_timeout)
             with Engine(path) as engine:
-                yield ObjectStore(engine)
+                objects = ObjectStore(engine)
+                objects.remove_partial_outputs()
+                yield objects
     except UserError:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -74,8 +75,12 @@ def test_warm_rebuild_copies_the_cached_output_and_the_assembler_gives_the_same_
     assert sha256(tmp_path / "cached" / qcow2.name) == sha256(qcow2), \
         "the cached output is byte-identical to what the assembler wrote"
     assert store_state(shared_store)["created"] == created, "neither the assembler nor a tree mount ran"
+    kept = shared_store / "outputs" / done[0]["id"]
+    assert sha256(kept / qcow2.name) == sha256(qcow2), "the store keeps the output as a plain file"
+    assert podman(shared_store, "image", "exists", f"localhost/osbuild-oci/outputs:{done[0]['id']}",
+                  check=False).returncode == 1, "no image is made of an output that never travelled"
 
-    podman(shared_store, "rmi", f"localhost/osbuild-oci/outputs:{done[0]['id']}")
+    shutil.rmtree(kept)
     rerun = run_build(pipeline, shared_store, tmp_path / "out")
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.ran == [] and [e["cached"] for e in rerun.of("assembler-done")] == [False]

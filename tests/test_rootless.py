@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (MINBASE, REPO, boot_to_login, podman, qcow2_file_stat, run_build, run_dir, stage_ref,
+from helpers import (MINBASE, REPO, boot_to_login, podman, qcow2_file_stat, run_build, run_dir, sha256, stage_ref,
                      tree_run)
 
 pytestmark = [pytest.mark.slow,
@@ -203,6 +203,11 @@ def test_rootless_qcow2_keeps_owners_and_boots(rootless, tmp_path):
     qcow2 = output / json.loads(QCOW2_PIPELINE.read_text())["assembler"]["options"]["filename"]
     assert qcow2_file_stat(qcow2, tmp_path, "/usr/bin/passwd") == (0o104755, 0, 0)
     assert qcow2_file_stat(qcow2, tmp_path, "/home/debian") == (0o40755, 1000, 1000)
+    again_output = rootless.home / "qcow2-again"
+    rootless.remove(again_output)
+    again = rootless.build(QCOW2_PIPELINE, store, output=again_output)
+    assert again["ran"] == [] and [e["cached"] for e in again["events"] if e["event"] == "assembler-done"] == [True]
+    assert sha256(again_output / qcow2.name) == sha256(qcow2), "the user's store kept the output as it was written"
     console = boot_to_login(qcow2, "bios", tmp_path, cli=rootless.argv("osbuild-oci"))
     assert "Debian GNU/Linux 12 debian-oci ttyS0" in console
 

@@ -97,6 +97,25 @@ def test_a_budget_makes_every_build_end_with_gc_keeping_its_own_trees(tmp_path, 
     assert flag.returncode == 2 and "--store-max-size 'nonsense'" in flag.stderr
 
 
+def test_an_output_copy_a_kill_left_half_written_is_removed_by_the_next_command(tmp_path, stage_images):
+    """A build keeps its output as files, copied under a dot name and then renamed: a kill between the two
+    leaves the dot name, which the next command on the store removes, and which is never a hit."""
+    store = tmp_path / "store"
+    tarred = {**pipeline("a"), "assembler": {"name": "org.osbuild.tar", "options": {"filename": "a.tar"}}}
+    first = run_build(tarred, store, tmp_path / "o-first")
+    assert first.returncode == 0, first.stderr
+    [done] = first.of("assembler-done")
+    kept = store / "outputs" / done["id"]
+    assert (kept / "a.tar").read_bytes() == (tmp_path / "o-first" / "a.tar").read_bytes()
+    partial = kept.with_name(f".{done['id']}")
+    kept.rename(partial)
+    assert osbuild("store", "list", "--store", store).returncode == 0
+    assert not partial.exists()
+    again = run_build(tarred, store, tmp_path / "o-again")
+    assert again.returncode == 0 and [e["cached"] for e in again.of("assembler-done")] == [False], again.stderr
+    assert (kept / "a.tar").read_bytes() == (tmp_path / "o-first" / "a.tar").read_bytes()
+
+
 def test_gc_removes_a_cached_output_by_its_last_use_like_a_tree(tmp_path, stage_images):
     """Cached assembler outputs are in the store's budget: the least recently used goes first, tree or output."""
     store = tmp_path / "store"
@@ -107,8 +126,9 @@ def test_gc_removes_a_cached_output_by_its_last_use_like_a_tree(tmp_path, stage_
     for letter in "ab":  # a's tree is used again after its output, and b's is newer still
         assert run_build(pipeline(letter), store, tmp_path / f"o-{letter}").returncode == 0
     output = f"localhost/osbuild-oci/outputs:{done['id']}"
-    layers = json.loads(osbuild("store", "du", "--store", store, "--json").stdout)["layers"]
-    trimmed = gc(store, layers - 100_000)
+    du = json.loads(osbuild("store", "du", "--store", store, "--json").stdout)
+    assert du["outputs"] > 0, "the output's files count in the budget"
+    trimmed = gc(store, du["layers"] + du["outputs"] - 1)
     assert trimmed.returncode == 0, trimmed.stderr
     assert [line for line in trimmed.stdout.splitlines() if line.startswith("removed ")] == [f"removed {output}"]
     assert first.tree in listing(store), "the tree it was made of stays"

@@ -59,21 +59,23 @@ def store_gc(store: Optional[Path] = STORE,
     for name in removed:
         print(f"removed {name}")
     over = f"; still over {human(size)}: what is left is needed by what is kept" if size and left > size else ""
-    print(f"{len(removed)} removed; the store's layers take {human(left)}{over}")
+    print(f"{len(removed)} removed; the store's layers and kept outputs take {human(left)}{over}")
 
 
 @store_app.command("du")
 def store_du(store: Optional[Path] = STORE,
              json_out: bool = typer.Option(False, "--json", help="JSON output")) -> None:
-    """Disk use of the store: its directory on disk, and its layers counted once."""
+    """Disk use of the store: its directory on disk, its layers counted once, and its kept outputs."""
     from ..budget import human
     from ..store import open_store
     with open_store(store_path(store)) as objects:
-        use = {"disk": objects.engine.disk_use(), "layers": objects.size(), "trees": len(objects.trees())}
+        use = {"disk": objects.engine.disk_use(), "layers": objects.layers_size(),
+               "outputs": objects.output_files_size(), "trees": len(objects.trees())}
     if json_out:
         print(json.dumps(use))
         return
-    print(f"{human(use['disk'])} on disk ({use['disk']} bytes); layers {human(use['layers'])}; {use['trees']} trees")
+    print(f"{human(use['disk'])} on disk ({use['disk']} bytes); layers {human(use['layers'])}; "
+          f"kept outputs {human(use['outputs'])}; {use['trees']} trees")
 
 
 def _iso(stamp: float | None) -> str | None:
