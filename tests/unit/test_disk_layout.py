@@ -6,6 +6,8 @@ functions and nothing else; stagelib comes from the base image's folder.
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from helpers import load_program
@@ -73,3 +75,11 @@ def test_convert_args(disk_format, options, expected):
 def test_qcow2_options_are_refused_for_other_formats(disk_format):
     with pytest.raises(disk.StageError, match=f"option compat applies only to format qcow2, not {disk_format}"):
         disk.convert_args(disk_format, {"compat": "1.1"})
+
+
+def test_a_failing_tool_still_shows_what_it_said_on_a_captured_stderr(capfd):
+    """The assembler captures mkfs.vfat's stderr to drop one known warning; when a tool whose stderr is
+    captured fails, its reason still reaches the user before the stage's one-line error."""
+    with pytest.raises(disk.StageError, match="exited with status 3$"):
+        disk.run(["sh", "-c", "echo 'mkfs.vfat: no room for the FAT' >&2; exit 3"], stderr=subprocess.PIPE, text=True)
+    assert "mkfs.vfat: no room for the FAT" in capfd.readouterr().err

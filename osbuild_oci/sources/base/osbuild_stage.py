@@ -26,12 +26,17 @@ class StageError(Exception):
 
 
 def run(cmd: Sequence[str], **kwargs) -> subprocess.CompletedProcess:
-    """Run a tool, streaming its output; a non-zero exit becomes a StageError naming it."""
+    """Run a tool, streaming its output; a non-zero exit becomes a StageError naming it, after what the
+    tool said on a stderr the caller captured (its reason is the user's to read)."""
     try:
         proc = subprocess.run(list(cmd), **kwargs)
     except FileNotFoundError:
         raise StageError(f"{cmd[0]} is not installed in this stage image") from None
     if proc.returncode != 0:
+        if isinstance(proc.stderr, str):
+            sys.stderr.write(proc.stderr)
+        elif isinstance(proc.stderr, bytes):
+            sys.stderr.buffer.write(proc.stderr)
         raise StageError(f"{' '.join(cmd)} exited with status {proc.returncode}")
     return proc
 
