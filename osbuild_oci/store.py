@@ -376,10 +376,14 @@ class ObjectStore:
         prefix = output_ref("")
         images = {name[len(prefix):]: info for info in self.engine.images(OUTPUTS)
                   for name in info.names if name.startswith(prefix)}
-        directory = self.engine.store / OUTPUT_FILES
-        kept = {path.name: _disk_bytes(path) for path in directory.iterdir()
-                if not path.name.startswith(".")} if directory.is_dir() else {}
+        kept = self._kept_output_files()
         return [(oid, images.get(oid), kept.get(oid, 0)) for oid in sorted(images.keys() | kept.keys())]
+
+    def _kept_output_files(self) -> dict[str, int]:
+        """Output id -> bytes its kept files take; read from the directory alone, without podman."""
+        directory = self.engine.store / OUTPUT_FILES
+        return {path.name: _disk_bytes(path) for path in directory.iterdir()
+                if path.is_dir() and not path.name.startswith(".")} if directory.is_dir() else {}
 
     def record_use(self, tree_ids: list[str]) -> None:
         """A build used these trees (built or hit): gc removes them last."""
@@ -422,7 +426,7 @@ class ObjectStore:
         return found.size(set(found.layers))
 
     def output_files_size(self) -> int:
-        return sum(files for _, _, files in self.outputs())
+        return sum(self._kept_output_files().values())
 
     def gc(self, max_size: int | None, keep: set[str] = frozenset(),
            others: list[budget.Trimmable] = ()) -> tuple[list[str], int]:
