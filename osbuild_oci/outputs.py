@@ -60,8 +60,7 @@ def fetch(engine: Engine, oid: str, repository: str, tls_verify: bool, trust: tu
 
 def keep(store: ObjectStore, oid: str, directory: Path) -> None:
     """Keep a copy of the files of directory as the output oid; each file is on disk before the copy counts."""
-    target = store.output_files(oid)
-    partial = target.with_name(f".{oid}")
+    target, partial = store.output_files(oid), store.partial_output_files(oid)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:

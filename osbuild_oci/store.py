@@ -115,8 +115,12 @@ class ObjectStore:
         self._sources: dict[str, tuple[bool, tuple]] = {}
 
     def output_files(self, oid: str) -> Path:
-        """Where a built output's files are kept (outputs.py); a name starting with a dot is one being written."""
+        """Where a built output's files are kept (outputs.py)."""
         return self.engine.store / OUTPUT_FILES / oid
+
+    def partial_output_files(self, oid: str) -> Path:
+        """Where they are copied first: a dot name, never a hit, and what `remove_partial_outputs` sweeps."""
+        return self.engine.store / OUTPUT_FILES / f".{oid}"
 
     def remove_output(self, oid: str) -> None:
         """Remove a cached output in both its forms: its kept files and its image."""
