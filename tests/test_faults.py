@@ -98,8 +98,9 @@ def test_kill_9_at_five_points_loses_nothing(tmp_path, stage_images, registry):
     rebuild(["org.osbuild.script", *names[2:]])
 
     # 4. during the assembler (with options whose output is not cached yet): every stage stays cached,
-    # the assembler runs again, and no half-written output was kept
-    tree["assembler"]["options"]["filename"] = "tree-4.tar"
+    # the assembler runs again, and no half-written output was kept. gzip keeps the assembler busy for
+    # well over the 2 s wait (about 700 MB, 300 MB of it random); a plain tar was done in under 2 s.
+    tree["assembler"]["options"] = {"filename": "tree-4.tar.gz", "compression": "gzip"}
     save(tree)
     kill_when(pipeline, store, tmp_path / "o4", event("assembler-start"), after=2)
     assert [e["cached"] for e in rebuild([]).of("assembler-done")] == [False]
