@@ -97,7 +97,8 @@ def _import(engine: Engine, oid: str, directory: Path) -> None:
     assert tar.stdout is not None
     importer = subprocess.Popen(["podman", *engine.podman_args(), "import", "--quiet", "--change",
                                  f"LABEL {LABEL_OUTPUT}={oid}", "-", output_ref(oid)],
-                                stdin=tar.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdin=tar.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env=engine.podman_env())
     tar.stdout.close()  # podman's alone now: if it dies, tar gets SIGPIPE instead of blocking
     _, err = importer.communicate()
     if tar.wait() != 0 or importer.returncode != 0:

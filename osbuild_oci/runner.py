@@ -189,7 +189,7 @@ def _run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Re
         phases: dict[str, float] = {}
         if not cached:
             reported: dict[str, str] = {}
-            with tempfile.TemporaryDirectory(prefix="osbuild-oci-meta-") as meta, \
+            with tempfile.TemporaryDirectory(prefix="meta-", dir=store.engine.scratch()) as meta, \
                     store.new_tree(stage.id, stage.parent, stage.step.name, the_plan.source_epoch, reported,
                                    keep_failed, the_plan.arch) as tree:
                 # A second back: file times come from a coarse clock that may lag time.time() by a tick.

@@ -19,6 +19,7 @@ import pytest
 
 from helpers import (MINBASE, REPO, LineReader, events_of, osbuild, osbuild_popen, podman, run_build,
                      skopeo_inspect, tree_tags)
+from osbuild_oci.engine.service import Service
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +30,7 @@ def script(text: str) -> dict:
 
 def no_leftovers(store: Path) -> None:
     assert podman(store, "ps", "--all", "--quiet").stdout.split() == [], "no container may be left"
+    assert not Service(store).scratch.exists(), "the store's scratch is removed when a command ends"
     prefix = str(store.resolve()) + "/"
     with open("/proc/self/mounts", "rb") as mounts:
         left = [line.split()[1] for line in mounts if line.split()[1].decode(errors="replace").startswith(prefix)]
@@ -79,10 +81,14 @@ def test_kill_9_at_five_points_loses_nothing(tmp_path, stage_images, registry):
         no_leftovers(store)
         return result
 
-    # 1. during debootstrap (mmdebstrap is downloading and unpacking)
+    var_tmp = set(os.listdir("/var/tmp"))
+
+    # 1. during debootstrap (mmdebstrap is downloading and unpacking); the stage's scratch directory is
+    # left in the store's scratch, where the next build removes it
     save(tree)
     kill_when(pipeline, store, tmp_path / "o1", event("stage-start", stage="org.osbuild.debootstrap"), after=8)
     assert tree_tags(store) == set()
+    assert [p.name[:5] for p in Service(store).scratch.iterdir()] == ["meta-"]
     rebuild(names)
 
     # 2. during apt: only apt and what follows it run again
@@ -110,6 +116,8 @@ def test_kill_9_at_five_points_loses_nothing(tmp_path, stage_images, registry):
               after=0.3)
     final = rebuild([], "--cache-to", cache, "--tls-verify=false")
     assert skopeo_inspect(f"{cache}:{final.tree}")["Labels"]["org.osbuild-oci.tree-id"] == final.tree
+    assert set(os.listdir("/var/tmp")) - var_tmp <= {f"osbuild-oci-{os.geteuid()}"}, \
+        "podman's scratch is the store's own directory, not /var/tmp"
 
 
 def test_a_killed_podman_service_fails_the_build_in_one_line_and_the_next_build_works(tmp_path, stage_images):

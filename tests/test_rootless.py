@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (MINBASE, REPO, boot_to_login, podman, qcow2_file_stat, run_build, run_dir, sha256, stage_ref,
-                     tree_run)
+from helpers import (MINBASE, REPO, LineReader, boot_to_login, podman, qcow2_file_stat, run_build, run_dir, sha256,
+                     stage_ref, tree_run)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="makes its own unprivileged user: run the suite as root")]
@@ -271,6 +271,52 @@ def write_probe_stage(root: Path, name: str) -> None:
                                           'LABEL org.osbuild-oci.network="true"\n'
                                           'LABEL org.osbuild-oci.capabilities="CAP_DAC_OVERRIDE"\n'
                                           'ENTRYPOINT ["/usr/libexec/osbuild-oci/stage"]\n')
+
+
+def test_a_killed_rootless_build_is_cleaned_up_by_the_next_command(rootless):
+    """kill -9 of osbuild-oci while a stage runs leaves its podman service, the stage's container and its
+    scratch (podman's, where rootless podman without a session also keeps the container's runtime state).
+    The next build on the store stops the container, runs, and leaves none of it."""
+    store, pipeline = rootless.home / "kill-store", rootless.home / "kill.json"
+    rootless.remove(store)
+    scratch = Path("/var/tmp") / f"osbuild-oci-{pwd.getpwnam(rootless.name).pw_uid}"
+
+    def sleepers() -> list[str]:
+        return subprocess.run(["pgrep", "-u", rootless.name, "-fx", "sleep 613"], capture_output=True,
+                              text=True).stdout.split()
+
+    def write(script: str) -> None:
+        pipeline.write_text(json.dumps({"name": "kill", "base": MINBASE,
+                                        "stages": [{"name": "org.osbuild.script", "options": {"script": script}}]}))
+        shutil.chown(pipeline, rootless.name)
+
+    write("sleep 613")
+    proc = subprocess.Popen(rootless.argv("osbuild-oci", "build", pipeline, "--store", store, "--json"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=rootless.src,
+                            start_new_session=True)
+    try:
+        LineReader(proc).wait_for(lambda stream, line: '"stage-start"' in line, timeout=300)
+        deadline = time.monotonic() + 120
+        while not sleepers():
+            assert proc.poll() is None and time.monotonic() < deadline, "the stage's container did not start"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+    assert sleepers(), "the stage's container outlives the killed command"
+    assert list(scratch.iterdir()) != [], "the killed command's scratch is left"
+
+    write("echo after > /after")
+    try:
+        after = rootless.build(pipeline, store)
+        assert after["proc"].returncode == 0, after["proc"].stderr
+        assert after["ran"] == ["org.osbuild.script"]
+        assert sleepers() == [], "the next command stopped the killed command's container"
+        assert rootless.podman(store, "ps", "--all", "--quiet").stdout.split() == []
+        assert list(scratch.iterdir()) == [], "and removed its scratch"
+    finally:
+        subprocess.run(["pkill", "-u", rootless.name, "-fx", "sleep 613"], check=False)
+        rootless.run("osbuild-oci", "store", "delete", "--store", store, check=False)
 
 
 @pytest.mark.parametrize("who", ["root", "rootless"])

@@ -79,6 +79,15 @@ class Engine:
     def podman_args(self) -> list[str]:
         return self.service.podman_args()
 
+    def podman_env(self) -> dict[str, str]:
+        """The environment a podman command on this store runs with (Service.environment)."""
+        return self.service.environment()
+
+    def scratch(self) -> Path:
+        """A directory for the command's own short-lived files: removed when the command ends, or, if it is
+        killed, when the next command on the store ends."""
+        return self.service.scratch_dir()
+
     def __enter__(self) -> "Engine":
         """Stop a service a killed command left; look for its containers while the command plans."""
         self.service.name_store()

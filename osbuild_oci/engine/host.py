@@ -30,6 +30,12 @@ def runtime_dir() -> Path:
     return Path(runtime) / "osbuild-oci" if runtime else Path(f"/tmp/osbuild-oci-{os.getuid()}")
 
 
+def scratch_root() -> Path:
+    """Where podman's scratch for this user's stores goes: where podman's own would (TMPDIR, else
+    /var/tmp), which is on a disk, not a tmpfs, and keeps a full store's disk a plain ENOSPC."""
+    return Path(os.environ.get("TMPDIR") or "/var/tmp") / f"osbuild-oci-{os.geteuid()}"
+
+
 def private_dir(path: Path) -> Path:
     """Create path (and its parent) 0700 for this user, or refuse one that is someone else's."""
     for directory in (path.parent, path):

@@ -16,6 +16,15 @@ events) names its store in a file, so that a store deleted by hand does not
 leave it behind for good: on /run, a tmpfs, it would hold memory until the next
 boot.  Starting a service removes the runtime directories of stores that are
 gone; `store delete` removes its own.
+
+podman's scratch (its TMPDIR: a commit's, pull's, push's or import's blobs
+before they are stored, and the stages' report directories) is a directory of
+the store's own under /var/tmp, not /var/tmp itself, removed when the service
+stops: what a command killed mid-commit leaves there goes when the next
+command on the store ends, where in /var/tmp nobody would know it for ours.
+Not sooner: rootless podman without a session keeps its OCI runtime's state of
+running containers under TMPDIR too, and the next command must first remove
+the containers the killed one left.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import time
 from pathlib import Path
 
 from ..errors import EngineError
-from .host import private_dir, runtime_dir, unmount_below
+from .host import private_dir, runtime_dir, scratch_root, unmount_below
 from .localstorage import DefaultStorage
 
 # Only a service whose osbuild-oci was killed ever idles this long (a running stage's
@@ -47,6 +56,7 @@ class Service:
         self.run_dir = runtime_dir() / key
         self.socket_path = self.run_dir / "podman.sock"
         self.log = self.run_dir / "service.log"
+        self.scratch = scratch_root() / key
         self._process: subprocess.Popen | None = None
 
     def podman_args(self) -> list[str]:
@@ -62,6 +72,14 @@ class Service:
             args += ["--storage-opt", f"{default.driver}.imagestore={default.graph_root}"]
         return args
 
+    def scratch_dir(self) -> Path:
+        """The store's scratch directory, made (private) when first needed."""
+        return private_dir(self.scratch)
+
+    def environment(self) -> dict[str, str]:
+        """The environment of a podman command on this store: its scratch is the store's."""
+        return {**os.environ, "TMPDIR": str(self.scratch_dir())}
+
     def name_store(self) -> None:
         """Write the store's path into its runtime directory, once, for `remove_gone` to find."""
         record = self.run_dir / "store"
@@ -74,7 +92,8 @@ class Service:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def remove_gone(self) -> None:
-        """Remove the runtime directories of this user's stores that no longer exist (deleted by hand)."""
+        """Remove the runtime and scratch directories of this user's stores that no longer exist (deleted by
+        hand)."""
         for record in self.run_dir.parent.glob("*/store"):
             try:
                 gone = record.parent != self.run_dir and not Path(record.read_text()).exists()
@@ -82,6 +101,7 @@ class Service:
                 continue
             if gone:
                 shutil.rmtree(record.parent, ignore_errors=True)
+                shutil.rmtree(self.scratch.parent / record.parent.name, ignore_errors=True)
 
     def _check_paths(self) -> None:
         runroot = str(self.run_dir / "run")
@@ -106,7 +126,7 @@ class Service:
              f"unix://{self.socket_path}"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             # conmon parses its arguments in the locale's encoding: a UTF-8 store path needs a UTF-8 locale.
-            env={**os.environ, "LC_ALL": "C.UTF-8"})
+            env={**self.environment(), "LC_ALL": "C.UTF-8"})
         deadline = time.monotonic() + 20
         while not self._ping():
             if self._process.poll() is not None or time.monotonic() > deadline:
@@ -130,7 +150,8 @@ class Service:
         return False
 
     def stop(self) -> None:
-        """Stop the service and undo the store's mounts (the caller holds the store's lock)."""
+        """Stop the service, undo the store's mounts and remove its scratch (the caller holds the store's lock
+        and has removed its containers)."""
         if self._process is not None:
             # The whole process group: rootless podman re-executes itself into a user namespace, and a
             # child whose parent was killed would go on holding the store.
@@ -144,6 +165,7 @@ class Service:
         self.stop_orphan()  # one that escaped its group
         self._stop_pause_process()
         unmount_below(self.store)
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _stop_pause_process(self) -> None:
         """Rootless podman keeps a pause process per --tmpdir, holding its user namespace; ours ends with us."""
