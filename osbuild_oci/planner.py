@@ -19,7 +19,7 @@ from .engine.model import ImageInfo
 from .errors import RegistryError, UserError
 from .pipeline import Pipeline, Step
 from .stageimage import ALLOWED_CAPABILITIES, LABEL_ARCH, LOCAL_PREFIX, StageImage, local_ref
-from .store import ObjectStore, output_ref, tree_ref, trusted_ref
+from .store import ObjectStore, is_cache_ref, output_ref, tree_ref, trusted_ref
 
 if TYPE_CHECKING:
     from .signing import SigningKey
@@ -204,7 +204,8 @@ def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), poli
     arch.check_runnable(tree_arch)
     steps = [*pipeline.stages, *([pipeline.assembler] if pipeline.assembler else [])]
     bases = [pipeline.base] if pipeline.base and not TREE_ID.match(pipeline.base) else []
-    guessed = lastplan.guess(store.engine.store, pipeline.name)
+    # The guess is a file anyone who can write the store may have edited: only the store's own names reach podman.
+    guessed = [ref for ref in lastplan.guess(store.engine.store, pipeline.name) if is_cache_ref(ref)]
     store.engine.prefetch([*bases, *(image_ref(step, remote) for step in steps), *guessed])
     base, base_image = _resolve_base(store, pipeline.base, remote, lock)
     stages, parent = [], base

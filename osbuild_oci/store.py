@@ -45,6 +45,7 @@ LABEL_FAILED = "org.osbuild-oci.failed-stage"
 FAILED = "failed-"
 LABEL_EPOCH = "org.osbuild-oci.source-epoch"
 LABEL_RELEASE = "org.osbuild-oci.release-date"
+_CACHE_REF = re.compile(rf"(?:{re.escape(TREES)}|{re.escape(OUTPUTS)}):[0-9a-f]{{64}}\Z")
 _LAYER_END = re.compile(r"^([0-9]+):([0-9a-f]{64})$")
 _ROOT = re.compile(r"(?:[0-9a-f]{64})?")
 _MOUNT_DATA = re.compile(r'\s*mount_data="[^"]*"|\s*mount_data=\S+')
@@ -94,6 +95,11 @@ def tree_ref(tree_id: str) -> str:
 
 def output_ref(oid: str) -> str:
     return f"{OUTPUTS}:{oid}"
+
+
+def is_cache_ref(ref: str) -> bool:
+    """Whether ref is a name this store gives a cached tree or output (what `tree_ref` and `output_ref` make)."""
+    return _CACHE_REF.match(ref) is not None
 
 
 def failed_ref(stage_id: str) -> str:

@@ -28,6 +28,30 @@ def test_noop_pipeline_runs_the_stage_only_the_first_time(build, tmp_path):
     assert store_state(store)["created"] == created, "a cached build must not create any container"
 
 
+def test_the_last_plans_guess_never_decides_what_runs(build, tmp_path):
+    """A plan asks podman early about the trees the last plan of its name used (STORE/last-plans.json):
+    a tree removed since, or a file edited by hand, may cost a look but never a wrong hit or a failure."""
+    store = tmp_path / "store"
+    pipeline = {"name": "guess", "base": MINBASE,
+                "stages": [{"name": "org.osbuild.noop", "options": {"guess": 1}}, mkdir_stage("guessed")]}
+    first = build(pipeline, store)
+    assert first.returncode == 0, first.stderr
+
+    podman(store, "rmi", first.image)
+    removed = build(pipeline, store)
+    assert removed.returncode == 0, removed.stderr
+    assert removed.ran == ["org.osbuild-oci.files"], "the guess named the removed tree; podman's answer counts"
+
+    plans = store / "last-plans.json"
+    doc = json.loads(plans.read_text())
+    doc["guess"] = ["--all", "not a ref!", f"localhost/osbuild-oci/trees:{'0' * 64}", *doc["guess"]]
+    plans.write_text(json.dumps(doc))
+    planted = build(pipeline, store)
+    assert planted.returncode == 0, planted.stderr
+    assert planted.ran == [] and planted.tree == first.tree
+    assert json.loads(plans.read_text())["guess"] == doc["guess"][3:], "the next plan remembers its own refs"
+
+
 def test_second_stage_adds_exactly_one_layer_holding_its_file(build, tmp_path):
     store = tmp_path / "store"
     pipeline = {"name": "two", "base": MINBASE, "stages": [{"name": "org.osbuild.noop", "options": {"two": 1}}, mkdir_stage()]}
