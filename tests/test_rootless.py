@@ -273,13 +273,16 @@ def write_probe_stage(root: Path, name: str) -> None:
                                           'ENTRYPOINT ["/usr/libexec/osbuild-oci/stage"]\n')
 
 
-def test_a_killed_rootless_build_is_cleaned_up_by_the_next_command(rootless):
+def test_what_a_killed_build_or_a_deleted_store_leaves_is_cleaned_up_by_the_next_command(rootless):
     """kill -9 of osbuild-oci while a stage runs leaves its podman service, the stage's container and its
     scratch (podman's, where rootless podman without a session also keeps the container's runtime state).
-    The next build on the store stops the container, runs, and leaves none of it."""
-    store, pipeline = rootless.home / "kill-store", rootless.home / "kill.json"
-    rootless.remove(store)
-    scratch = Path("/var/tmp") / f"osbuild-oci-{pwd.getpwnam(rootless.name).pw_uid}"
+    The next build on the store stops the container, runs, and leaves none of it, nor a half-written
+    output copy; a store removed by hand loses its runtime directory when the next service starts."""
+    store, other, pipeline = rootless.home / "kill-store", rootless.home / "kill-store-2", rootless.home / "kill.json"
+    for path in (store, other):
+        rootless.remove(path)
+    uid = pwd.getpwnam(rootless.name).pw_uid
+    scratch, runtime = Path("/var/tmp") / f"osbuild-oci-{uid}", Path(f"/tmp/osbuild-oci-{uid}")
 
     def sleepers() -> list[str]:
         return subprocess.run(["pgrep", "-u", rootless.name, "-fx", "sleep 613"], capture_output=True,
@@ -289,6 +292,9 @@ def test_a_killed_rootless_build_is_cleaned_up_by_the_next_command(rootless):
         pipeline.write_text(json.dumps({"name": "kill", "base": MINBASE,
                                         "stages": [{"name": "org.osbuild.script", "options": {"script": script}}]}))
         shutil.chown(pipeline, rootless.name)
+
+    def runtime_of(path: Path) -> list[Path]:
+        return [record.parent for record in runtime.glob("*/store") if record.read_text() == str(path)]
 
     write("sleep 613")
     proc = subprocess.Popen(rootless.argv("osbuild-oci", "build", pipeline, "--store", store, "--json"),
@@ -305,6 +311,10 @@ def test_a_killed_rootless_build_is_cleaned_up_by_the_next_command(rootless):
         proc.wait()
     assert sleepers(), "the stage's container outlives the killed command"
     assert list(scratch.iterdir()) != [], "the killed command's scratch is left"
+    half = store / "outputs" / f".{'0' * 64}"
+    half.mkdir(parents=True)
+    (half / "disk.qcow2").write_bytes(b"QFI\xfb half")
+    subprocess.run(["chown", "-R", rootless.name, str(store / "outputs")], check=True)
 
     write("echo after > /after")
     try:
@@ -314,9 +324,16 @@ def test_a_killed_rootless_build_is_cleaned_up_by_the_next_command(rootless):
         assert sleepers() == [], "the next command stopped the killed command's container"
         assert rootless.podman(store, "ps", "--all", "--quiet").stdout.split() == []
         assert list(scratch.iterdir()) == [], "and removed its scratch"
+        assert not half.exists(), "and the output copy a kill left half written"
     finally:
         subprocess.run(["pkill", "-u", rootless.name, "-fx", "sleep 613"], check=False)
-        rootless.run("osbuild-oci", "store", "delete", "--store", store, check=False)
+
+    assert runtime_of(store) != []
+    rootless.remove(store)
+    write("echo other > /other")
+    assert rootless.build(pipeline, other)["ran"] == ["org.osbuild.script"]
+    assert runtime_of(store) == [], "the runtime directory of a store removed by hand goes with the next service"
+    rootless.run("osbuild-oci", "store", "delete", "--store", other)
 
 
 @pytest.mark.parametrize("who", ["root", "rootless"])
