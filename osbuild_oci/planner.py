@@ -175,17 +175,19 @@ def resolve(store: ObjectStore, step: Step, kind: str, remote: Remote, policy: P
     return image
 
 
-def _resolve_base(store: ObjectStore, base: str | None, remote: Remote,
-                  lock: Lock | None) -> tuple[str | None, str | None]:
+def _resolve_base(store: ObjectStore, base: str | None, remote: Remote, lock: Lock | None,
+                  tree_arch: str) -> tuple[str | None, str | None]:
     """The base as (tree id, image to adopt as that tree); a remote base is pulled first."""
     if base is None:
         return None, None
     if lock is not None and not TREE_ID.match(base):
         info = _locked(store, lock.base_for(base), remote, lock, "base")
+        _check_base_arch(info, base, tree_arch)
         return info.id, info.id
     if TREE_ID.match(base):
         if store.has_tree(base) or any(store.fetch(base, repo, remote.tls_verify, remote.trust)
                                        for repo in remote.cache_from):
+            _check_base_arch(store.tree_image(base), base, tree_arch)
             return base, None
         raise UserError(f"no tree {base} in this store{' or the --cache-from registries' if remote.cache_from else ''}"
                         "; build its pipeline first or give an image reference", "base")
@@ -194,7 +196,19 @@ def _resolve_base(store: ObjectStore, base: str | None, remote: Remote,
         info = _pull_for(store, base, remote, "base")
     if info is None:
         raise UserError(f"no image {base} in this store; give a registry reference to pull it", "base")
+    _check_base_arch(info, base, tree_arch)
     return info.id, info.id
+
+
+def _check_base_arch(info: ImageInfo | None, base: str, tree_arch: str) -> None:
+    """Refuse a base of another architecture: the stages would add the pipeline's arch's programs to a tree
+    of the base's, and the tree's image would name only one of them.  An image that names none passes."""
+    wanted = arch.ARCHES[tree_arch].oci
+    if info is None or not info.arch or info.arch == wanted:
+        return
+    named = next((a.debian for a in arch.ARCHES.values() if a.oci == info.arch), info.arch)
+    raise UserError(f"{base} is an image for {named}, not for the pipeline's arch {tree_arch}; give a base "
+                    f'built for {tree_arch}, or set "arch": "{named}"', "base")
 
 
 def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), policy: Policy = Policy(),
@@ -207,7 +221,7 @@ def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), poli
     # The guess is a file anyone who can write the store may have edited: only the store's own names reach podman.
     guessed = [ref for ref in lastplan.guess(store.engine.store, pipeline.name) if is_cache_ref(ref)]
     store.engine.prefetch([*bases, *(image_ref(step, remote) for step in steps), *guessed])
-    base, base_image = _resolve_base(store, pipeline.base, remote, lock)
+    base, base_image = _resolve_base(store, pipeline.base, remote, lock, tree_arch)
     stages, parent = [], base
 
     def checked(given: Step, kind: str) -> tuple[Step, StageImage]:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import outputs
+from . import arch, outputs
 from .artifacts import push_sbom
 from .engine.model import ContainerSpec, Mount
 from .errors import RegistryError, StageFailed, Untrusted
@@ -51,14 +51,17 @@ class _Tail:
 
 
 def _run_container(store: ObjectStore, step: Step, image: StageImage, mounts: list[Mount], document: dict,
-                   monitor: Monitor, source_epoch: int, package_cache: Path | None = None,
+                   monitor: Monitor, the_plan: Plan, package_cache: Path | None = None,
                    remove_discarded: bool = False) -> None:
+    """Run a stage's or the assembler's container; its environment names the tree's architecture both ways
+    (Debian's, as the pipeline's arch, and OCI's, as image configs), for a program that must say it."""
     tail = _Tail(monitor)
     if image.package_cache and package_cache is not None:
         mounts = [*mounts, Mount(str(package_cache), CACHE_MOUNT)]
+    env = {"OSBUILD_STAGE": step.name, "SOURCE_DATE_EPOCH": str(the_plan.source_epoch),
+           "OSBUILD_ARCH": the_plan.arch, "OSBUILD_OCI_ARCH": arch.ARCHES[the_plan.arch].oci}
     spec = ContainerSpec(image=image.id, mounts=mounts, network=image.network, capabilities=list(image.capabilities),
-                         env={"OSBUILD_STAGE": step.name, "SOURCE_DATE_EPOCH": str(source_epoch)},
-                         stdin=json.dumps(document).encode())
+                         env=env, stdin=json.dumps(document).encode())
     status = store.engine.run(spec, tail, remove_discarded)
     if status != 0:
         raise StageFailed(f"{image.kind} {step.name} ({step.where}) failed with exit status {status}; "
@@ -158,7 +161,7 @@ def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path
             _run_container(store, step, image, [Mount(tree, TREE_MOUNT, read_only=True),
                                                 Mount(str(output.resolve()), OUTPUT_MOUNT)],
                            {"tree": TREE_MOUNT, "output": OUTPUT_MOUNT, "options": step.options}, monitor,
-                           the_plan.source_epoch, remove_discarded=True)
+                           the_plan, remove_discarded=True)
         if the_plan.final is not None:
             sbom = output / f"{step.options.get('filename', step.name)}.spdx.json"
             sbom.write_text(store.sbom(the_plan.final), encoding="utf-8")
@@ -197,7 +200,7 @@ def _run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Re
                 with _phase(phases, "container"):
                     _run_container(store, stage.step, stage.image, [Mount(tree, TREE_MOUNT), Mount(meta, META_MOUNT)],
                                    {"tree": TREE_MOUNT, "options": stage.step.options}, monitor,
-                                   the_plan.source_epoch, package_cache)
+                                   the_plan, package_cache)
                 with _phase(phases, "clamp"):
                     store.engine.clamp(tree, the_plan.source_epoch, since)
                 with _phase(phases, "sbom"):

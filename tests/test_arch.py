@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from helpers import CLI, REPO, TREES, build_stage, podman, run_build, stage_ref, store_state, write_stage
+from helpers import CLI, MINBASE, REPO, TREES, build_stage, podman, run_build, stage_ref, store_state, write_stage
 
 NOOP = {"name": "noop", "stages": [{"name": "org.osbuild.noop", "options": {"zero": 0}}]}
 
@@ -83,3 +83,31 @@ def test_stage_without_arch_label_is_refused_on_a_foreign_tree(noop_store, tmp_p
         f'{stage_ref(name)} has no org.osbuild-oci.arch label of "any" or "option"')
     assert store_state(noop_store) == before
     assert run_build(pipeline, noop_store, tmp_path / "host").returncode == 0
+
+
+def test_a_base_of_another_arch_is_refused_before_anything_runs(noop_store, tmp_path):
+    """An arm64 pipeline on an amd64 image or tree would add arm64 programs to an amd64 tree."""
+    amd64 = run_build(NOOP, noop_store, tmp_path / "amd64")
+    arm64 = run_build({**NOOP, "arch": "arm64"}, noop_store, tmp_path / "arm64")
+    assert amd64.returncode == arm64.returncode == 0, arm64.stderr
+    before = store_state(noop_store)
+    for base in (MINBASE, amd64.tree):
+        refused = run_build({**NOOP, "arch": "arm64", "base": base}, noop_store, tmp_path / "refused")
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.splitlines()[-1].endswith(
+            f"base: {base} is an image for amd64, not for the pipeline's arch arm64; give a base built for arm64, "
+            'or set "arch": "amd64"')
+    assert store_state(noop_store) == before
+    on_arm64 = run_build({**NOOP, "arch": "arm64", "base": arm64.tree}, noop_store, tmp_path / "on-arm64")
+    assert on_arm64.returncode == 0 and on_arm64.ran == ["org.osbuild.noop"], on_arm64.stderr
+
+
+def test_the_oci_archive_of_an_arm64_tree_is_an_arm64_image(noop_store, tmp_path):
+    """The assembler's `architecture` defaults to the pipeline's arch (OSBUILD_OCI_ARCH), not amd64."""
+    pipeline = {**NOOP, "arch": "arm64",
+                "assembler": {"name": "org.osbuild.oci-archive", "options": {"filename": "image.tar"}}}
+    result = run_build(pipeline, noop_store, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    config = subprocess.run(["skopeo", "inspect", "--config", f"oci-archive:{tmp_path / 'out' / 'image.tar'}"],
+                            capture_output=True, text=True, check=True).stdout
+    assert json.loads(config)["architecture"] == "arm64"

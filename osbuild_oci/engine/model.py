@@ -37,6 +37,8 @@ class ImageInfo:
     created: str = ""
     # REPO@sha256:... of the manifests it was pulled by or pushed as.
     digests: tuple[str, ...] = ()
+    # The config's architecture, as OCI names it ("" when the image does not say).
+    arch: str = ""
 
     @classmethod
     def from_inspect(cls, attrs: dict) -> "ImageInfo":
@@ -44,4 +46,5 @@ class ImageInfo:
         return cls(id=attrs["Id"], labels=attrs.get("Labels") or {},
                    layers=list((attrs.get("RootFS") or {}).get("Layers") or []),
                    names=list(attrs.get("RepoTags") or []), size=int(attrs.get("Size") or 0),
-                   created=str(attrs.get("Created") or ""), digests=tuple(attrs.get("RepoDigests") or ()))
+                   created=str(attrs.get("Created") or ""), digests=tuple(attrs.get("RepoDigests") or ()),
+                   arch=str(attrs.get("Architecture") or ""))
