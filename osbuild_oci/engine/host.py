@@ -36,8 +36,9 @@ def scratch_root() -> Path:
     return Path(os.environ.get("TMPDIR") or "/var/tmp") / f"osbuild-oci-{os.geteuid()}"
 
 
-def private_dir(path: Path) -> Path:
-    """Create path (and its parent) 0700 for this user, or refuse one that is someone else's."""
+def private_dir(path: Path, chosen_by: str = "XDG_RUNTIME_DIR") -> Path:
+    """Create path (and its parent) 0700 for this user, or refuse one that is someone else's (the
+    variable chosen_by moves it elsewhere)."""
     for directory in (path.parent, path):
         try:
             directory.mkdir(mode=0o700, exist_ok=True)
@@ -46,7 +47,7 @@ def private_dir(path: Path) -> Path:
         info = directory.lstat()
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
             raise EngineError(f"{directory} is not a directory of this user (uid {os.geteuid()}); "
-                              "remove it or set XDG_RUNTIME_DIR to a directory of your own")
+                              f"remove it or set {chosen_by} to a directory of your own")
         if info.st_mode & 0o077:
             os.chmod(directory, 0o700)
     return path

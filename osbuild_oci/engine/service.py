@@ -74,7 +74,7 @@ class Service:
 
     def scratch_dir(self) -> Path:
         """The store's scratch directory, made (private) when first needed."""
-        return private_dir(self.scratch)
+        return private_dir(self.scratch, "TMPDIR")
 
     def environment(self) -> dict[str, str]:
         """The environment of a podman command on this store: its scratch is the store's."""
