@@ -277,7 +277,8 @@ def test_what_a_killed_build_or_a_deleted_store_leaves_is_cleaned_up_by_the_next
     """kill -9 of osbuild-oci while a stage runs leaves its podman service, the stage's container and its
     scratch (podman's, where rootless podman without a session also keeps the container's runtime state).
     The next build on the store stops the container, runs, and leaves none of it, nor a half-written
-    output copy; a store removed by hand loses its runtime directory when the next service starts."""
+    output copy; a store removed by hand loses its runtime directory and pause process when the next
+    service starts."""
     store, other, pipeline = rootless.home / "kill-store", rootless.home / "kill-store-2", rootless.home / "kill.json"
     for path in (store, other):
         rootless.remove(path)
@@ -328,11 +329,18 @@ def test_what_a_killed_build_or_a_deleted_store_leaves_is_cleaned_up_by_the_next
     finally:
         subprocess.run(["pkill", "-u", rootless.name, "-fx", "sleep 613"], check=False)
 
-    assert runtime_of(store) != []
+    # The user's own podman call above left the pause process of the store's runtime directory.
+    pause = int((runtime_of(store)[0] / "tmp" / "pause.pid").read_text())
+    assert Path(f"/proc/{pause}/cmdline").read_bytes().startswith(b"podman\0")
     rootless.remove(store)
     write("echo other > /other")
     assert rootless.build(pipeline, other)["ran"] == ["org.osbuild.script"]
     assert runtime_of(store) == [], "the runtime directory of a store removed by hand goes with the next service"
+    try:
+        running = Path(f"/proc/{pause}/cmdline").read_bytes() != b""  # a zombie's is empty
+    except FileNotFoundError:
+        running = False
+    assert not running, "and so does its pause process"
     rootless.run("osbuild-oci", "store", "delete", "--store", other)
 
 

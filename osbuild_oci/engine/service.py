@@ -47,6 +47,19 @@ from .localstorage import DefaultStorage
 ORPHAN_TIMEOUT = 3600
 
 
+def _kill_pause_process(run_dir: Path) -> None:
+    """Rootless podman keeps a pause process per --tmpdir, holding its user namespace: a store's ends with
+    its command, or with the store.  The pid file may be stale, so only this user's podman is killed."""
+    try:
+        pid = int((run_dir / "tmp" / "pause.pid").read_text())
+        proc = Path(f"/proc/{pid}")
+        if proc.stat().st_uid == os.geteuid() and \
+                os.path.basename((proc / "cmdline").read_bytes().split(b"\0")[0]) == b"podman":
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+
+
 class Service:
     """`podman system service` for one store, on a socket only this user can reach."""
 
@@ -100,6 +113,7 @@ class Service:
             except OSError:
                 continue
             if gone:
+                _kill_pause_process(record.parent)
                 shutil.rmtree(record.parent, ignore_errors=True)
                 shutil.rmtree(self.scratch.parent / record.parent.name, ignore_errors=True)
 
@@ -163,16 +177,10 @@ class Service:
                 self._process.wait()
             self._process = None
         self.stop_orphan()  # one that escaped its group
-        self._stop_pause_process()
+        _kill_pause_process(self.run_dir)
         unmount_below(self.store)
         shutil.rmtree(self.scratch, ignore_errors=True)
 
-    def _stop_pause_process(self) -> None:
-        """Rootless podman keeps a pause process per --tmpdir, holding its user namespace; ours ends with us."""
-        try:
-            os.kill(int((self.run_dir / "tmp" / "pause.pid").read_text()), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
 
     def stop_orphan(self) -> None:
         """A service whose osbuild-oci died holds the storage; the store's lock says it is nobody's now."""
