@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 from helpers import start_registry, stop  # noqa: E402
 
-from osbuild_oci import signing  # noqa: E402
+from osbuild_oci.registry import signing  # noqa: E402
 
 CLI = [sys.executable, "-m", "osbuild_oci"]
 HTTP = "--no-tls-verify"

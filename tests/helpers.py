@@ -33,7 +33,7 @@ FLAGSHIP = REPO / "pipelines" / "debian-bookworm-qcow2.json"
 CLI = [sys.executable, "-m", "osbuild_oci"]
 MINBASE = "localhost/osbuild-oci/debian-minbase:bookworm"
 TREES = "localhost/osbuild-oci/trees:"
-STAGE_BASE = REPO / "osbuild_oci" / "sources" / "base"
+STAGE_BASE = REPO / "osbuild_oci" / "stages" / "sources" / "base"
 
 # Every store a command named since the last leftover check (conftest checks them after each test).
 touched_stores: set[Path] = set()
@@ -584,7 +584,7 @@ def load_program(kind: str, name: str, program: str):
     """
     # A __pycache__ in the sources would be no harm to their digests, but it is litter in the repo.
     sys.dont_write_bytecode = True
-    sources = REPO / "osbuild_oci" / "sources"
+    sources = REPO / "osbuild_oci" / "stages" / "sources"
     if str(sources / "base") not in sys.path:
         sys.path.insert(0, str(sources / "base"))
     loader = importlib.machinery.SourceFileLoader(f"program_{name.replace('.', '_').replace('-', '_')}",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers import MINBASE, TREES, Result, events_of, osbuild, podman, skopeo_inspect
-from osbuild_oci import layers
+from osbuild_oci.store import layers
 
 # The scenario the issue asks for is 200 stages without a base (it crosses the 16 and 64 units).
 # On the 3-layer base, 40 stages merge two units of 16 with deletions across them, at a fifth of the

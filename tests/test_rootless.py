@@ -28,7 +28,8 @@ from helpers import (MINBASE, REPO, LineReader, boot_to_login, podman, qcow2_fil
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="makes its own unprivileged user: run the suite as root")]
 
-USER = "osbuild-oci-test"
+# Another name lets two checkouts on one machine run their rootless tests side by side.
+USER = os.environ.get("OSBUILD_OCI_TEST_USER", "osbuild-oci-test")
 TREE_PIPELINE = REPO / "pipelines" / "debian-bookworm-tree.json"
 QCOW2_PIPELINE = REPO / "pipelines" / "debian-bookworm-qcow2.json"
 

@@ -28,8 +28,8 @@ def boot(
 ) -> None:
     """Boot IMAGE under qemu in snapshot mode (the image is never changed); the serial console is this
     terminal, Ctrl-a x quits."""
-    from ..arch import host
-    from ..boot import boot as run
+    from ..pipeline.arch import host
+    from ..tools.boot import boot as run
     if accel not in ("auto", "kvm", "tcg"):
         raise UserError(f"--accel {accel!r}: give auto, kvm or tcg")
     sys.exit(run(image, uefi, accel, memory, list(qemu_args or []), disk_arch or host()))

@@ -53,12 +53,13 @@ def build(
                                                       "setting of ~/.config/osbuild-oci/config.toml]"),
 ) -> None:
     """Build PIPELINE: run the stages the store lacks, then the assembler into OUTPUT."""
-    from .. import packagecache, planner, runner
-    from ..artifacts import push_sbom
-    from ..monitor import JsonMonitor, ProgressMonitor
-    from ..store import image_name, open_store
-    from .. import config, lockfile
-    from ..budget import parse_size
+    from ..build import planner, runner
+    from ..store import packagecache
+    from ..registry.artifacts import push_sbom
+    from ..build.monitor import JsonMonitor, ProgressMonitor
+    from ..store.objects import image_name, open_store
+    from ..build import lockfile, settings as config
+    from ..store.budget import parse_size
     limit = store_max_size if store_max_size is not None else config.load().get("store-max-size")
     max_size = parse_size(limit, "--store-max-size") if limit is not None else None
     key = signing_key(sign_key, sign_passphrase_file)

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import typer
 
-from .. import SOURCES
+from ..stages import SOURCES
 from ..errors import UserError
 
 if TYPE_CHECKING:
-    from ..pipeline import Pipeline
-    from ..planner import Policy, Remote
+    from ..pipeline.model import Pipeline
+    from ..build.planner import Policy, Remote
 
 app = typer.Typer(help="Build operating-system images from pipelines of OCI stage images.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -51,7 +51,7 @@ def signing_key(key: Optional[Path], passphrase_file: Optional[Path]):
         if passphrase_file is not None:
             raise UserError("--sign-passphrase-file is the passphrase of --sign-key; give --sign-key too")
         return None
-    from ..signing import SigningKey  # cryptography costs 60 ms: only for a command that signs
+    from ..registry.signing import SigningKey  # cryptography costs 60 ms: only for a command that signs
     return SigningKey.open(key, passphrase_file)
 STAGES_FROM = typer.Option(None, "--stages-from", metavar="REGISTRY/NAMESPACE",
                            help="Resolve stage names to REGISTRY/NAMESPACE/NAME:latest")
@@ -78,14 +78,14 @@ def where_from(stages_from: Optional[str], cache_from: List[str], cache_to: Opti
     Says which capabilities the user added.  Without --trust-key the config file's trust-keys apply, so
     every command that pulls checks what a build would check.
     """
-    from .. import config
-    from ..planner import Policy, Remote
+    from ..build import settings as config
+    from ..build.planner import Policy, Remote
     extra = {c.upper() if c.upper().startswith("CAP_") else f"CAP_{c.upper()}" for c in allow_capability}
     for cap in sorted(extra - Policy().capabilities):
         print(f"note: --allow-capability {cap}: stage images that ask for it get it", file=sys.stderr)
     trust = ()
     if paths := config.trust_keys(trust_key):
-        from .. import signing  # as in signing_key: only for a command that checks signatures
+        from ..registry import signing  # as in signing_key: only for a command that checks signatures
         trust = tuple(signing.load_public(path) for path in paths)
     return (Remote(stages_from, tuple(cache_from), cache_to, tls_verify, trust, sign_key),
             Policy(Policy().capabilities | extra))
@@ -93,7 +93,7 @@ def where_from(stages_from: Optional[str], cache_from: List[str], cache_to: Opti
 
 def load_pipeline(pipeline: Path) -> "Pipeline":
     """The pipeline file, its input errors named after it, its notes (deprecated names) on stderr."""
-    from ..pipeline import load
+    from ..pipeline.model import load
     with naming(pipeline):
         model = load(pipeline)
     for note in model.notes:

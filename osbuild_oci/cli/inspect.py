@@ -30,9 +30,9 @@ def inspect(
 
     Nothing is built, pulled or changed, and no container starts.
     """
-    from .. import planner
-    from ..overview import describe
-    from ..store import open_store
+    from ..build import planner
+    from ..build.overview import describe
+    from ..store.objects import open_store
     remote, policy = where_from(stages_from, cache_from, None, tls_verify, allow_capability)
     model = load_pipeline(pipeline)
     with open_store(store_path(store), lock_timeout, look_only=True) as objects:
@@ -45,7 +45,7 @@ def inspect(
 
 
 def _print(document: dict) -> None:
-    from ..budget import human
+    from ..store.budget import human
     from .store import _local
     print(f"{document['pipeline']}: {len(document['stages'])} stages"
           + (f" on {document['base']}" if document["base"] else ""))

@@ -20,7 +20,7 @@ def key_generate(
     passphrase_file: Optional[Path] = typer.Option(None, "--passphrase-file", dir_okay=False, help=PASSPHRASE_HELP),
 ) -> None:
     """Write a sigstore key pair (ECDSA P-256, cosign's format): sign with NAME.key, trust NAME.pub."""
-    from .. import keys
+    from ..registry import keys
     for path in (name.with_name(name.name + ".key"), name.with_name(name.name + ".pub")):
         if path.exists():
             raise UserError(f"{path} already exists; choose another NAME or remove it")

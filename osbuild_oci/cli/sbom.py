@@ -21,9 +21,9 @@ def sbom(ref: str = typer.Argument(..., metavar="REF",
     """Print the SPDX 2.3 document of a tree's Debian packages."""
     local = _LOCAL_TREE.match(ref)
     if local is None:
-        from ..artifacts import pull_sbom
+        from ..registry.artifacts import pull_sbom
         sys.stdout.write(pull_sbom(ref, tls_verify))
         return
-    from ..store import open_store
+    from ..store.objects import open_store
     with open_store(store_path(store)) as objects:
         sys.stdout.write(objects.sbom(local[1]))

@@ -36,10 +36,10 @@ def shell(
     The shell runs in a throwaway container without network; nothing it does is kept.
     Other commands on the store wait until it ends.
     """
-    from .. import planner, runner
-    from ..monitor import ProgressMonitor
-    from ..shell import pick_stage, run_shell
-    from ..store import failed_ref, open_store, tree_ref
+    from ..build import planner, runner
+    from ..build.monitor import ProgressMonitor
+    from ..tools.shell import pick_stage, run_shell
+    from ..store.objects import failed_ref, open_store, tree_ref
     if (pipeline is None) == (failed is None):
         raise UserError("give either PIPELINE (with --stage) or --failed ID")
     if failed is not None and stage is not None:

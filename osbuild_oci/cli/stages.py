@@ -21,7 +21,7 @@ def stages_build(
     source: Path = SOURCE,
 ) -> None:
     """Build every stage and assembler folder into a local image; unchanged ones are kept."""
-    from .. import stagebuild
+    from ..stages import build as stagebuild
     for src, built in stagebuild.build_all(source, only or None, lambda msg: print(msg, file=sys.stderr)):
         print(f"{src.ref}  {'built' if built else 'up to date'}")
 
@@ -35,9 +35,10 @@ def stages_push(
     sign_passphrase_file: Optional[Path] = SIGN_PASSPHRASE,
 ) -> None:
     """Publish every built stage and assembler image as REGISTRY/NAMESPACE/NAME, printing pinned references."""
-    from .. import registry, signing, stagebuild
+    from ..registry import references as registry, signing
+    from ..stages import build as stagebuild
     from ..engine import localstorage
-    from ..stageimage import local_ref
+    from ..stages.image import local_ref
     if not registry.is_remote(namespace):
         raise UserError(f"{namespace} names no registry; give REGISTRY/NAMESPACE such as registry.example.com/osbuild")
     key = signing_key(sign_key, sign_passphrase_file)
@@ -59,9 +60,9 @@ def stages_list(json_out: bool = typer.Option(False, "--json", help="JSON output
     from rich.console import Console
     from rich.table import Table
 
-    from .. import stagebuild
+    from ..stages import build as stagebuild
     from ..engine import localstorage
-    from ..stageimage import LABEL_CAPABILITIES, LABEL_KIND, LABEL_NETWORK
+    from ..stages.image import LABEL_CAPABILITIES, LABEL_KIND, LABEL_NETWORK
     rows = []
     for src in stagebuild.find_sources(source):
         info = localstorage.image(src.ref)
@@ -83,7 +84,7 @@ def stages_list(json_out: bool = typer.Option(False, "--json", help="JSON output
 def stages_show(name: str = typer.Argument(..., metavar="NAME")) -> None:
     """Print the options schema a stage image carries."""
     from ..engine import localstorage
-    from ..stageimage import LABEL_SCHEMA, local_ref
+    from ..stages.image import LABEL_SCHEMA, local_ref
     info = localstorage.image(local_ref(name))
     if info is None or LABEL_SCHEMA not in info.labels:
         raise UserError(f"no stage image {local_ref(name)}; run `osbuild-oci stages list`")

@@ -24,8 +24,8 @@ def store_list(store: Optional[Path] = STORE,
                json_out: bool = typer.Option(False, "--json", help="JSON output")) -> None:
     """List the trees in the store: stage, size of its own layer, when it was created and last used, and
     the date of the Debian Release its packages came from."""
-    from ..budget import human
-    from ..store import open_store
+    from ..store.budget import human
+    from ..store.objects import open_store
     with open_store(store_path(store)) as objects:
         rows = objects.listing()
     if json_out:
@@ -48,10 +48,10 @@ def store_gc(store: Optional[Path] = STORE,
                                                          "(e.g. 20G) [default: the store-max-size setting]"),
              lock_timeout: float = LOCK_TIMEOUT) -> None:
     """Remove failed trees, then (with a size) least recently used trees until the store fits."""
-    from .. import config
-    from ..budget import human, parse_size
-    from ..packagecache import PackageCache, default_dir
-    from ..store import open_store
+    from ..build import settings as config
+    from ..store.budget import human, parse_size
+    from ..store.packagecache import PackageCache, default_dir
+    from ..store.objects import open_store
     limit = max_size if max_size is not None else config.load().get("store-max-size")
     size = parse_size(limit, "--max-size") if limit is not None else None
     with open_store(store_path(store), lock_timeout) as objects:
@@ -66,8 +66,8 @@ def store_gc(store: Optional[Path] = STORE,
 def store_du(store: Optional[Path] = STORE,
              json_out: bool = typer.Option(False, "--json", help="JSON output")) -> None:
     """Disk use of the store: its directory on disk, its layers counted once, and its kept outputs."""
-    from ..budget import human
-    from ..store import open_store
+    from ..store.budget import human
+    from ..store.objects import open_store
     with open_store(store_path(store)) as objects:
         use = {"disk": objects.engine.disk_use(), "layers": objects.layers_size(),
                "outputs": objects.output_files_size(), "trees": len(objects.trees())}
@@ -89,7 +89,7 @@ def _local(stamp: float) -> str:
 @store_app.command("clean")
 def store_clean(store: Optional[Path] = STORE) -> None:
     """Remove every tree from the store (stage images are not touched)."""
-    from ..store import open_store
+    from ..store.objects import open_store
     with open_store(store_path(store)) as objects:
         objects.clear()
 
@@ -98,7 +98,7 @@ def store_clean(store: Optional[Path] = STORE) -> None:
 def store_delete(store: Optional[Path] = STORE) -> None:
     """Delete the whole store directory: trees, podman state and the mounts podman left."""
     from ..engine.host import unmount_below
-    from ..store import open_store
+    from ..store.objects import open_store
     path = store_path(store)
     if not (path / "storage").is_dir():
         raise UserError(f"{path} is not an osbuild-oci store (no storage/ inside); refusing to delete it")

@@ -23,9 +23,10 @@ import urllib.parse
 from pathlib import Path
 from typing import Callable
 
-from .. import registry, sbom
+from ..registry import references as registry
+from ..tools import sbom
 from ..errors import EngineError, RegistryError
-from ..stageimage import empty_ref
+from ..stages.image import empty_ref
 from .attach import attach
 from .host import stage_network, ulimits
 from ..lazy import lazy_import

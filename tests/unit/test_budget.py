@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from osbuild_oci.budget import Candidate, choose, parse_size
+from osbuild_oci.store.budget import Candidate, choose, parse_size
 from osbuild_oci.engine.records import Layer, Records
 from osbuild_oci.errors import UserError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from osbuild_oci import registry
+from osbuild_oci.registry import references as registry
 from osbuild_oci.errors import RegistryError
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from osbuild_oci.planner import stage_id
-from osbuild_oci.stagebuild import source_digest
+from osbuild_oci.build.planner import stage_id
+from osbuild_oci.stages.build import source_digest
 
 IMAGE = "a" * 64
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from osbuild_oci import lastplan
+from osbuild_oci.build import lastplan
 
 
 def test_the_next_plan_of_a_name_gets_the_last_refs_of_that_name(tmp_path):

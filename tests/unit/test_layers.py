@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from osbuild_oci import layers
+from osbuild_oci.store import layers
 
 
 def test_a_pipeline_of_fewer_than_16_stages_keeps_a_layer_per_stage():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 
-from osbuild_oci.monitor import JsonMonitor, Monitor, ProgressMonitor
+from osbuild_oci.build.monitor import JsonMonitor, Monitor, ProgressMonitor
 
 
 def test_both_monitors_report_every_event():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from osbuild_oci.packagecache import PackageCache, trim
+from osbuild_oci.store.packagecache import PackageCache, trim
 
 
 def test_trim_removes_the_least_recently_used_until_within_budget(tmp_path):

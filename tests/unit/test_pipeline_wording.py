@@ -7,7 +7,7 @@ import json
 import pytest
 
 from osbuild_oci.errors import UserError
-from osbuild_oci.pipeline import parse
+from osbuild_oci.pipeline.model import parse
 
 CASES = [
     ('{"name": "x",\n "stages": [\n  {"name" "a"}]}', "invalid JSON: Expecting ':' delimiter at line 3, column 11"),
@@ -60,7 +60,7 @@ def test_hostile_json_is_one_sentence(text, expected):
 
 
 def test_a_file_that_is_not_utf8_is_named(tmp_path):
-    from osbuild_oci.pipeline import load
+    from osbuild_oci.pipeline.model import load
     path = tmp_path / "p.json"
     path.write_bytes(b'{"name": "x",\n "stages": [], "x": "\xff"}')
     with pytest.raises(UserError) as caught:

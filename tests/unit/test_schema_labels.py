@@ -8,7 +8,7 @@ import time
 import pytest
 
 from osbuild_oci.errors import UserError
-from osbuild_oci.stageimage import LABEL_CAPABILITIES, LABEL_SCHEMA, StageImage, ALLOWED_CAPABILITIES
+from osbuild_oci.stages.image import LABEL_CAPABILITIES, LABEL_SCHEMA, StageImage, ALLOWED_CAPABILITIES
 
 
 def image(schema, **labels) -> StageImage:

@@ -10,7 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from osbuild_oci import config, keys, lockfile, signing
+from osbuild_oci.build import lockfile, settings as config
+from osbuild_oci.registry import keys, signing
 from osbuild_oci.errors import UserError
 
 REF = "registry.example/ns/trees:abc"

@@ -14,7 +14,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 KEYS = {"store-max-size": (str, 'a string such as "20G"'),
         "trust-keys": (list, 'an array of file names, e.g. trust-keys = ["team.pub"]')}

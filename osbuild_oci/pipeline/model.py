@@ -12,14 +12,14 @@ from importlib import resources
 from pathlib import Path
 
 from . import arch
-from .errors import UserError
+from ..errors import UserError
 from .validation import describe_validation_error, jsonschema, known_valid, remember_valid
 
 # Deeper than any real pipeline; far below what json and jsonschema can recurse into.
 MAX_DEPTH = 64
 # The source_epoch of a pipeline that names none: fixed, so trees stay reproducible (2024-01-01T00:00:00Z).
 DEFAULT_SOURCE_EPOCH = 1704067200
-_SCHEMA = json.loads(resources.files(__package__).joinpath("pipeline.schema.json").read_text())
+_SCHEMA = json.loads(resources.files(__package__).joinpath("schema.json").read_text())
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import arch, lastplan, outputs, registry
+from . import lastplan
+from ..pipeline import arch
+from ..registry import references as registry
+from ..store import outputs
 from .lockfile import Lock, Pin
-from .engine.model import ImageInfo
-from .errors import RegistryError, UserError
-from .pipeline import Pipeline, Step
-from .stageimage import ALLOWED_CAPABILITIES, LABEL_ARCH, LOCAL_PREFIX, StageImage, local_ref
-from .store import ObjectStore, is_cache_ref, output_ref, tree_ref, trusted_ref
+from ..engine.model import ImageInfo
+from ..errors import RegistryError, UserError
+from ..pipeline.model import Pipeline, Step
+from ..stages.image import ALLOWED_CAPABILITIES, LABEL_ARCH, LOCAL_PREFIX, StageImage, local_ref
+from ..store.objects import ObjectStore, is_cache_ref, output_ref, tree_ref, trusted_ref
 
 if TYPE_CHECKING:
-    from .signing import SigningKey
+    from ..registry.signing import SigningKey
 
 TREE_ID = re.compile(r"^[0-9a-f]{64}$")
 

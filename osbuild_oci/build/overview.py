@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import registry
-from .errors import RegistryError
+from ..registry import references as registry
+from ..errors import RegistryError
 from .planner import Plan, Remote
-from .stageimage import StageImage
-from .store import ObjectStore
+from ..stages.image import StageImage
+from ..store.objects import ObjectStore
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from .engine.host import private_dir, runtime_dir
-from .errors import UserError
-from .lazy import lazy_import
+from ..engine.host import private_dir, runtime_dir
+from ..errors import UserError
+from ..lazy import lazy_import
 
 jsonschema = lazy_import("jsonschema")
 regex = lazy_import("regex")

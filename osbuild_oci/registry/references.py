@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .errors import BuildError, RegistryError, UserError
+from ..errors import BuildError, RegistryError, UserError
 
 
 def host(ref: str) -> str | None:

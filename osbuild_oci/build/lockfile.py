@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 VERSION = 1
 _ID = re.compile(r"^[0-9a-f]{64}$")

@@ -25,12 +25,12 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .engine.client import Engine
-from .errors import BuildError
-from .store import ObjectStore, output_ref, pull_checked, push_signed
+from ..engine.client import Engine
+from ..errors import BuildError
+from .objects import ObjectStore, output_ref, pull_checked, push_signed
 
 if TYPE_CHECKING:
-    from .signing import SigningKey
+    from ..registry.signing import SigningKey
 
 LABEL_OUTPUT = "org.osbuild-oci.output-id"
 

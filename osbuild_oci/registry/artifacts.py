@@ -14,9 +14,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from . import registry
-from .errors import RegistryError
-from .sbom import MEDIA_TYPE
+from . import references as registry
+from ..errors import RegistryError
+from ..tools.sbom import MEDIA_TYPE
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"

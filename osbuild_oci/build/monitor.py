@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from .budget import human
+from ..store.budget import human
 
 # Control characters in users' text (names, registry errors) are shown, not obeyed by the terminal.
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7f] if c != 0x09}

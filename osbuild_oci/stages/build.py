@@ -20,11 +20,11 @@ from typing import Callable
 
 import jsonschema
 
+from ..pipeline.arch import ARCHES
+from ..engine import localstorage
+from ..errors import BuildError, UserError
 from . import SOURCES
-from .arch import ARCHES
-from .engine import localstorage
-from .errors import BuildError, UserError
-from .stageimage import LABEL_KIND, LABEL_NAME, LABEL_SCHEMA, LABEL_SOURCE, LOCAL_PREFIX, empty_ref, local_ref
+from .image import LABEL_KIND, LABEL_NAME, LABEL_SCHEMA, LABEL_SOURCE, LOCAL_PREFIX, empty_ref, local_ref
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"

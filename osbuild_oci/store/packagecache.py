@@ -5,7 +5,7 @@ DIR`), so deleting a store keeps it, and it is mounted only into stage container
 whose image asks for it (label org.osbuild-oci.package-cache), at
 /run/osbuild/cache, outside the tree: it is in no layer and no stage id.  Its
 files are named by their SHA256 and the stages use one only when this build's
-signed package lists give that hash (sources/base/osbuild_package_cache.py), so
+signed package lists give that hash (stages/sources/base/osbuild_package_cache.py), so
 a stage that wrote junk into it cannot slip that into another build.  Rootless,
 the containers' root is the user, who owns the directory.
 """
@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def default_dir() -> Path:

@@ -21,9 +21,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import arch
-from .engine.host import runtime_dir
-from .errors import UserError
+from ..pipeline import arch
+from ..engine.host import runtime_dir
+from ..errors import UserError
 
 QEMU = "qemu-system-x86_64"
 

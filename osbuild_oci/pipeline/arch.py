@@ -12,7 +12,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .errors import UserError
-from .validation import bounded_validator, describe_validation_error, jsonschema, known_valid, remember_valid
+from ..errors import UserError
+from ..pipeline.validation import bounded_validator, describe_validation_error, jsonschema, known_valid, remember_valid
 
 LOCAL_PREFIX = "localhost/osbuild-oci"
 LABEL_NAME = "org.osbuild-oci.name"

@@ -11,9 +11,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from .engine.host import ulimits
-from .errors import UserError
-from .pipeline import Pipeline
+from ..engine.host import ulimits
+from ..errors import UserError
+from ..pipeline.model import Pipeline
 
 # bash when the tree has it, else the POSIX shell every Debian tree has.
 _INTERACTIVE = "command -v bash >/dev/null 2>&1 && exec bash; exec sh"

@@ -17,15 +17,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import arch, outputs
-from .artifacts import push_sbom
-from .engine.model import ContainerSpec, Mount
-from .errors import RegistryError, StageFailed, Untrusted
+from ..pipeline import arch
+from ..store import outputs
+from ..registry.artifacts import push_sbom
+from ..engine.model import ContainerSpec, Mount
+from ..errors import RegistryError, StageFailed, Untrusted
 from .monitor import Monitor
-from .pipeline import Step
+from ..pipeline.model import Step
 from .planner import Plan, Remote
-from .stageimage import StageImage
-from .store import LABEL_RELEASE, ObjectStore, tree_ref
+from ..stages.image import StageImage
+from ..store.objects import LABEL_RELEASE, ObjectStore, tree_ref
 
 TREE_MOUNT = "/run/osbuild/tree"
 OUTPUT_MOUNT = "/run/osbuild/output"

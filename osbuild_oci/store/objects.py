@@ -21,15 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from . import arch, budget, layers
-from .engine.model import ImageInfo
-from .engine import records
-from .engine.client import Engine
-from .errors import BuildError, EngineError, RegistryError, StageFailed, UserError
+from . import budget, layers
+from ..pipeline import arch
+from ..engine.model import ImageInfo
+from ..engine import records
+from ..engine.client import Engine
+from ..errors import BuildError, EngineError, RegistryError, StageFailed, UserError
 from .usage import Usage
 
 if TYPE_CHECKING:
-    from .signing import SigningKey
+    from ..registry.signing import SigningKey
 
 TREES = "localhost/osbuild-oci/trees"
 # Assembler outputs (outputs.py): kept beside the trees, removed with them; built ones as files in
@@ -503,7 +504,7 @@ def trusted_ref(ref: str, trust: tuple, tls_verify: bool) -> str:
     errors.Untrusted).  Signing's cryptography is imported only when there are keys to check."""
     if not trust:
         return ref
-    from . import signing
+    from ..registry import signing
     return signing.trusted(ref, trust, tls_verify)
 
 
@@ -533,7 +534,7 @@ def push_signed(engine: Engine, local: str, destination: str, tls_verify: bool,
     """Push an image of the store; with a key, sign the manifest the registry then serves for destination."""
     engine.push(local, destination, tls_verify)
     if sign_key is not None:
-        from . import signing
+        from ..registry import signing
         signing.sign(destination, engine.image(local).id, sign_key, tls_verify)
 
 

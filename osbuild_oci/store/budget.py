@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-from .engine.records import Records
-from .errors import UserError
+from ..engine.records import Records
+from ..errors import UserError
 
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 

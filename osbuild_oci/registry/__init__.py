@@ -1,0 +1,1 @@
+"""Registries: references, credentials, transfers, and the trust decided by signatures and keys."""
