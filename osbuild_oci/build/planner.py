@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ from ..store import outputs
 from .lockfile import Lock, Pin
 from ..engine.model import ImageInfo
 from ..errors import RegistryError, UserError
-from ..pipeline.model import Pipeline, Step
+from ..pipeline.model import Pipeline, Step, secret_refs
 from ..stages.image import ALLOWED_CAPABILITIES, LABEL_ARCH, LOCAL_PREFIX, StageImage, local_ref
 from ..store.objects import ObjectStore, is_cache_ref, output_ref, tree_ref, trusted_ref
 
@@ -80,6 +80,8 @@ class Plan:
     assembler: tuple[Step, StageImage] | None
     source_epoch: int
     arch: str
+    # The secrets the assembler's options name: name -> the file given with --secret.
+    secrets: dict[str, Path] = field(default_factory=dict)
 
     @property
     def final(self) -> str | None:
@@ -214,9 +216,24 @@ def _check_base_arch(info: ImageInfo | None, base: str, tree_arch: str) -> None:
                     f'built for {tree_arch}, or set "arch": "{named}"', "base")
 
 
+def _secrets(pipeline: Pipeline, given: dict[str, Path]) -> dict[str, Path]:
+    """The secrets the assembler names, each given with --secret; stages get none (their trees are layers that
+    registries carry, and their ids would not change with the secret)."""
+    for step in pipeline.stages:
+        for name, where in secret_refs(step.options, f"{step.where}.options").items():
+            raise UserError(f"secret {name!r}: secrets are given to assemblers only; a stage's tree is a layer "
+                            "shared through registries", where)
+    used = secret_refs(pipeline.assembler.options, "assembler.options") if pipeline.assembler else {}
+    for name, where in used.items():
+        if name not in given:
+            raise UserError(f"the options name secret {name!r}; give its file with --secret {name}=FILE", where)
+    return {name: given[name] for name in used}
+
+
 def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), policy: Policy = Policy(),
-         lock: Lock | None = None) -> Plan:
+         lock: Lock | None = None, secrets: dict[str, Path] | None = None) -> Plan:
     """The plan; with a lock, every image is the one it pins (a stage it lacks is refused)."""
+    used_secrets = _secrets(pipeline, secrets or {})
     tree_arch = pipeline.tree_arch
     arch.check_runnable(tree_arch)
     steps = [*pipeline.stages, *([pipeline.assembler] if pipeline.assembler else [])]
@@ -243,7 +260,7 @@ def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), poli
     assembler = None
     if pipeline.assembler is not None:
         assembler = checked(pipeline.assembler, "assembler")
-    the_plan = Plan(pipeline.name, base, base_image, stages, assembler, pipeline.source_epoch, tree_arch)
+    the_plan = Plan(pipeline.name, base, base_image, stages, assembler, pipeline.source_epoch, tree_arch, used_secrets)
     lastplan.remember(store.engine.store, pipeline.name, the_plan.cache_refs())
     return the_plan
 

@@ -23,7 +23,7 @@ from ..registry.artifacts import push_sbom
 from ..engine.model import ContainerSpec, Mount
 from ..errors import RegistryError, StageFailed, Untrusted
 from .monitor import Monitor
-from ..pipeline.model import Step
+from ..pipeline.model import SECRETS_MOUNT, Step
 from .planner import Plan, Remote
 from ..stages.image import StageImage
 from ..store.objects import LABEL_RELEASE, ObjectStore, tree_ref
@@ -154,24 +154,29 @@ def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path
     t0 = time.monotonic()
     monitor.assembler_start(assembler=step.name)
     output.mkdir(parents=True, exist_ok=True)
-    source = None if refresh else _cached_output(oid, store, remote, monitor, repos)
+    # An output made with secrets (a key slot, a signature) is neither kept nor shared: its id cannot name them.
+    cacheable = not the_plan.secrets
+    source = None if refresh or not cacheable else _cached_output(oid, store, remote, monitor, repos)
     if source is not None:
         outputs.restore(store, oid, output)
     else:
+        secrets = [Mount(str(path), f"{SECRETS_MOUNT}/{name}", read_only=True) for name, path in the_plan.secrets.items()]
         with store.get_tree(the_plan.final) as tree:
             _run_container(store, step, image, [Mount(tree, TREE_MOUNT, read_only=True),
-                                                Mount(str(output.resolve()), OUTPUT_MOUNT)],
+                                                Mount(str(output.resolve()), OUTPUT_MOUNT), *secrets],
                            {"tree": TREE_MOUNT, "output": OUTPUT_MOUNT, "options": step.options}, monitor,
                            the_plan, remove_discarded=True)
         if the_plan.final is not None:
             sbom = output / f"{step.options.get('filename', step.name)}.spdx.json"
             sbom.write_text(store.sbom(the_plan.final), encoding="utf-8")
-        outputs.keep(store, oid, output)
-    store.record_output_use(oid)
+        if cacheable:
+            outputs.keep(store, oid, output)
+    if cacheable:
+        store.record_output_use(oid)
     monitor.assembler_done(assembler=step.name, seconds=round(time.monotonic() - t0, 3), output=str(output),
                            files=sorted(os.listdir(output)), id=oid, cached=source is not None,
                            source=source or "built")
-    if remote.cache_to:
+    if remote.cache_to and cacheable:
         t0 = time.monotonic()
         destination = outputs.remote_tag(remote.cache_to, oid)
         monitor.busy(f"pushing {destination}")

@@ -9,7 +9,8 @@ import typer
 
 from ..errors import UserError
 from .common import (ALLOW_CAPABILITY, CACHE_FROM, LOCK_TIMEOUT, SIGN_KEY, SIGN_PASSPHRASE, STAGES_FROM, STORE,
-                     TLS_VERIFY, TRUST_KEY, load_pipeline, naming, signing_key, store_path, where_from)
+                     TLS_VERIFY, TRUST_KEY, load_pipeline, naming, secret_files, signing_key, store_path,
+                     where_from)
 
 
 def build(
@@ -47,6 +48,10 @@ def build(
     locked: bool = typer.Option(False, "--locked",
                                 help="Build with exactly the images the --lock FILE pins (pulled by digest if "
                                      "missing) and leave FILE as it is; a stage it lacks is refused"),
+    secret: List[str] = typer.Option([], "--secret", metavar="NAME=FILE",
+                                     help="A file the assembler may read where its options say {\"secret\": NAME} "
+                                          "(a LUKS key, a signing key): mounted read-only for it alone, never in a "
+                                          "tree, log or lock; such an output is not cached (repeatable)"),
     store_max_size: Optional[str] = typer.Option(None, "--store-max-size", metavar="SIZE",
                                                  help="After the build, remove least recently used trees until "
                                                       "the store fits (e.g. 20G) [default: the store-max-size "
@@ -68,6 +73,7 @@ def build(
     if locked and lock is None:
         raise UserError("--locked builds with the images a lock file pins; name it with --lock FILE")
     pins = lockfile.load(lock) if locked and lock is not None else None
+    secrets = secret_files(secret)
     remote, policy = where_from(stages_from, cache_from, cache_to, tls_verify, allow_capability, trust_key, key)
     model = load_pipeline(pipeline)
     with naming(pipeline):
@@ -76,7 +82,7 @@ def build(
         raise UserError("--tag/--push: the pipeline has no stages and no base, so there is no tree to name")
     with open_store(store_path(store), lock_timeout) as objects:
         with naming(pipeline), objects.unchanged_on_user_error():
-            the_plan = planner.plan(model, objects, remote, policy, pins)
+            the_plan = planner.plan(model, objects, remote, policy, pins, secrets)
             new_lock = planner.lock_of(the_plan, objects, lock, model.base) if lock and not locked else None
         monitor = JsonMonitor() if json_events else ProgressMonitor()
         cache = packagecache.prepare(package_cache) if any(s.image.package_cache for s in the_plan.stages) else None

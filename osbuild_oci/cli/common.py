@@ -91,6 +91,22 @@ def where_from(stages_from: Optional[str], cache_from: List[str], cache_to: Opti
             Policy(Policy().capabilities | extra))
 
 
+def secret_files(given: List[str]) -> dict[str, Path]:
+    """--secret NAME=FILE, checked: a name the options can give, a regular file this user can read."""
+    from ..pipeline.model import SECRET_NAME
+    secrets: dict[str, Path] = {}
+    for item in given:
+        name, _, file = item.partition("=")
+        if not SECRET_NAME.match(name) or not file:
+            raise UserError(f"--secret {item!r}: give NAME=FILE, NAME 1-64 letters, digits, '.', '_' or '-'")
+        path = Path(file).resolve()
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise UserError(f"--secret {name}: {file} is not a file you can read")
+        if secrets.setdefault(name, path) != path:
+            raise UserError(f"--secret {name} is given twice, with two files")
+    return secrets
+
+
 def load_pipeline(pipeline: Path) -> "Pipeline":
     """The pipeline file, its input errors named after it, its notes (deprecated names) on stderr."""
     from ..pipeline.model import load

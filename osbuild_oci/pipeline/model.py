@@ -7,6 +7,7 @@ stage image's own schema once the images are resolved (runner.plan).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -67,6 +68,32 @@ class Pipeline:
     @property
     def tree_arch(self) -> str:
         return self.arch or arch.host()
+
+
+SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Where an assembler finds the secrets its options name: a read-only file each, never in a tree or a log.
+SECRETS_MOUNT = "/run/osbuild/secrets"
+
+
+def secret_refs(options, where: str) -> dict[str, str]:
+    """Every `{"secret": NAME}` in options, NAME -> its JSON path: the secrets (key files given with `--secret
+    NAME=FILE`) a step reads.  Only the name is in the options, so no stage id, lock file or log holds a secret."""
+    found: dict[str, str] = {}
+    todo = [(options, where)]
+    while todo:
+        value, path = todo.pop()
+        if isinstance(value, dict):
+            if set(value) == {"secret"}:
+                name = value["secret"]
+                if not isinstance(name, str) or not SECRET_NAME.match(name):
+                    raise UserError("a secret's name is 1-64 letters, digits, '.', '_' or '-', starting with a "
+                                    "letter or digit", f"{path}.secret")
+                found.setdefault(name, path)
+                continue
+            todo.extend((child, f"{path}.{key}") for key, child in value.items())
+        elif isinstance(value, list):
+            todo.extend((child, f"{path}[{index}]") for index, child in enumerate(value))
+    return found
 
 
 def _not_json(constant: str) -> None:

@@ -1,31 +1,50 @@
-"""Boots what an assembler made, under qemu: the right firmware, KVM when it works, the serial console here.
+"""Boots what an assembler made, under qemu: the right firmware, KVM only where Linux really runs under it.
 
-An arm64 disk boots on qemu's `virt` machine with AAVMF (UEFI only, arm64 has
-no BIOS), under TCG on any other host.  The image is opened in snapshot mode (`-snapshot`), so a boot never changes
-it; UEFI boots get a private copy of OVMF's variable store.  Whether KVM
-works is asked of the machine itself, once per host boot: a 512-byte guest
-that only writes to qemu's debug-exit port must get there through SeaBIOS
-under KVM within PROBE_TIMEOUT (TCG takes 0.06-0.6 s, a working KVM less).
-Where /dev/kvm exists but guests crawl, hang or abort (nested virtualisation),
-the answer is no and TCG runs instead.  Measured on such VMs: the probe took 15 s
-on one and 3.2 s on another, and on both a Debian guest never got past GRUB, so
-the probe must be fast, not merely finish.
+The image is never changed (`-snapshot`, or a private overlay when the disk is
+grown for the boot), and it is input like any other: a file that is a symlink,
+a qcow2 or vmdk that names another file (a backing file, an external data file,
+an extent), would make qemu read what the image's author chose, so it is
+refused; qemu is told the format, so it never guesses one.  The guest gets no
+network unless asked.  UEFI boots get a private copy of the firmware's
+variable store; Secure Boot boots OVMF's secure build on q35 with SMM, with
+Microsoft's and Debian's keys enrolled (Debian's signed shim boots), plus any
+certificate given to `--enroll` (a UKI signed with the user's own db key boots).
+
+An arm64 disk boots on qemu's `virt` machine with AAVMF (UEFI only), under TCG
+on any other host.  KVM counts as working only when a real Linux kernel (the
+host's own) reaches its panic line under it within seconds: on the nested VMs
+we build on, /dev/kvm opens and a boot sector runs, yet a Debian guest stops
+after GRUB.  Without a host kernel to probe with, TCG runs.
 """
 
 from __future__ import annotations
 
+import enum
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..pipeline import arch
-from ..engine.host import runtime_dir
+from ..engine.host import private_dir, runtime_dir
 from ..errors import UserError
+from ..pipeline import arch
 
-QEMU = "qemu-system-x86_64"
+
+class Accel(enum.StrEnum):
+    AUTO = "auto"
+    KVM = "kvm"
+    TCG = "tcg"
+
+
+class Firmware(enum.StrEnum):
+    BIOS = "bios"
+    UEFI = "uefi"
+    SECURE_BOOT = "secure-boot"
 
 
 @dataclass(frozen=True)
@@ -39,28 +58,60 @@ class Machine:
     firmware_files: tuple[tuple[str, str], ...]
     packages: str
     bios: bool
+    # OVMF's Secure Boot build (code needing SMM) and its variables with Microsoft's and Debian's keys.
+    secure_boot: tuple[str, str] | None = None
 
 
 MACHINES = {
     # Debian 12 and later ship OVMF's 4M builds.
-    "amd64": Machine(QEMU, (), Path("/usr/share/OVMF"), (("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
-                                                        ("OVMF_CODE.fd", "OVMF_VARS.fd")),
-                     "qemu-system-x86 ovmf", True),
+    "amd64": Machine("qemu-system-x86_64", (), Path("/usr/share/OVMF"),
+                     (("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"), ("OVMF_CODE.fd", "OVMF_VARS.fd")),
+                     "qemu-system-x86 ovmf", True, ("OVMF_CODE_4M.ms.fd", "OVMF_VARS_4M.ms.fd")),
     "arm64": Machine("qemu-system-aarch64", ("-machine", "virt", "-cpu", "cortex-a57"), Path("/usr/share/AAVMF"),
                      (("AAVMF_CODE.fd", "AAVMF_VARS.fd"),), "qemu-system-arm qemu-efi-aarch64", False),
 }
-_MAGIC = {b"QFI\xfb": "qcow2", b"KDMV": "vmdk", b"vhdxfile": "vhdx"}
-_SUFFIXES = (".qcow2", ".raw", ".img", ".vmdk", ".vhdx")
-# mov al, 0x31; out 0xf4, al; hlt; jmp $-1: qemu's isa-debug-exit then exits with (0x31 << 1) | 1.
-_PROBE = bytes([0xB0, 0x31, 0xE6, 0xF4, 0xF4, 0xEB, 0xFD])
-_PROBE_EXIT = 99
-PROBE_TIMEOUT = 2
+# What edk2's Secure Boot build needs: q35 with SMM, its variable store reachable only from SMM.
+SECURE_BOOT_MACHINE = ("-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on")
+_MAGIC = {b"QFI\xfb": "qcow2", b"KDMV": "vmdk", b"vhdxfile": "vhdx", b"conectix": "vpc"}
+_SUFFIXES = (".qcow2", ".raw", ".img", ".vmdk", ".vhdx", ".vhd", ".iso")
+ISO9660 = (0x8001, b"CD001")
+# The owner of the certificates --enroll adds to db (a name-based UUID: the same on every host).
+ENROLL_OWNER = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://osbuild-oci.invalid/secure-boot-db"))
+PROBE_TIMEOUT = 10
+# What the host kernel prints when it finds no root filesystem: it got that far.
+_PROBE_DONE = b"Kernel panic"
+
+
+@dataclass(frozen=True)
+class Boot:
+    """One boot: what to boot, how, and what the guest may reach."""
+
+    image: Path
+    firmware: Firmware | None = None
+    accel: Accel = Accel.AUTO
+    memory: int = 1024
+    cpus: int = 2
+    disk_arch: str = arch.host()
+    cdrom: bool | None = None
+    enroll: tuple[Path, ...] = ()
+    seed: Path | None = None
+    meta_data: Path | None = None
+    size: int | None = None
+    net: bool = False
+    ssh_port: int | None = None
+    extra: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _refuse_link(path: Path) -> None:
+    if path.is_symlink():
+        raise UserError(f"{path} is a symbolic link; give the image file itself")
 
 
 def find_image(path: Path) -> tuple[Path, str]:
-    """The disk image (a file, or the one image in an output directory) and its format."""
+    """The disk image (a file, or the one image in an output directory) and its format, read from its bytes."""
+    _refuse_link(path)
     if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.suffix in _SUFFIXES and p.is_file())
+        found = sorted(p for p in path.iterdir() if p.suffix in _SUFFIXES and p.is_file() and not p.is_symlink())
         if len(found) != 1:
             names = ", ".join(p.name for p in found) or f"no {'/'.join(_SUFFIXES)} file"
             raise UserError(f"{path}: give the disk image itself; the directory holds {names}")
@@ -69,7 +120,36 @@ def find_image(path: Path) -> tuple[Path, str]:
         raise UserError(f"{path}: no such disk image")
     with open(path, "rb") as image:
         head = image.read(8)
-    return path, next((fmt for magic, fmt in _MAGIC.items() if head.startswith(magic)), "raw")
+        image.seek(ISO9660[0])
+        iso = image.read(len(ISO9660[1])) == ISO9660[1]
+        # A fixed VHD has its footer only at the end.
+        image.seek(max(0, path.stat().st_size - 512))
+        vhd = image.read(8) == b"conectix"
+    found = next((fmt for magic, fmt in _MAGIC.items() if head.startswith(magic)), None)
+    return path, found or ("vpc" if vhd else "iso" if iso else "raw")
+
+
+def check_self_contained(image: Path, fmt: str) -> None:
+    """Refuse an image that makes qemu open other files: a backing file, an external data file, another extent."""
+    if fmt in ("raw", "iso"):
+        return
+    proc = subprocess.run(["qemu-img", "info", "--output=json", "-f", fmt, "--", str(image)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise UserError(f"{image}: qemu-img cannot read it as {fmt}: {proc.stderr.strip()[-300:]}")
+    info = json.loads(proc.stdout)
+    specific = (info.get("format-specific") or {}).get("data") or {}
+    others = [info.get("backing-filename"), specific.get("data-file"),
+              *(e.get("filename") for e in specific.get("extents") or [] if e.get("filename") != str(image))]
+    named = [str(other) for other in others if other]
+    if named:
+        raise UserError(f"{image}: the {fmt} image refers to another file ({named[0]}); osbuild-oci boots only "
+                        "self-contained images (convert it with `qemu-img convert -O qcow2`)")
+
+
+def _drive(path: Path) -> str:
+    """A file name as -drive takes it: commas doubled, so a name cannot add options."""
+    return str(path).replace(",", ",,")
 
 
 def firmware(machine: Machine) -> tuple[Path, Path]:
@@ -82,61 +162,149 @@ def firmware(machine: Machine) -> tuple[Path, Path]:
                     f"{machine.packages.split()[-1]}{bios}")
 
 
+def secure_boot_firmware(machine: Machine) -> tuple[Path, Path]:
+    if machine.secure_boot is None:
+        raise UserError("--secure-boot: osbuild-oci boots amd64 disks with Secure Boot (OVMF)")
+    code, variables = (machine.firmware / name for name in machine.secure_boot)
+    if not (code.is_file() and variables.is_file()):
+        raise UserError(f"--secure-boot needs {code} and {variables}; install ovmf")
+    return code, variables
+
+
+def _host_kernel() -> Path | None:
+    kernel = Path(f"/boot/vmlinuz-{os.uname().release}")
+    return kernel if os.access(kernel, os.R_OK) else None
+
+
 def kvm_works() -> bool:
-    """Whether a KVM guest really runs here; the answer is kept until the host reboots."""
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+    """Whether Linux really runs under KVM here: the host's own kernel, without a root filesystem, reaches its
+    panic line within PROBE_TIMEOUT.  The verdict is kept (privately) until the host reboots."""
+    kernel = _host_kernel()
+    if kernel is None or not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    # The limit is in the name: a verdict reached under another limit is not this probe's answer.
-    verdict = runtime_dir() / f"kvm-{boot_id}-{PROBE_TIMEOUT}s"
+    # The probe is in the name: a verdict reached by another probe is not this probe's answer.
+    verdict = private_dir(runtime_dir() / "kvm") / f"{boot_id}-kernel-{PROBE_TIMEOUT}s"
     if verdict.exists():
         return verdict.read_text() == "yes"
-    with tempfile.TemporaryDirectory(prefix="osbuild-oci-kvm-") as tmp:
-        probe = Path(tmp) / "probe.img"
-        probe.write_bytes(_PROBE + bytes(510 - len(_PROBE)) + b"\x55\xaa")
-        try:
-            proc = subprocess.run([QEMU, "-accel", "kvm", "-machine", "pc", "-m", "16", "-nodefaults",
-                                   "-no-user-config", "-display", "none", "-serial", "none", "-monitor", "none",
-                                   "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-                                   "-drive", f"file={probe},format=raw,if=ide"],
-                                  capture_output=True, timeout=PROBE_TIMEOUT)
-            works = proc.returncode == _PROBE_EXIT
-        except subprocess.TimeoutExpired:
-            works = False
-    verdict.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        proc = subprocess.run(["qemu-system-x86_64", "-accel", "kvm", "-m", "256", "-nodefaults", "-no-user-config",
+                               "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+                               "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1"],
+                              capture_output=True, timeout=PROBE_TIMEOUT)
+        works = _PROBE_DONE in proc.stdout
+    except subprocess.TimeoutExpired:
+        works = False
     verdict.write_text("yes" if works else "no")
     return works
 
 
-def command(image: Path, fmt: str, uefi: bool, accel: str, variables: Path | None, memory: int,
-            extra: list[str], machine: Machine = MACHINES["amd64"]) -> list[str]:
+def _accel(boot: Boot) -> str:
+    if boot.accel != Accel.AUTO:
+        return boot.accel
+    if boot.disk_arch == arch.host() and kvm_works():
+        return Accel.KVM
+    if _host_kernel() is None and os.access("/dev/kvm", os.R_OK | os.W_OK):
+        print("note: no host kernel to check KVM with (/boot/vmlinuz-$(uname -r)); booting under TCG, "
+              "--accel kvm to try KVM", file=sys.stderr)
+    return Accel.TCG
+
+
+def _seed(boot: Boot, tmp: Path) -> Path:
+    """A NoCloud seed (an ISO 9660 volume labelled cidata) holding the user's user-data and meta-data."""
+    if shutil.which("xorriso") is None:
+        raise UserError("--seed makes a NoCloud seed with xorriso; install xorriso (scripts/setup-host does)")
+    files = tmp / "seed"
+    files.mkdir()
+    for given, name in ((boot.seed, "user-data"), (boot.meta_data, "meta-data")):
+        if given is not None:
+            _refuse_link(given)
+            try:
+                shutil.copyfile(given, files / name)
+            except OSError as err:
+                raise UserError(f"--{'seed' if name == 'user-data' else 'meta-data'} {given}: {err.strerror}") from None
+    if boot.meta_data is None:
+        (files / "meta-data").write_text("instance-id: osbuild-oci-boot\n")
+    seed = tmp / "seed.iso"
+    proc = subprocess.run(["xorriso", "-as", "genisoimage", "-quiet", "-output", str(seed), "-volid", "cidata",
+                           "-joliet", "-rock", str(files / "user-data"), str(files / "meta-data")],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise UserError(f"xorriso could not make the NoCloud seed: {proc.stderr.strip()[-300:]}")
+    return seed
+
+
+def _grown(image: Path, fmt: str, size: int, tmp: Path) -> Path:
+    """A private qcow2 overlay of the image with a larger virtual size: the guest sees a bigger disk, the image
+    is not changed."""
+    overlay = tmp / "grown.qcow2"
+    proc = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b", str(image.resolve()),
+                           str(overlay), str(size)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise UserError(f"--size {size}: qemu-img could not make the overlay: {proc.stderr.strip()[-300:]}")
+    return overlay
+
+
+def _variables(boot: Boot, machine: Machine, template: Path, tmp: Path) -> Path:
+    """A private copy of the firmware's variable store, with the --enroll certificates added to db."""
+    variables = tmp / "VARS.fd"
+    if not boot.enroll:
+        shutil.copyfile(template, variables)
+        return variables
+    added = [arg for cert in boot.enroll for arg in ("--add-db", ENROLL_OWNER, str(cert))]
+    proc = subprocess.run([sys.executable, "-m", "virt.firmware.vars", "--input", str(template),
+                           "--output", str(variables), *added, "--secure-boot"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise UserError(f"--enroll: virt-fw-vars could not add the certificate: {proc.stderr.strip()[-300:]}")
+    return variables
+
+
+def command(boot: Boot, tmp: Path) -> list[str]:
     """The qemu command line: serial console and monitor on this terminal (Ctrl-a x quits)."""
-    argv = [machine.qemu, *machine.machine, "-accel", accel, "-m", str(memory), "-smp", "2", "-nographic",
-            "-snapshot", "-drive", f"file={image},format={fmt},if=virtio"]
-    if uefi:
-        code, _ = firmware(machine)
-        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
-                 "-drive", f"if=pflash,format=raw,unit=1,file={variables}"]
-    return argv + extra
-
-
-def boot(path: Path, uefi: bool | None, accel: str, memory: int, extra: list[str], disk_arch: str) -> int:
-    """Boot the image of disk_arch (UEFI unless it has a BIOS and uefi is not asked for); qemu's exit status."""
-    machine = MACHINES.get(disk_arch)
+    machine = MACHINES.get(boot.disk_arch)
     if machine is None:
-        raise UserError(f"--arch {disk_arch}: osbuild-oci boots {' and '.join(MACHINES)} disks")
-    if uefi is False and not machine.bios:
-        raise UserError(f"--bios: {disk_arch} has no BIOS; boot with --uefi")
-    uefi = not machine.bios if uefi is None else uefi
+        raise UserError(f"--arch {boot.disk_arch}: osbuild-oci boots {' and '.join(MACHINES)} disks")
+    chosen = boot.firmware or (Firmware.UEFI if boot.enroll or not machine.bios else Firmware.BIOS)
+    if boot.enroll and chosen != Firmware.SECURE_BOOT:
+        raise UserError("--enroll adds certificates to the Secure Boot database; give --secure-boot too")
+    if chosen == Firmware.BIOS and not machine.bios:
+        raise UserError(f"--bios: {boot.disk_arch} has no BIOS; boot with --uefi")
     if shutil.which(machine.qemu) is None:
         raise UserError(f"{machine.qemu} is not installed; run scripts/setup-host (or apt-get install "
                         f"{machine.packages})")
-    image, fmt = find_image(path)
-    if accel == "auto":
-        accel = "kvm" if disk_arch == arch.host() and kvm_works() else "tcg"
+    image, fmt = find_image(boot.image)
+    check_self_contained(image, fmt)
+    cdrom = fmt == "iso" if boot.cdrom is None else boot.cdrom
+    disk_fmt = "raw" if fmt == "iso" else fmt
+    argv = [machine.qemu, *machine.machine, "-accel", _accel(boot), "-m", str(boot.memory), "-smp", str(boot.cpus),
+            "-nographic"]
+    if chosen == Firmware.SECURE_BOOT:
+        code, template = secure_boot_firmware(machine)
+        argv += SECURE_BOOT_MACHINE
+    elif chosen == Firmware.UEFI:
+        code, template = firmware(machine)
+    if chosen != Firmware.BIOS:
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={_drive(code)}",
+                 "-drive", f"if=pflash,format=raw,unit=1,file={_drive(_variables(boot, machine, template, tmp))}"]
+    if cdrom:
+        argv += ["-drive", f"file={_drive(image)},format=raw,media=cdrom,readonly=on"]
+    elif boot.size is not None:
+        argv += ["-drive", f"file={_drive(_grown(image, disk_fmt, boot.size, tmp))},format=qcow2,if=virtio"]
+    else:
+        argv += ["-snapshot", "-drive", f"file={_drive(image)},format={disk_fmt},if=virtio"]
+    if boot.seed is not None:
+        argv += ["-drive", f"file={_drive(_seed(boot, tmp))},format=raw,if=virtio,readonly=on"]
+    if boot.ssh_port is not None:
+        argv += ["-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{boot.ssh_port}-:22"]
+    elif boot.net:
+        argv += ["-nic", "user,model=virtio-net-pci"]
+    else:
+        argv += ["-nic", "none"]
+    return argv + list(boot.extra)
+
+
+def run(boot: Boot) -> int:
+    """Boot it; qemu's exit status.  Private files (variables, seed, overlay) go when qemu ends."""
     with tempfile.TemporaryDirectory(prefix="osbuild-oci-boot-") as tmp:
-        variables = None
-        if uefi:
-            variables = Path(tmp) / "VARS.fd"
-            shutil.copyfile(firmware(machine)[1], variables)
-        return subprocess.run(command(image, fmt, uefi, accel, variables, memory, extra, machine)).returncode
+        return subprocess.run(command(boot, Path(tmp))).returncode
+

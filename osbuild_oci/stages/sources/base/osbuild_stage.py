@@ -163,6 +163,19 @@ def record_release_date(tree: str) -> None:
             f.write(max(dates).astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
+# Where the orchestrator mounts the secrets an assembler's options name (build --secret NAME=FILE).
+SECRETS = "/run/osbuild/secrets"
+
+
+def secret(reference: dict) -> str:
+    """The file of the secret an option names as {"secret": NAME}: mounted read-only for this run alone."""
+    path = os.path.join(SECRETS, reference["secret"])
+    if not os.path.isfile(path):
+        raise StageError(f"secret {reference['secret']!r} is not mounted; build with --secret "
+                         f"{reference['secret']}=FILE")
+    return path
+
+
 def in_tree(tree: str, path: str) -> str:
     """Where `path` is for a process chrooted into tree, as a path the stage can write to.
 
