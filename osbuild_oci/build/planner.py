@@ -6,17 +6,15 @@ nothing run and nothing stored.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import lastplan
+from ..ids import output_id, stage_id
 from ..pipeline import arch
 from ..registry import references as registry
-from ..store import outputs
 from .lockfile import Lock, Pin
 from ..engine.model import ImageInfo
 from ..errors import RegistryError, UserError
@@ -28,19 +26,6 @@ if TYPE_CHECKING:
     from ..registry.signing import SigningKey
 
 TREE_ID = re.compile(r"^[0-9a-f]{64}$")
-
-
-def stage_id(parent: str | None, image_id: str, options: dict, source_epoch: int, tree_arch: str) -> str:
-    """The cache key: parent tree (or base image digest), stage image digest, canonical options, source epoch,
-    the pipeline's architecture.
-
-    The epoch is the files' clamped modification time, so trees of different epochs never share an id; the
-    architecture is in every id (not only the options of stages that take it), so an arm64 tree and an amd64
-    tree of one pipeline never share one, whatever their stages.
-    """
-    doc = {"parent": parent or "", "image": image_id, "options": options, "source_epoch": source_epoch,
-           "arch": tree_arch}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -93,7 +78,7 @@ class Plan:
         if self.assembler is None:
             return None
         step, image = self.assembler
-        return outputs.output_id(self.final, image.id, step.options)
+        return output_id(self.final, image.id, step.options)
 
     def cache_refs(self) -> list[str]:
         """The store names under which this plan's trees and output would be cached."""

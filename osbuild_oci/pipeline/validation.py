@@ -12,9 +12,9 @@ passes are remembered; a failure is checked, and told, every time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 
+from ..ids import check_proof
 from ..engine.host import private_dir, runtime_dir
 from ..errors import UserError
 from ..lazy import lazy_import
@@ -72,10 +72,6 @@ def bounded_validator(schema: dict | bool) -> jsonschema.protocols.Validator:
     return cls(schema)
 
 
-def _proof(kind: str, schema, document) -> str:
-    return hashlib.sha256(json.dumps([kind, schema, document], sort_keys=True).encode()).hexdigest()
-
-
 def _proofs_file():
     return private_dir(runtime_dir() / "validated") / "passed"
 
@@ -83,7 +79,7 @@ def _proofs_file():
 def known_valid(kind: str, schema, document) -> bool:
     """Whether this exact document passed this exact schema's check before."""
     try:
-        return _proof(kind, schema, document) in _proofs_file().read_text().split()
+        return check_proof(kind, schema, document) in _proofs_file().read_text().split()
     except OSError:
         return False
 
@@ -92,7 +88,7 @@ def remember_valid(kind: str, schema, document) -> None:
     """Record a passed check (appended: concurrent builds on other stores write whole lines)."""
     proofs = _proofs_file()
     with open(proofs, "a") as out:
-        out.write(_proof(kind, schema, document) + "\n")
+        out.write(check_proof(kind, schema, document) + "\n")
     lines = proofs.read_text().split()
     if len(lines) > 2 * REMEMBERED:
         proofs.write_text("\n".join(lines[-REMEMBERED:]) + "\n")

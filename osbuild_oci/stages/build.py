@@ -23,6 +23,7 @@ import jsonschema
 from ..pipeline.arch import ARCHES
 from ..engine import localstorage
 from ..errors import BuildError, UserError
+from ..ids import source_digest
 from . import SOURCES
 from .image import LABEL_KIND, LABEL_NAME, LABEL_SCHEMA, LABEL_SOURCE, LOCAL_PREFIX, empty_ref, local_ref
 
@@ -53,22 +54,6 @@ def find_sources(root: Path) -> list[Source]:
         for path in sorted((root / folder).glob("*/Containerfile")):
             out.append(Source(path.parent.name, kind, path.parent))
     return out
-
-
-def source_digest(folder: Path, extra: str) -> str:
-    """What an image is built from: every file's path in the folder, whether it is executable, its bytes.
-
-    A fixed +x or a file moved into a subfolder changes the image, so either must rebuild it.  Other
-    mode bits follow the umask of whoever checked out or installed the sources (git and wheels keep
-    only the executable bit), so they do not count.
-    """
-    h = hashlib.sha256(extra.encode() + b"\0")
-    # Python's byte-code caches appear wherever a test imported a stage program; they are no source.
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        executable = "x" if path.stat().st_mode & 0o111 else "-"
-        h.update(f"{path.relative_to(folder).as_posix()}\0{executable}\0".encode())
-        h.update(hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()
 
 
 def _load_schema(source: Source) -> str:

@@ -17,8 +17,6 @@ match.  Restoring copies the files (reflinked where the filesystem can) into
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -33,12 +31,6 @@ if TYPE_CHECKING:
     from ..registry.signing import SigningKey
 
 LABEL_OUTPUT = "org.osbuild-oci.output-id"
-
-
-def output_id(tree: str | None, image_id: str, options: dict) -> str:
-    """The cache key: the tree the assembler reads, its image digest, its canonical options."""
-    doc = {"tree": tree or "", "assembler": image_id, "options": options}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def remote_tag(repository: str, oid: str) -> str:
