@@ -7,6 +7,10 @@ happened while building (exit 1).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
 
 class OsbuildOciError(Exception):
     """A failure explained in one message; `exit_code` is what the command exits with."""
@@ -28,16 +32,27 @@ class UserError(OsbuildOciError):
         return f"{self.where}: {self.message}" if self.where else self.message
 
 
+@contextmanager
+def in_file(path: Path) -> Iterator[None]:
+    """Prefix an input error with the file it is about, so the user knows which file to fix."""
+    try:
+        yield
+    except UserError as err:
+        raise UserError(err.message, f"{path}: {err.where}" if err.where else str(path)) from None
+
+
 class BuildError(OsbuildOciError):
     """The build itself failed: a stage exited non-zero, a tree is not what it claims."""
 
 
 class StageFailed(BuildError):
-    """A stage or assembler container exited non-zero; `kept` says where its partial tree was kept, if it was."""
+    """A stage or assembler container exited non-zero; `kept` says where its partial tree was kept, if it was,
+    and `kept_ref` is that image's name."""
 
     def __init__(self, message: str):
         super().__init__(message)
         self.kept = ""
+        self.kept_ref: str | None = None
 
     def __str__(self) -> str:
         return f"{self.args[0]}\n{self.kept}" if self.kept else self.args[0]

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from ..store.budget import human
+from ..units import human
 
 # Control characters in users' text (names, registry errors) are shown, not obeyed by the terminal.
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7f] if c != 0x09}
@@ -85,53 +85,44 @@ class Monitor(abc.ABC):
     def output_pushed(self, assembler: str, id: str, image: str, seconds: float) -> None: ...
 
     @abc.abstractmethod
+    def stage_failed(self, stage: str, index: int, total: int, id: str, seconds: float, error: str,
+                     kept: str | None) -> None:
+        """The stage's container exited non-zero; kept names where its partial tree is, if it was kept."""
+
+    @abc.abstractmethod
     def build_done(self, tree: str | None, image: str | None, seconds: float) -> None: ...
+
+    @abc.abstractmethod
+    def build_failed(self, error: str, status: int, kept: str | None) -> None:
+        """How a build ended when it did not succeed: the error line, the exit status, a kept partial tree."""
 
     @abc.abstractmethod
     def store_trimmed(self, removed: list[str], size: int, max_size: int) -> None: ...
 
 
+def emitting(cls: type) -> type:
+    """Give a monitor class every event it does not define itself as `self.emit(event, fields)`, the event named
+    as in JSON (stage_start -> stage-start): a monitor for machines then hears every event there is."""
+    for name in Monitor.__abstractmethods__:
+        if name not in cls.__dict__:
+            def method(self, _event: str = name.replace("_", "-"), **fields) -> None:
+                self.emit(_event, fields)
+            method.__name__ = name
+            setattr(cls, name, method)
+    cls.__abstractmethods__ = frozenset()
+    return cls
+
+
+@emitting
 class JsonMonitor(Monitor):
     """One JSON object per event on stdout, `event` naming it."""
 
-    def _emit(self, event: str, **fields) -> None:
+    def emit(self, event: str, fields: dict) -> None:
         print(json.dumps({"event": event, **fields}), flush=True)
-
-    def pipeline_start(self, name, stages):
-        self._emit("pipeline-start", name=name, stages=stages)
-
-    def stage_start(self, stage, index, total, id):
-        self._emit("stage-start", stage=stage, index=index, total=total, id=id)
-
-    def stage_done(self, stage, index, total, id, cached, source, seconds, phases):
-        self._emit("stage-done", stage=stage, index=index, total=total, id=id, cached=cached, source=source,
-                   seconds=seconds, phases=phases)
-
-    def assembler_start(self, assembler):
-        self._emit("assembler-start", assembler=assembler)
-
-    def assembler_done(self, assembler, seconds, output, files, id, cached, source):
-        self._emit("assembler-done", assembler=assembler, seconds=seconds, output=output, files=files, id=id,
-                   cached=cached, source=source)
-
-    def cache_unavailable(self, registry, error):
-        self._emit("cache-unavailable", registry=registry, error=error)
 
     def cache_untrusted(self, image, reason):
         super().cache_untrusted(image, reason)
-        self._emit("cache-untrusted", image=image, reason=reason)
-
-    def tree_pushed(self, stage, id, image, seconds):
-        self._emit("tree-pushed", stage=stage, id=id, image=image, seconds=seconds)
-
-    def output_pushed(self, assembler, id, image, seconds):
-        self._emit("output-pushed", assembler=assembler, id=id, image=image, seconds=seconds)
-
-    def build_done(self, tree, image, seconds):
-        self._emit("build-done", tree=tree, image=image, seconds=seconds)
-
-    def store_trimmed(self, removed, size, max_size):
-        self._emit("store-trimmed", removed=removed, size=size, max_size=max_size)
+        self.emit("cache-untrusted", {"image": image, "reason": reason})
 
 
 class _Elapsed:
@@ -241,8 +232,14 @@ class ProgressMonitor(Monitor):
     def output_pushed(self, assembler, id, image, seconds):
         self._line((f"↑ output of {assembler}", "cyan"), f" pushed to {image} in {seconds:.1f} s")
 
+    def stage_failed(self, stage, index, total, id, seconds, error, kept):
+        self._line((f"✗ [{index + 1}/{total}] {stage}", "cyan"), " ", ("failed", "yellow"), f" after {seconds:.1f} s")
+
     def build_done(self, tree, image, seconds):
         self._line(("Built", "bold green"), f" in {seconds:.1f} s; final tree {image}")
+
+    def build_failed(self, error, status, kept):
+        """The error line itself is the command's last word (cli/__init__.py)."""
 
     def store_trimmed(self, removed, size, max_size):
         over = " (still over: the rest is in use)" if size > max_size else ""

@@ -7,65 +7,32 @@ asked whether it holds a tree, nothing is pulled; no container starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
-from ..registry import references as registry
-from ..errors import RegistryError
-from .planner import Plan, Remote
 from ..stages.image import StageImage
-from ..store.objects import ObjectStore
+from ..store import gc
+from ..store.lock import open_store
+from ..units import human, local_time
+from .build import Build
+from .locate import Place, ask, locate
 
-
-@dataclass(frozen=True)
-class Where:
-    """A stage's tree: in the store, in a --cache-from registry, covered by a newer tree, or to build."""
-
-    place: str  # "store", "remote", "covered" or "build"
-    registry: str | None = None
-
-
-def _remote(tree_id: str, remote: Remote, unreachable: dict[str, str]) -> str | None:
-    for repo in remote.cache_from:
-        if repo in unreachable:
-            continue
-        try:
-            if registry.has_image(f"{repo}:{tree_id}", remote.tls_verify):
-                return repo
-        except RegistryError as err:
-            unreachable[repo] = str(err)
-    return None
-
-
-def locate(the_plan: Plan, store: ObjectStore, remote: Remote) -> tuple[list[Where], dict[str, str]]:
-    """Where each stage's tree is, as a build would find it: newest first, local before remote.
-
-    A stage older than the newest tree a build would take needs no tree of its own
-    (that tree holds its layer): it is "covered".  Also: the registries that could not be asked, why.
-    """
-    unreachable: dict[str, str] = {}
-    found: list[Where] = []
-    for stage in reversed(the_plan.stages):
-        local = store.has_tree(stage.id)
-        repo = None if local else _remote(stage.id, remote, unreachable)
-        if local:
-            found.append(Where("store"))
-        elif repo is not None:
-            found.append(Where("remote", repo))
-        elif any(w.place != "build" for w in found):
-            found.append(Where("covered"))
-        else:
-            found.append(Where("build"))
-    return found[::-1], unreachable
+_PLACES = {Place.STORE: "in the store", Place.REMOTE: "remote", Place.COVERED: "not needed (a later tree holds it)",
+           Place.BUILD: "to build"}
 
 
 def _image(image: StageImage) -> dict:
     return {"image": image.ref, "digest": image.id, "capabilities": list(image.capabilities), "network": image.network}
 
 
-def describe(the_plan: Plan, store: ObjectStore, remote: Remote) -> dict:
+def describe(options, path: Path) -> dict:
     """The whole picture as one JSON-ready document."""
-    where, unreachable = locate(the_plan, store, remote)
-    cached = {row["tree"]: row for row in store.listing() if not row["failed"]}
+    build = Build(options, path)
+    unreachable: dict[str, str] = {}
+    build.registries.unavailable = unreachable.__setitem__
+    with open_store(options.store, options.lock_timeout, look_only=True) as store, store.taken_back():
+        the_plan = build.plan(store)
+        where = locate(the_plan.stages, store, build.registries, ask(build.remote))
+        cached = {row["tree"]: row for row in gc.listing(store) if not row["failed"]}
     stages = []
     for index, (stage, place) in enumerate(zip(the_plan.stages, where)):
         row = cached.get(stage.id, {})
@@ -78,3 +45,26 @@ def describe(the_plan: Plan, store: ObjectStore, remote: Remote) -> dict:
         assembler = {"stage": step.name, **_image(image)}
     return {"pipeline": the_plan.name, "base": the_plan.base, "stages": stages, "assembler": assembler,
             "unreachable": unreachable}
+
+
+def render(document: dict) -> str:
+    """The document for people."""
+    lines = [f"{document['pipeline']}: {len(document['stages'])} stages"
+             + (f" on {document['base']}" if document["base"] else "")]
+    for row in document["stages"]:
+        place = _PLACES[Place(row["tree"])] + (f" {row['registry']}" if row["registry"] else "")
+        lines += [f"[{row['index']}] {row['stage']}  {row['id']}", f"    tree: {place}"]
+        if row["size"] is not None:
+            used = local_time(row["last_used"]) if row["last_used"] else "never"
+            lines.append(f"    layer {human(row['size'])}, created {local_time(row['created'])}, last used {used}")
+        lines += _image_lines(row)
+    if document["assembler"]:
+        lines += [f"assembler {document['assembler']['stage']}", *_image_lines(document["assembler"])]
+    lines += [f"note: could not ask {repo}: {error}" for repo, error in document["unreachable"].items()]
+    return "\n".join(lines)
+
+
+def _image_lines(row: dict) -> list[str]:
+    caps = " ".join(row["capabilities"]) or "none"
+    return [f"    image {row['image']} {row['digest'][:19]}",
+            f"    network {'yes' if row['network'] else 'no'}, capabilities {caps}"]

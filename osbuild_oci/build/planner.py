@@ -9,43 +9,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import lastplan
 from ..ids import output_id, stage_id
 from ..pipeline import arch
 from ..registry import references as registry
 from .lockfile import Lock, Pin
+from .options import Policy, Remote
 from ..engine.model import ImageInfo
 from ..errors import RegistryError, UserError
 from ..pipeline.model import Pipeline, Step, secret_refs
-from ..stages.image import ALLOWED_CAPABILITIES, LABEL_ARCH, LOCAL_PREFIX, StageImage, local_ref
-from ..store.objects import ObjectStore, is_cache_ref, output_ref, tree_ref, trusted_ref
-
-if TYPE_CHECKING:
-    from ..registry.signing import SigningKey
+from ..stages.image import LABEL_ARCH, LOCAL_PREFIX, StageImage, local_ref
+from ..store import transfer
+from ..store.objects import ObjectStore
+from ..store.refs import is_cache_ref, output_ref, tree_ref
 
 TREE_ID = re.compile(r"^[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class Remote:
-    """Where stages and cached trees may come from and go to, and who must have signed them."""
-
-    stages_from: str | None = None
-    cache_from: tuple[str, ...] = ()
-    cache_to: str | None = None
-    tls_verify: bool = True
-    # Public keys of which one must have signed every image pulled from a registry (none: trust the registry).
-    trust: tuple = ()
-    sign_key: SigningKey | None = None
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What stage images may be given: the allowlist, plus what the user allowed on the command line."""
-
-    capabilities: frozenset[str] = ALLOWED_CAPABILITIES
 
 
 @dataclass(frozen=True)
@@ -89,7 +68,7 @@ class Plan:
 def _pull_for(store: ObjectStore, ref: str, remote: Remote, where: str) -> ImageInfo:
     """Pull ref; with trust keys, only the manifest one of them signed, by its digest (else errors.Untrusted)."""
     try:
-        return store.engine.pull(trusted_ref(ref, remote.trust, remote.tls_verify), remote.tls_verify)
+        return transfer.pull(store, ref, remote.tls_verify, remote.trust)
     except RegistryError as err:
         if not err.missing:
             raise
@@ -99,7 +78,7 @@ def _pull_for(store: ObjectStore, ref: str, remote: Remote, where: str) -> Image
 
 def _locked(store: ObjectStore, pin: Pin, remote: Remote, lock: Lock, where: str) -> ImageInfo:
     """Exactly the locked image: from the store by its id, else pulled by its digest."""
-    info = store.engine.image(pin.id)
+    info = store.image(pin.id)
     if info is None and pin.pull:
         info = _pull_for(store, pin.pull, remote, where)
     if info is None or info.id != pin.id:
@@ -115,7 +94,7 @@ def pin(store: ObjectStore, ref: str, image_id: str) -> Pin:
         return Pin(ref, image_id)
     if "@" in ref:
         return Pin(ref, image_id, ref)
-    info = store.engine.image(image_id)
+    info = store.image(image_id)
     pulled = [d for d in (info.digests if info else ()) if registry.repository(d) == registry.repository(ref)]
     return Pin(ref, image_id, pulled[0] if pulled else None)
 
@@ -148,7 +127,7 @@ def resolve(store: ObjectStore, step: Step, kind: str, remote: Remote, policy: P
     if lock is not None:
         info: ImageInfo | None = _locked(store, lock.image(step.name, f"{step.where}.name"), remote, lock, where)
     else:
-        info = store.engine.image(ref)
+        info = store.image(ref)
         # With trust keys a remote image is checked every time: the copy in the store proves nothing about the tag now.
         if registry.is_remote(ref) and (info is None or remote.trust):
             info = _pull_for(store, ref, remote, where)
@@ -175,13 +154,13 @@ def _resolve_base(store: ObjectStore, base: str | None, remote: Remote, lock: Lo
         _check_base_arch(info, base, tree_arch)
         return info.id, info.id
     if TREE_ID.match(base):
-        if store.has_tree(base) or any(store.fetch(base, repo, remote.tls_verify, remote.trust)
+        if store.has_tree(base) or any(transfer.fetch(store, base, repo, remote.tls_verify, remote.trust)
                                        for repo in remote.cache_from):
             _check_base_arch(store.tree_image(base), base, tree_arch)
             return base, None
         raise UserError(f"no tree {base} in this store{' or the --cache-from registries' if remote.cache_from else ''}"
                         "; build its pipeline first or give an image reference", "base")
-    info = store.engine.image(base)
+    info = store.image(base)
     if registry.is_remote(base) and (info is None or remote.trust):
         info = _pull_for(store, base, remote, "base")
     if info is None:
@@ -224,8 +203,8 @@ def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), poli
     steps = [*pipeline.stages, *([pipeline.assembler] if pipeline.assembler else [])]
     bases = [pipeline.base] if pipeline.base and not TREE_ID.match(pipeline.base) else []
     # The guess is a file anyone who can write the store may have edited: only the store's own names reach podman.
-    guessed = [ref for ref in lastplan.guess(store.engine.store, pipeline.name) if is_cache_ref(ref)]
-    store.engine.prefetch([*bases, *(image_ref(step, remote) for step in steps), *guessed])
+    guessed = [ref for ref in lastplan.guess(store.path, pipeline.name) if is_cache_ref(ref)]
+    store.prefetch([*bases, *(image_ref(step, remote) for step in steps), *guessed])
     base, base_image = _resolve_base(store, pipeline.base, remote, lock, tree_arch)
     stages, parent = [], base
 
@@ -246,7 +225,7 @@ def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), poli
     if pipeline.assembler is not None:
         assembler = checked(pipeline.assembler, "assembler")
     the_plan = Plan(pipeline.name, base, base_image, stages, assembler, pipeline.source_epoch, tree_arch, used_secrets)
-    lastplan.remember(store.engine.store, pipeline.name, the_plan.cache_refs())
+    lastplan.remember(store.path, pipeline.name, the_plan.cache_refs())
     return the_plan
 
 

@@ -1,40 +1,39 @@
-"""Runs a plan: every stage the store lacks in its own container, then the assembler.
+"""Runs a plan's stages: each one the store lacks in its own container, its tree committed under its id.
 
 A stage's tree is committed under its id only when its container exits 0;
 anything else (a failure, Ctrl-C, SIGTERM) removes the working container, so
 nothing is ever stored half-built under a stage id.  A failed stage's tree is
-kept under another name (`store.failed_ref`) for a shell to look into.
+kept under another name (`store.refs.failed_ref`) for a shell to look into.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
-from ..pipeline import arch
-from ..store import outputs
-from ..registry.artifacts import push_sbom
 from ..engine.model import ContainerSpec, Mount
-from ..errors import RegistryError, StageFailed, Untrusted
-from .monitor import Monitor
-from ..pipeline.model import SECRETS_MOUNT, Step
-from .planner import Plan, Remote
+from ..errors import StageFailed
+from ..pipeline import arch
+from ..pipeline.model import Step
 from ..stages.image import StageImage
-from ..store.objects import LABEL_RELEASE, ObjectStore, tree_ref
+from ..store import sboms
+from ..store.objects import ObjectStore
+from ..store.refs import LABEL_RELEASE
+from .locate import Place, Registries, Where, fetch, locate
+from .monitor import Monitor
+from .planner import Plan, Remote
 
 TREE_MOUNT = "/run/osbuild/tree"
-OUTPUT_MOUNT = "/run/osbuild/output"
 # Where a stage may report facts about its tree (osbuild_stage.record_release_date).
 META_MOUNT = "/run/osbuild/meta"
-_RELEASE_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
 # Outside the tree: nothing under it can reach a layer, and it is no input of a stage id.
 CACHE_MOUNT = "/run/osbuild/cache"
+_RELEASE_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
 
 
 class _Tail:
@@ -51,9 +50,9 @@ class _Tail:
         return "\n".join("    " + line for line in self.data.decode(errors="replace").splitlines()[-n:])
 
 
-def _run_container(store: ObjectStore, step: Step, image: StageImage, mounts: list[Mount], document: dict,
-                   monitor: Monitor, the_plan: Plan, package_cache: Path | None = None,
-                   remove_discarded: bool = False) -> None:
+def run_container(store: ObjectStore, the_plan: Plan, step: Step, image: StageImage, mounts: list[Mount],
+                  document: dict, monitor: Monitor, package_cache: Path | None = None,
+                  remove_discarded: bool = False) -> None:
     """Run a stage's or the assembler's container; its environment names the tree's architecture both ways
     (Debian's, as the pipeline's arch, and OCI's, as image configs), for a program that must say it."""
     tail = _Tail(monitor)
@@ -63,161 +62,25 @@ def _run_container(store: ObjectStore, step: Step, image: StageImage, mounts: li
            "OSBUILD_ARCH": the_plan.arch, "OSBUILD_OCI_ARCH": arch.ARCHES[the_plan.arch].oci}
     spec = ContainerSpec(image=image.id, mounts=mounts, network=image.network, capabilities=list(image.capabilities),
                          env=env, stdin=json.dumps(document).encode())
-    status = store.engine.run(spec, tail, remove_discarded)
+    status = store.run(spec, tail, remove_discarded)
     if status != 0:
         raise StageFailed(f"{image.kind} {step.name} ({step.where}) failed with exit status {status}; "
-                         f"its last output:\n{tail.lines()}")
+                          f"its last output:\n{tail.lines()}")
 
 
 def _reported(meta: str) -> dict[str, str]:
     """The labels a stage reported; what is not a well-formed UTC time is ignored, as any stage output."""
     try:
-        with open(os.path.join(meta, "release-date"), encoding="utf-8") as f:
+        with open(Path(meta) / "release-date", encoding="utf-8") as f:
             date = f.read(64).strip()
     except (FileNotFoundError, UnicodeDecodeError):
         return {}
     return {LABEL_RELEASE: date} if _RELEASE_DATE.match(date) else {}
 
 
-def _refresh_from(the_plan: Plan) -> int:
+def refresh_from(the_plan: Plan) -> int:
     """The first stage that fetches packages (its image asks for the network): --refresh runs it and all after."""
     return next((i for i, stage in enumerate(the_plan.stages) if stage.image.network), len(the_plan.stages))
-
-
-def _cached_prefix(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Monitor, repos: list[str],
-                   limit: int) -> tuple[int, str]:
-    """How many leading stages (at most limit) need not run, and where their tree is: newest first,
-    local before remote.
-
-    Only the newest cached tree is pulled; it holds every earlier stage's layer.  With
-    trust keys, a tree none of them signed is a miss, never pulled (`_first_registry`).
-    """
-    store.engine.prefetch(the_plan.cache_refs())
-    for index in reversed(range(limit)):
-        tree_id = the_plan.stages[index].id
-        if store.has_tree(tree_id):
-            return index + 1, "store"
-        repo = _first_registry(repos, monitor, lambda repo: f"{repo}:{tree_id}",
-                               lambda repo: store.fetch(tree_id, repo, remote.tls_verify, remote.trust))
-        if repo is not None:
-            return index + 1, repo
-    return 0, "store"
-
-
-def _first_registry(repos: list[str], monitor: Monitor, image: Callable[[str], str],
-                    fetch: Callable[[str], bool]) -> str | None:
-    """The first cache registry fetch(repo) pulled from, else None.  An image no trusted key signed is
-    a miss (`cache-untrusted`); a registry that cannot be reached is reported once and dropped from repos."""
-    for repo in list(repos):
-        monitor.busy(f"looking up and pulling {image(repo)}")
-        try:
-            if fetch(repo):
-                return repo
-        except Untrusted as err:
-            monitor.cache_untrusted(image=image(repo), reason=err.reason)
-        except RegistryError as err:
-            repos.remove(repo)
-            monitor.cache_unavailable(registry=repo, error=str(err))
-    return None
-
-
-def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Monitor) -> None:
-    """Push every tree of the pipeline the store holds, oldest first, so each push adds one layer."""
-    for stage in the_plan.stages:
-        if store.has_tree(stage.id):
-            t0 = time.monotonic()
-            destination = f"{remote.cache_to}:{stage.id}"
-            monitor.busy(f"pushing {destination}")
-            store.push(stage.id, destination, remote.tls_verify, remote.sign_key)
-            push_sbom(store.sbom(stage.id), destination, remote.tls_verify)
-            monitor.tree_pushed(stage=stage.step.name, id=stage.id, image=destination,
-                                seconds=round(time.monotonic() - t0, 3))
-
-
-def _cached_output(oid: str, store: ObjectStore, remote: Remote, monitor: Monitor, repos: list[str]) -> str | None:
-    """Where the assembler's output is already kept: the store, or a cache registry (pulled), else None."""
-    if outputs.has(store, oid):
-        return "store"
-    return _first_registry(repos, monitor, lambda repo: outputs.remote_tag(repo, oid),
-                           lambda repo: outputs.fetch(store.engine, oid, repo, remote.tls_verify, remote.trust))
-
-
-def _assemble(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path, remote: Remote,
-              repos: list[str], refresh: bool) -> None:
-    """Run the assembler into output, or copy what it wrote before for the same tree, image and options
-    (not after --refresh: the trees were rebuilt under their old ids).  Its tree's SBOM goes beside it,
-    and is kept with it, so a cached output needs no tree mounted to read the packages."""
-    assert the_plan.assembler is not None
-    step, image = the_plan.assembler
-    oid = the_plan.output_id
-    assert oid is not None
-    t0 = time.monotonic()
-    monitor.assembler_start(assembler=step.name)
-    output.mkdir(parents=True, exist_ok=True)
-    # An output made with secrets (a key slot, a signature) is neither kept nor shared: its id cannot name them.
-    cacheable = not the_plan.secrets
-    source = None if refresh or not cacheable else _cached_output(oid, store, remote, monitor, repos)
-    if source is not None:
-        outputs.restore(store, oid, output)
-    else:
-        secrets = [Mount(str(path), f"{SECRETS_MOUNT}/{name}", read_only=True) for name, path in the_plan.secrets.items()]
-        with store.get_tree(the_plan.final) as tree:
-            _run_container(store, step, image, [Mount(tree, TREE_MOUNT, read_only=True),
-                                                Mount(str(output.resolve()), OUTPUT_MOUNT), *secrets],
-                           {"tree": TREE_MOUNT, "output": OUTPUT_MOUNT, "options": step.options}, monitor,
-                           the_plan, remove_discarded=True)
-        if the_plan.final is not None:
-            sbom = output / f"{step.options.get('filename', step.name)}.spdx.json"
-            sbom.write_text(store.sbom(the_plan.final), encoding="utf-8")
-        if cacheable:
-            outputs.keep(store, oid, output)
-    if cacheable:
-        store.record_output_use(oid)
-    monitor.assembler_done(assembler=step.name, seconds=round(time.monotonic() - t0, 3), output=str(output),
-                           files=sorted(os.listdir(output)), id=oid, cached=source is not None,
-                           source=source or "built")
-    if remote.cache_to and cacheable:
-        t0 = time.monotonic()
-        destination = outputs.remote_tag(remote.cache_to, oid)
-        monitor.busy(f"pushing {destination}")
-        outputs.push(store, oid, destination, remote.tls_verify, remote.sign_key)
-        monitor.output_pushed(assembler=step.name, id=oid, image=destination,
-                              seconds=round(time.monotonic() - t0, 3))
-
-
-def _run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Remote, repos: list[str],
-                keep_failed: bool, refresh: bool, package_cache: Path | None) -> None:
-    total = len(the_plan.stages)
-    limit = _refresh_from(the_plan) if refresh else total
-    done, source = _cached_prefix(the_plan, store, remote, monitor, repos, limit)
-    for index, stage in enumerate(the_plan.stages):
-        t0 = time.monotonic()
-        monitor.stage_start(stage=stage.step.name, index=index, total=total, id=stage.id)
-        cached = index < done
-        # Where a built stage's time went: its container, the clamp, the SBOM, the commit (the rest: the mount).
-        phases: dict[str, float] = {}
-        if not cached:
-            reported: dict[str, str] = {}
-            with tempfile.TemporaryDirectory(prefix="meta-", dir=store.engine.scratch()) as meta, \
-                    store.new_tree(stage.id, stage.parent, stage.step.name, the_plan.source_epoch, reported,
-                                   keep_failed, the_plan.arch) as tree:
-                # A second back: file times come from a coarse clock that may lag time.time() by a tick.
-                since = time.time() - 1
-                with _phase(phases, "container"):
-                    _run_container(store, stage.step, stage.image, [Mount(tree, TREE_MOUNT), Mount(meta, META_MOUNT)],
-                                   {"tree": TREE_MOUNT, "options": stage.step.options}, monitor,
-                                   the_plan, package_cache)
-                with _phase(phases, "clamp"):
-                    store.engine.clamp(tree, the_plan.source_epoch, since)
-                with _phase(phases, "sbom"):
-                    sbom = store.engine.sbom(tree, stage.id, the_plan.source_epoch)
-                reported.update(_reported(meta))
-                committing = time.monotonic()
-            phases["commit"] = round(time.monotonic() - committing, 3)
-            store.save_sbom(stage.id, sbom)
-        monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,
-                           source=source if cached else "built", seconds=round(time.monotonic() - t0, 3),
-                           phases=phases)
 
 
 @contextmanager
@@ -227,34 +90,62 @@ def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
     phases[name] = round(time.monotonic() - t0, 3)
 
 
-def run(the_plan: Plan, store: ObjectStore, monitor: Monitor, output: Path | None,
-        remote: Remote = Remote(), keep_failed: bool = True, refresh: bool = False,
-        package_cache: Path | None = None) -> str | None:
-    """Build the plan; return the final tree id.  A failed stage's tree is kept unless keep_failed is off;
-    stages that ask for it get package_cache mounted.
+def _build_stage(store: ObjectStore, the_plan: Plan, index: int, monitor: Monitor, keep_failed: bool,
+                 package_cache: Path | None) -> dict[str, float]:
+    """Run one stage into a new tree; where its time went: its container, the clamp of file times, the SBOM,
+    the commit (the rest: mounting the tree)."""
+    stage = the_plan.stages[index]
+    phases: dict[str, float] = {}
+    reported: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="meta-", dir=store.scratch()) as meta, \
+            store.new_tree(stage.id, stage.parent, stage.step.name, the_plan.source_epoch, reported,
+                           keep_failed, the_plan.arch) as tree:
+        # A second back: file times come from a coarse clock that may lag time.time() by a tick.
+        since = time.time() - 1
+        with _phase(phases, "container"):
+            run_container(store, the_plan, stage.step, stage.image, [Mount(tree, TREE_MOUNT), Mount(meta, META_MOUNT)],
+                          {"tree": TREE_MOUNT, "options": stage.step.options}, monitor, package_cache)
+        with _phase(phases, "clamp"):
+            store.clamp(tree, the_plan.source_epoch, since)
+        with _phase(phases, "sbom"):
+            sbom = sboms.of_mounted(store, tree, stage.id, the_plan.source_epoch)
+        reported.update(_reported(meta))
+        committing = time.monotonic()
+    phases["commit"] = round(time.monotonic() - committing, 3)
+    sboms.save(store, stage.id, sbom)
+    return phases
+
+
+def run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Remote, registries: Registries,
+               keep_failed: bool = True, refresh: bool = False, package_cache: Path | None = None) -> list[Where]:
+    """Build what the store (and the cache registries) lack; where each stage's tree came from.
 
     refresh: run again, from the first stage that fetches packages on, what the cache holds (a moving
     suite's newer packages); the new trees replace the old ones under the same ids.
     """
-    started = time.monotonic()
     total = len(the_plan.stages)
-    monitor.pipeline_start(name=the_plan.name, stages=total)
-    if the_plan.base_image is not None:
-        store.adopt(the_plan.base_image)
+    store.prefetch(the_plan.cache_refs())
+    found = locate(the_plan.stages, store, registries, fetch(store, remote),
+                   refresh_from(the_plan) if refresh else None, monitor.busy)
+    newest = max((i for i, where in enumerate(found) if where.place != Place.BUILD), default=-1)
+    source = (found[newest].registry if newest >= 0 else None) or "store"
     used = [the_plan.base or "", *(stage.id for stage in the_plan.stages)]
-    repos = list(remote.cache_from)  # the cache registries still worth asking
     try:
-        _run_stages(the_plan, store, monitor, remote, repos, keep_failed, refresh, package_cache)
+        for index, stage in enumerate(the_plan.stages):
+            t0 = time.monotonic()
+            monitor.stage_start(stage=stage.step.name, index=index, total=total, id=stage.id)
+            cached = index <= newest
+            try:
+                phases = {} if cached else _build_stage(store, the_plan, index, monitor, keep_failed, package_cache)
+            except StageFailed as err:
+                monitor.stage_failed(stage=stage.step.name, index=index, total=total, id=stage.id,
+                                     seconds=round(time.monotonic() - t0, 3), error=err.args[0], kept=err.kept_ref)
+                raise
+            monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,
+                               source=source if cached else "built", seconds=round(time.monotonic() - t0, 3),
+                               phases=phases)
     except StageFailed:
         store.record_use(used)  # the cached prefix was a use too
         raise
     store.record_use(used)
-    if the_plan.assembler is not None and output is not None:
-        _assemble(the_plan, store, monitor, output, remote, repos, refresh)
-    final = the_plan.final
-    if remote.cache_to:
-        _push_trees(the_plan, store, remote, monitor)
-    store.engine.remove_discarded()
-    monitor.build_done(tree=final, image=tree_ref(final) if final else None,
-                       seconds=round(time.monotonic() - started, 3))
-    return final
+    return found

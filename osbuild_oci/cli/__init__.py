@@ -1,33 +1,19 @@
-"""The `osbuild-oci` command line: one module a command group, errors as one line and their exit status.
+"""The `osbuild-oci` command line: one module a command or group, each error one line with its exit status.
 
-Command modules import what a command needs inside the command, so `--help`
-and quick commands do not pay for podman-py, jsonschema and rich.
+Each module registers its commands on import; the options they take come from build/options.py.
 """
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 
 from ..errors import OsbuildOciError
-from .boot import boot
-from .build import build
 from .common import app
-from .key import key_app
-from .inspect import inspect
-from .shell import shell
-from .sbom import sbom
-from .stages import stages_app
-from .store import store_app
 
-app.command()(build)
-app.command()(shell)
-app.command()(inspect)
-app.command()(boot)
-app.command()(sbom)
-app.add_typer(stages_app, name="stages")
-app.add_typer(store_app, name="store")
-app.add_typer(key_app, name="key")
+for _module in ("build", "inspect", "shell", "sbom", "boot", "stages", "store", "key"):
+    importlib.import_module(f"{__name__}.{_module}")
 
 # podman and skopeo spell it --tls-verify=false; users type it from habit.
 _TLS_SPELLINGS = {"--tls-verify=false": "--no-tls-verify", "--tls-verify=true": "--tls-verify"}

@@ -8,7 +8,10 @@ from typing import List, Optional
 
 import typer
 
+from .common import app, command
 
+
+@command(app)
 def boot(
     image: Path = typer.Argument(..., metavar="OUTPUT_DIR_OR_IMAGE",
                                  help="A qcow2/raw/vmdk/vhdx/vhd image or ISO, or the output directory holding one"),
@@ -46,7 +49,7 @@ def boot(
     """Boot IMAGE under qemu (the image is never changed); the serial console is this terminal, Ctrl-a x quits."""
     from ..errors import UserError
     from ..pipeline.arch import host
-    from ..store.budget import parse_size
+    from ..units import parse_size
     from ..tools.boot import Accel, Boot, Firmware, run
     if accel not in tuple(Accel):
         raise UserError(f"--accel {accel!r}: give auto, kvm or tcg")

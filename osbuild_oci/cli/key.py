@@ -8,13 +8,15 @@ from typing import Optional
 import typer
 
 from ..errors import UserError
+from .common import app, command, group
 
-key_app = typer.Typer(help="Make signing keys for pushed stage images and trees.", no_args_is_help=True)
+key_app = group("Make signing keys for pushed stage images and trees.")
+app.add_typer(key_app, name="key")
 
 PASSPHRASE_HELP = "File whose first line is the key's passphrase [default: no passphrase]"
 
 
-@key_app.command("generate")
+@command(key_app, name="generate")
 def key_generate(
     name: Path = typer.Argument(..., help="Writes NAME.key (private, 0600) and NAME.pub (public)"),
     passphrase_file: Optional[Path] = typer.Option(None, "--passphrase-file", dir_okay=False, help=PASSPHRASE_HELP),

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
-from typing import Optional
 
 import typer
 
-from .common import STORE, TLS_VERIFY, store_path
+from ..build.options import Options
+from .common import app, command
 
 _LOCAL_TREE = re.compile(r"^(?:localhost/osbuild-oci/trees:)?([0-9a-f]{64})$")
 
 
-def sbom(ref: str = typer.Argument(..., metavar="REF",
-                                   help="A tree id, localhost/osbuild-oci/trees:<id>, or a registry reference "
-                                        "of a tree pushed with --push or --cache-to"),
-         store: Optional[Path] = STORE, tls_verify: bool = TLS_VERIFY) -> None:
+@command(app, "store", "tls_verify")
+def sbom(options: Options, ref: str = typer.Argument(..., metavar="REF", help="A tree id, localhost/osbuild-oci/"
+                                                     "trees:<id>, or a registry reference of a tree pushed with "
+                                                     "--push or --cache-to")) -> None:
     """Print the SPDX 2.3 document of a tree's Debian packages."""
     local = _LOCAL_TREE.match(ref)
     if local is None:
         from ..registry.artifacts import pull_sbom
-        sys.stdout.write(pull_sbom(ref, tls_verify))
+        sys.stdout.write(pull_sbom(ref, options.tls_verify))
         return
-    from ..store.objects import open_store
-    with open_store(store_path(store)) as objects:
-        sys.stdout.write(objects.sbom(local[1]))
+    from ..store import sboms
+    from ..store.lock import open_store
+    with open_store(options.store) as store:
+        sys.stdout.write(sboms.read(store, local[1]))

@@ -3,74 +3,60 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
 
+from ..build.options import Options
 from ..errors import UserError
-from .common import SIGN_KEY, SIGN_PASSPHRASE, SOURCE, TLS_VERIFY, signing_key
+from .common import app, command, group
 
-stages_app = typer.Typer(help="Build, list, inspect and publish stage and assembler images.", no_args_is_help=True, rich_markup_mode=None)
+stages_app = group("Build, list, inspect and publish stage and assembler images.")
+app.add_typer(stages_app, name="stages")
 
 
-@stages_app.command("build")
-def stages_build(
-    only: List[str] = typer.Option([], "--only", help="Build only this stage or assembler (repeatable)"),
-    source: Path = SOURCE,
-) -> None:
+@command(stages_app, "source", name="build")
+def stages_build(options: Options, only: List[str] = typer.Option([], "--only", help="Build only this stage or "
+                                                                   "assembler (repeatable)")) -> None:
     """Build every stage and assembler folder into a local image; unchanged ones are kept."""
-    from ..stages import build as stagebuild
-    for src, built in stagebuild.build_all(source, only or None, lambda msg: print(msg, file=sys.stderr)):
+    import sys
+
+    from ..stages import build
+    for src, built in build.build_all(options.source, only or None, lambda msg: print(msg, file=sys.stderr)):
         print(f"{src.ref}  {'built' if built else 'up to date'}")
 
 
-@stages_app.command("push")
-def stages_push(
-    namespace: str = typer.Argument(..., metavar="REGISTRY/NAMESPACE"),
-    tls_verify: bool = TLS_VERIFY,
-    source: Path = SOURCE,
-    sign_key: Optional[Path] = SIGN_KEY,
-    sign_passphrase_file: Optional[Path] = SIGN_PASSPHRASE,
-) -> None:
+@command(stages_app, "tls_verify", "source", "sign_key", "sign_passphrase_file", name="push")
+def stages_push(options: Options, namespace: str = typer.Argument(..., metavar="REGISTRY/NAMESPACE")) -> None:
     """Publish every built stage and assembler image as REGISTRY/NAMESPACE/NAME, printing pinned references."""
-    from ..registry import references as registry, signing
-    from ..stages import build as stagebuild
+    from ..build.publish import publish
     from ..engine import localstorage
+    from ..registry import references
+    from ..stages import build
     from ..stages.image import local_ref
-    if not registry.is_remote(namespace):
+    if not references.is_remote(namespace):
         raise UserError(f"{namespace} names no registry; give REGISTRY/NAMESPACE such as registry.example.com/osbuild")
-    key = signing_key(sign_key, sign_passphrase_file)
-    images = {src: localstorage.image(src.ref) for src in stagebuild.find_sources(source)}
-    for src, info in images.items():
-        if info is None:
-            raise UserError(f"{src.ref} is not built; run `osbuild-oci stages build` first")
+    key = options.signing_key()
+    images = {src: localstorage.image(src.ref) for src in build.find_sources(options.source)}
+    missing = [src.ref for src, info in images.items() if info is None]
+    if missing:
+        raise UserError(f"{missing[0]} is not built; run `osbuild-oci stages build` first")
     for src, info in images.items():
         destination = local_ref(src.name, namespace)
-        digest = localstorage.push(src.ref, destination, tls_verify)
-        if key is not None:
-            signing.sign(destination, info.id, key, tls_verify)
+        digest = publish(lambda: localstorage.push(src.ref, destination, options.tls_verify), destination, info.id,
+                         options.tls_verify, key)
         print(f"{destination.rsplit(':', 1)[0]}@{digest}")
 
 
-@stages_app.command("list")
-def stages_list(json_out: bool = typer.Option(False, "--json", help="JSON output"), source: Path = SOURCE) -> None:
+@command(stages_app, "json", "source", name="list")
+def stages_list(options: Options) -> None:
     """List the stage and assembler images of the source tree, and whether they are built."""
     from rich.console import Console
     from rich.table import Table
 
-    from ..stages import build as stagebuild
-    from ..engine import localstorage
-    from ..stages.image import LABEL_CAPABILITIES, LABEL_KIND, LABEL_NETWORK
-    rows = []
-    for src in stagebuild.find_sources(source):
-        info = localstorage.image(src.ref)
-        labels = info.labels if info else {}
-        rows.append({"name": src.name, "image": src.ref, "id": info.id if info else None,
-                     "kind": labels.get(LABEL_KIND), "network": labels.get(LABEL_NETWORK, "false") == "true",
-                     "capabilities": labels.get(LABEL_CAPABILITIES, "").split()})
-    if json_out:
+    from ..stages import build
+    rows = build.describe(options.source)
+    if options.json:
         print(json.dumps(rows, indent=2))
         return
     table = Table("name", "kind", "image id", "network", "capabilities")
@@ -80,7 +66,7 @@ def stages_list(json_out: bool = typer.Option(False, "--json", help="JSON output
     Console(highlight=False).print(table)
 
 
-@stages_app.command("show")
+@command(stages_app, name="show")
 def stages_show(name: str = typer.Argument(..., metavar="NAME")) -> None:
     """Print the options schema a stage image carries."""
     from ..engine import localstorage

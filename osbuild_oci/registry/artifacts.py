@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import references as registry
 from ..errors import RegistryError
-from ..tools.sbom import MEDIA_TYPE
+from ..oci import SPDX as MEDIA_TYPE
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"

@@ -10,7 +10,6 @@ it, stays valid.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import tempfile
@@ -24,15 +23,15 @@ from ..pipeline.arch import ARCHES
 from ..engine import localstorage
 from ..errors import BuildError, UserError
 from ..ids import source_digest
+from .. import oci
 from . import SOURCES
-from .image import LABEL_KIND, LABEL_NAME, LABEL_SCHEMA, LABEL_SOURCE, LOCAL_PREFIX, empty_ref, local_ref
+from .image import LABEL_CAPABILITIES, LABEL_KIND, LABEL_NAME, LABEL_NETWORK, LABEL_SCHEMA, LABEL_SOURCE, LOCAL_PREFIX, empty_ref, local_ref
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 MINBASE = f"{LOCAL_PREFIX}/debian-minbase:{SUITE}"
 STAGE_BASE = f"{LOCAL_PREFIX}/stage-base:latest"
 KINDS = {"stages": "stage", "assemblers": "assembler"}
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @dataclass(frozen=True)
@@ -96,13 +95,6 @@ def ensure_minbase(log: Callable[[str], None]) -> str:
     return _image_id(MINBASE)
 
 
-def _blob(layout: Path, document: dict) -> dict:
-    data = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
-    digest = hashlib.sha256(data).hexdigest()
-    (layout / "blobs" / "sha256" / digest).write_bytes(data)
-    return {"digest": f"sha256:{digest}", "size": len(data)}
-
-
 def ensure_empty() -> None:
     """The images with no layers at all that trees without a base start from, one per architecture
     (a commit keeps its image's architecture, so a tree's config names the arch of its empty image);
@@ -118,14 +110,9 @@ def ensure_empty() -> None:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             layout = Path(tmp)
-            (layout / "blobs" / "sha256").mkdir(parents=True)
             target = {"architecture": arch.oci, "os": "linux", **({"variant": arch.variant} if arch.variant else {})}
-            config = _blob(layout, {**target, "config": {}, "rootfs": {"type": "layers", "diff_ids": []}})
-            manifest = _blob(layout, {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
-                                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config}})
-            (layout / "index.json").write_text(json.dumps({"schemaVersion": 2,
-                                                           "manifests": [{"mediaType": OCI_MANIFEST, **manifest}]}))
-            (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+            oci.write_layout(layout, {**target, "config": {}, "rootfs": {"type": "layers", "diff_ids": []}},
+                             oci.CONFIG, [])
             localstorage.copy_in(f"oci:{layout}", ref)
 
 
@@ -138,6 +125,18 @@ def _local_parent(source: Source, by_name: dict[str, Source]) -> Source | None:
             if parent is not None and parent != source:
                 return parent
     return None
+
+
+def describe(root: Path) -> list[dict]:
+    """Each stage and assembler folder of root: its image, whether it is built, what its labels ask for."""
+    rows = []
+    for src in find_sources(root):
+        info = localstorage.image(src.ref)
+        labels = info.labels if info else {}
+        rows.append({"name": src.name, "image": src.ref, "id": info.id if info else None,
+                     "kind": labels.get(LABEL_KIND), "network": labels.get(LABEL_NETWORK, "false") == "true",
+                     "capabilities": labels.get(LABEL_CAPABILITIES, "").split()})
+    return rows
 
 
 def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) -> list[tuple[Source, bool]]:

@@ -11,30 +11,11 @@ are never chosen.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 from ..engine.records import Records
-from ..errors import UserError
-
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str, option: str) -> int:
-    """`20G`, `512M`, `1.5T`, `1000000`: binary units (G is 2^30 bytes), as BuildKit and du read them."""
-    match = _SIZE.match(text)
-    if not match:
-        raise UserError(f"{option} {text!r}: give a size such as 20G, 512M or a number of bytes")
-    return int(float(match[1]) * 1024 ** " kmgt".index(match[2].lower() or " "))
-
-
-def human(size: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
+from .refs import Kept
 
 
 class Trimmable(Protocol):
@@ -51,6 +32,8 @@ class Candidate:
     image: str | None  # None: a cached output kept only as files
     last_used: float
     files: int = 0  # bytes it holds outside the storage (a cached output's files), all freed with it
+    kind: Kept = Kept.TREE
+    key: str = ""  # its tree, stage or output id
 
 
 def choose(records: Records, candidates: Sequence[Candidate], max_size: int) -> tuple[list[Candidate], int]:

@@ -20,7 +20,6 @@ after GRUB.  Without a host kernel to probe with, TCG runs.
 from __future__ import annotations
 
 import enum
-import json
 import os
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ from pathlib import Path
 from ..engine.host import private_dir, runtime_dir
 from ..errors import UserError
 from ..pipeline import arch
+from .disk import check_self_contained, drive, find_image, refuse_link
 
 
 class Accel(enum.StrEnum):
@@ -72,9 +72,6 @@ MACHINES = {
 }
 # What edk2's Secure Boot build needs: q35 with SMM, its variable store reachable only from SMM.
 SECURE_BOOT_MACHINE = ("-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on")
-_MAGIC = {b"QFI\xfb": "qcow2", b"KDMV": "vmdk", b"vhdxfile": "vhdx", b"conectix": "vpc"}
-_SUFFIXES = (".qcow2", ".raw", ".img", ".vmdk", ".vhdx", ".vhd", ".iso")
-ISO9660 = (0x8001, b"CD001")
 # The owner of the certificates --enroll adds to db (a name-based UUID: the same on every host).
 ENROLL_OWNER = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://osbuild-oci.invalid/secure-boot-db"))
 PROBE_TIMEOUT = 10
@@ -100,56 +97,6 @@ class Boot:
     net: bool = False
     ssh_port: int | None = None
     extra: tuple[str, ...] = field(default_factory=tuple)
-
-
-def _refuse_link(path: Path) -> None:
-    if path.is_symlink():
-        raise UserError(f"{path} is a symbolic link; give the image file itself")
-
-
-def find_image(path: Path) -> tuple[Path, str]:
-    """The disk image (a file, or the one image in an output directory) and its format, read from its bytes."""
-    _refuse_link(path)
-    if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.suffix in _SUFFIXES and p.is_file() and not p.is_symlink())
-        if len(found) != 1:
-            names = ", ".join(p.name for p in found) or f"no {'/'.join(_SUFFIXES)} file"
-            raise UserError(f"{path}: give the disk image itself; the directory holds {names}")
-        path = found[0]
-    if not path.is_file():
-        raise UserError(f"{path}: no such disk image")
-    with open(path, "rb") as image:
-        head = image.read(8)
-        image.seek(ISO9660[0])
-        iso = image.read(len(ISO9660[1])) == ISO9660[1]
-        # A fixed VHD has its footer only at the end.
-        image.seek(max(0, path.stat().st_size - 512))
-        vhd = image.read(8) == b"conectix"
-    found = next((fmt for magic, fmt in _MAGIC.items() if head.startswith(magic)), None)
-    return path, found or ("vpc" if vhd else "iso" if iso else "raw")
-
-
-def check_self_contained(image: Path, fmt: str) -> None:
-    """Refuse an image that makes qemu open other files: a backing file, an external data file, another extent."""
-    if fmt in ("raw", "iso"):
-        return
-    proc = subprocess.run(["qemu-img", "info", "--output=json", "-f", fmt, "--", str(image)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise UserError(f"{image}: qemu-img cannot read it as {fmt}: {proc.stderr.strip()[-300:]}")
-    info = json.loads(proc.stdout)
-    specific = (info.get("format-specific") or {}).get("data") or {}
-    others = [info.get("backing-filename"), specific.get("data-file"),
-              *(e.get("filename") for e in specific.get("extents") or [] if e.get("filename") != str(image))]
-    named = [str(other) for other in others if other]
-    if named:
-        raise UserError(f"{image}: the {fmt} image refers to another file ({named[0]}); osbuild-oci boots only "
-                        "self-contained images (convert it with `qemu-img convert -O qcow2`)")
-
-
-def _drive(path: Path) -> str:
-    """A file name as -drive takes it: commas doubled, so a name cannot add options."""
-    return str(path).replace(",", ",,")
 
 
 def firmware(machine: Machine) -> tuple[Path, Path]:
@@ -218,7 +165,7 @@ def _seed(boot: Boot, tmp: Path) -> Path:
     files.mkdir()
     for given, name in ((boot.seed, "user-data"), (boot.meta_data, "meta-data")):
         if given is not None:
-            _refuse_link(given)
+            refuse_link(given)
             try:
                 shutil.copyfile(given, files / name)
             except OSError as err:
@@ -284,16 +231,16 @@ def command(boot: Boot, tmp: Path) -> list[str]:
     elif chosen == Firmware.UEFI:
         code, template = firmware(machine)
     if chosen != Firmware.BIOS:
-        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={_drive(code)}",
-                 "-drive", f"if=pflash,format=raw,unit=1,file={_drive(_variables(boot, machine, template, tmp))}"]
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={drive(code)}",
+                 "-drive", f"if=pflash,format=raw,unit=1,file={drive(_variables(boot, machine, template, tmp))}"]
     if cdrom:
-        argv += ["-drive", f"file={_drive(image)},format=raw,media=cdrom,readonly=on"]
+        argv += ["-drive", f"file={drive(image)},format=raw,media=cdrom,readonly=on"]
     elif boot.size is not None:
-        argv += ["-drive", f"file={_drive(_grown(image, disk_fmt, boot.size, tmp))},format=qcow2,if=virtio"]
+        argv += ["-drive", f"file={drive(_grown(image, disk_fmt, boot.size, tmp))},format=qcow2,if=virtio"]
     else:
-        argv += ["-snapshot", "-drive", f"file={_drive(image)},format={disk_fmt},if=virtio"]
+        argv += ["-snapshot", "-drive", f"file={drive(image)},format={disk_fmt},if=virtio"]
     if boot.seed is not None:
-        argv += ["-drive", f"file={_drive(_seed(boot, tmp))},format=raw,if=virtio,readonly=on"]
+        argv += ["-drive", f"file={drive(_seed(boot, tmp))},format=raw,if=virtio,readonly=on"]
     if boot.ssh_port is not None:
         argv += ["-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{boot.ssh_port}-:22"]
     elif boot.net:

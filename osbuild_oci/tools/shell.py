@@ -11,9 +11,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from dataclasses import replace
+from pathlib import Path
+
+from ..build.build import Build, load_pipeline
+from ..build.monitor import ProgressMonitor
+from ..build.options import Options
 from ..engine.host import ulimits
-from ..errors import UserError
+from ..errors import UserError, in_file
 from ..pipeline.model import Pipeline
+from ..store.lock import open_store
+from ..store.refs import failed_ref, tree_ref
 
 # bash when the tree has it, else the POSIX shell every Debian tree has.
 _INTERACTIVE = "command -v bash >/dev/null 2>&1 && exec bash; exec sh"
@@ -47,3 +55,28 @@ def run_shell(podman_args: list[str], image: str, command: str | None) -> int:
     argv = ["podman", *podman_args, "run", "--rm", "-i", *tty, "--network=none", *limits,
             "--entrypoint", "/bin/sh", image, "-c", command if command is not None else _INTERACTIVE]
     return subprocess.run(argv).returncode
+
+
+def open_shell(options: Options, path: Path | None, stage: str | None, failed: str | None,
+               command: str | None) -> int:
+    """A shell in the tree after `stage` of the pipeline at path (built first where missing), or in the partial
+    tree a failed stage left; its exit status."""
+    if (path is None) == (failed is None):
+        raise UserError("give either PIPELINE (with --stage) or --failed ID")
+    if failed is not None and stage is not None:
+        raise UserError("--stage belongs to PIPELINE; --failed names the tree itself")
+    pipeline = load_pipeline(path) if path is not None else None
+    if pipeline is not None:
+        with in_file(path):
+            count = pick_stage(pipeline, stage)
+    with open_store(options.store, options.lock_timeout) as store:
+        if failed is not None:
+            image = failed_ref(failed)
+            if store.image(image) is None:
+                kept = "".join(f"\n    {stage_id}" for stage_id, _ in store.failed()) or " none"
+                raise UserError(f"--failed {failed}: no failed tree of that id in {store.path}; kept failures:{kept}")
+        else:
+            build = Build(options, path, replace(pipeline, stages=pipeline.stages[:count], assembler=None),
+                          ProgressMonitor())
+            image = tree_ref(build.run_in(store))
+        return run_shell(store.podman_args(), image, command)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from osbuild_oci.store.budget import Candidate, choose, parse_size
+from osbuild_oci.store.budget import Candidate, choose
+from osbuild_oci.units import parse_size
 from osbuild_oci.engine.records import Layer, Records
 from osbuild_oci.errors import UserError
 

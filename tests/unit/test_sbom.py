@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from helpers import depends_closure, sbom_packages, spdx_problems
-from osbuild_oci.tools import sbom
+from osbuild_oci.store import sbom
 
 STATUS = """Package: libc6
 Status: install ok installed

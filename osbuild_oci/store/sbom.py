@@ -2,7 +2,7 @@
 
 Everything comes from the tree's own files (dpkg's status file and each
 package's /usr/share/doc/NAME/copyright), never from the network, so the same
-tree gives the same document.  Run as `python -m osbuild_oci.sbom TREE TREE_ID
+tree gives the same document.  Run as `python -m osbuild_oci.store.sbom TREE TREE_ID
 EPOCH` it prints the document: the orchestrator runs it where the tree is
 mounted (inside podman's user namespace when rootless).
 """
@@ -16,7 +16,6 @@ import re
 import sys
 import urllib.parse
 
-MEDIA_TYPE = "application/spdx+json"
 STATUS = "var/lib/dpkg/status"
 DEP5 = re.compile(r"^Format:\s*https?://(www\.)?debian\.org/doc/packaging-manuals/copyright-format/", re.I)
 # Debian's short license names (copyright-format 1.0) as SPDX identifiers; a trailing + is "or later".
