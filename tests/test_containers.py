@@ -62,7 +62,7 @@ def test_what_a_stage_container_gets(build, tmp_path, reporters):
     pipeline = {"name": "report", "source_epoch": EPOCH, "stages": [
         {"name": confined, "options": {"connect": mirror, "report": "confined.json"}},
         {"name": networked, "options": {"connect": mirror, "report": "networked.json"}}]}
-    result = build(pipeline, tmp_path / "store")
+    result = build(pipeline, tmp_path / "store", None, "--allow-network", networked)
     assert result.returncode == 0, result.stderr
     assert result.ran == [confined, networked]
     entries = {name: tree_entry(tmp_path / "store", result.image, f"/{name}.json")
@@ -70,7 +70,7 @@ def test_what_a_stage_container_gets(build, tmp_path, reporters):
     reports = {name: json.loads(data) for name, (_, data) in entries.items()}
     assert [info.mtime for info, _ in entries.values()] == [EPOCH, EPOCH], "clamped to source_epoch"
     # --refresh runs again from the first stage that fetches (asks for the network), not before it.
-    refreshed = build(pipeline, tmp_path / "store", None, "--refresh")
+    refreshed = build(pipeline, tmp_path / "store", None, "--refresh", "--allow-network", networked)
     assert refreshed.returncode == 0, refreshed.stderr
     assert refreshed.ran == [networked] and refreshed.tree == result.tree
 

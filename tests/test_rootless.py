@@ -214,14 +214,14 @@ def test_rootless_qcow2_keeps_owners_and_boots(rootless, tmp_path):
 
 
 class Listener:
-    """A TCP listener on the host's 127.0.0.1 that records whether anyone connected."""
+    """A TCP listener on an address of this host that records whether anyone connected."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str) -> None:
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((address, 0))
         self.sock.listen()
         self.sock.settimeout(0.5)
-        self.port = self.sock.getsockname()[1]
+        self.address, self.port = address, self.sock.getsockname()[1]
         self.connected = False
         self._stop = False
         self.thread = threading.Thread(target=self._accept, daemon=True)
@@ -242,19 +242,28 @@ class Listener:
         self.sock.close()
 
 
+def host_address() -> str:
+    """This host's own (global, IPv4) address, where its services listen for the network."""
+    found = json.loads(subprocess.run(["ip", "-4", "-j", "addr", "show", "scope", "global"], capture_output=True,
+                                      text=True, check=True).stdout)
+    return next(info["local"] for link in found for info in link.get("addr_info", []))
+
+
 PROBE = '''#!/usr/bin/python3
-import os, socket, osbuild_stage
+import json, os, socket, osbuild_stage
 
 def probe(tree, options):
-    s = socket.socket()
-    s.settimeout(3)
-    try:
-        s.connect(("127.0.0.1", options["port"]))
-        result = "connected"
-    except OSError as err:
-        result = f"refused: {err}"
-    with open(os.path.join(tree, "probe"), "w") as f:
-        f.write(result)
+    results = {}
+    for name, (host, port) in options["targets"].items():
+        s = socket.socket()
+        s.settimeout(5)
+        try:
+            s.connect((host, port))
+            results[name] = "connected"
+        except OSError as err:
+            results[name] = f"refused: {err}"
+    with open(os.path.join(tree, "probe.json"), "w") as f:
+        json.dump(results, f)
 
 osbuild_stage.main(probe)
 '''
@@ -265,8 +274,8 @@ def write_probe_stage(root: Path, name: str) -> None:
     folder.mkdir(parents=True)
     (folder / "stage").write_text(PROBE)
     (folder / "stage").chmod(0o755)
-    (folder / "schema.json").write_text(json.dumps({"type": "object", "required": ["port"],
-                                                    "properties": {"port": {"type": "integer"}}}))
+    (folder / "schema.json").write_text(json.dumps({"type": "object", "required": ["targets"],
+                                                    "properties": {"targets": {"type": "object"}}}))
     (folder / "Containerfile").write_text("FROM localhost/osbuild-oci/stage-base:latest\n"
                                           "COPY stage /usr/libexec/osbuild-oci/stage\n"
                                           'LABEL org.osbuild-oci.network="true"\n'
@@ -346,9 +355,14 @@ def test_what_a_killed_build_or_a_deleted_store_leaves_is_cleaned_up_by_the_next
 
 
 @pytest.mark.parametrize("who", ["root", "rootless"])
-def test_a_stage_with_network_cannot_reach_the_hosts_loopback(who, request, tmp_path, stage_images):
+def test_a_stage_granted_the_network_reaches_the_mirror_but_not_this_host(who, request, tmp_path, stage_images):
+    """Its own namespace: the Debian mirror answers (the positive control), while this host's loopback, its own
+    address and link-local addresses (a cloud's metadata service) refuse it.  Without the grant, nothing runs."""
     name = f"test.netprobe-{who}"
-    listener = Listener()
+    loopback, own = Listener("127.0.0.1"), Listener("0.0.0.0")
+    targets = {"mirror": ["deb.debian.org", 80], "loopback": ["127.0.0.1", loopback.port],
+               "own address": [host_address(), own.port], "link-local": ["169.254.169.254", 80]}
+    pipeline = {"name": "probe", "base": MINBASE, "stages": [{"name": name, "options": {"targets": targets}}]}
     try:
         if who == "root":
             source = tmp_path / "source"
@@ -356,11 +370,12 @@ def test_a_stage_with_network_cannot_reach_the_hosts_loopback(who, request, tmp_
             built = subprocess.run([f"{REPO}/.venv/bin/osbuild-oci", "stages", "build", "--source", str(source),
                                     "--only", name], capture_output=True, text=True)
             assert built.returncode == 0, built.stderr
-            result = run_build({"name": "probe", "base": MINBASE,
-                                "stages": [{"name": name, "options": {"port": listener.port}}]},
-                               tmp_path / "store", tmp_path / "out")
+            refused = run_build(pipeline, tmp_path / "store", tmp_path / "refused")
+            assert refused.returncode == 2 and f"pass --allow-network {name}" in refused.stderr
+            assert refused.of("stage-start") == []
+            result = run_build(pipeline, tmp_path / "store", tmp_path / "out", "--allow-network", name)
             assert result.returncode == 0, result.stderr
-            tree_file = tree_run(tmp_path / "store", result.image, "cat", "/probe")
+            found = json.loads(tree_run(tmp_path / "store", result.image, "cat", "/probe.json"))
             subprocess.run(["podman", "rmi", stage_ref(name)], capture_output=True)
         else:
             user = request.getfixturevalue("rootless")
@@ -370,20 +385,22 @@ def test_a_stage_with_network_cannot_reach_the_hosts_loopback(who, request, tmp_
             shutil.copytree(tmp_path / "probe", source)
             subprocess.run(["chown", "-R", user.name, str(source)], check=True)
             user.run("osbuild-oci", "stages", "build", "--source", source, "--only", name)
-            pipeline = user.home / "probe.json"
-            pipeline.write_text(json.dumps({"name": "probe", "base": MINBASE,
-                                            "stages": [{"name": name, "options": {"port": listener.port}}]}))
+            path = user.home / "probe.json"
+            path.write_text(json.dumps(pipeline))
             store = user.home / "probe-store"
             user.remove(store)
-            result = user.build(pipeline, store)
+            result = user.build(path, store, "--allow-network", name)
             assert result["proc"].returncode == 0, result["proc"].stderr
-            assert "share the host's network namespace" not in result["proc"].stderr
-            tree_file = user.podman(store, "run", "--rm", "--network=none",
-                                    f"localhost/osbuild-oci/trees:{result['tree']}", "cat", "/probe").stdout
+            assert "share this host's network namespace" not in result["proc"].stderr
+            found = json.loads(user.podman(store, "run", "--rm", "--network=none",
+                                           f"localhost/osbuild-oci/trees:{result['tree']}", "cat", "/probe.json").stdout)
             user.run("podman", "rmi", stage_ref(name), check=False)
             user.run("osbuild-oci", "store", "delete", "--store", store)
         time.sleep(0.5)
-        assert tree_file.startswith("refused"), tree_file
-        assert not listener.connected
+        assert found["mirror"] == "connected", found
+        assert all(found[target].startswith("refused") for target in ("loopback", "own address")), found
+        assert "Connection refused" in found["link-local"], f"refused at once, not timed out: {found}"
+        assert not loopback.connected and not own.connected
     finally:
-        listener.close()
+        loopback.close()
+        own.close()

@@ -10,6 +10,7 @@ stage names, registry errors) is printed literally, never as markup.
 from __future__ import annotations
 
 import abc
+import inspect
 import json
 import os
 import sys
@@ -108,6 +109,7 @@ def emitting(cls: type) -> type:
             def method(self, _event: str = name.replace("_", "-"), **fields) -> None:
                 self.emit(_event, fields)
             method.__name__ = name
+            method.__signature__ = inspect.signature(getattr(Monitor, name))
             setattr(cls, name, method)
     cls.__abstractmethods__ = frozenset()
     return cls

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, List, Optional
 from ..errors import UserError
 from ..pipeline.model import SECRET_NAME
 from ..stages import SOURCES
-from ..stages.image import ALLOWED_CAPABILITIES
+from ..stages.image import ALLOWED_CAPABILITIES, NETWORK_STAGES
 from . import settings
 
 if TYPE_CHECKING:
@@ -75,6 +75,12 @@ TABLE = {row.name: row for row in (
             "[default: ~/.cache/osbuild-oci/packages]", Optional[Path], metavar="DIR", checks={"file_okay": False}),
     Setting("allow_capability", ("--allow-capability",), "Grant stage images this capability beyond the "
             "allowlist (repeatable; only for images you trust)", List[str], [], metavar="CAP"),
+    Setting("allow_network", ("--allow-network",), "Let the stage of this name use the network its image asks for "
+            "(repeatable); org.osbuild.debootstrap and org.osbuild.apt have it without asking", List[str], [],
+            metavar="NAME"),
+    Setting("allow_host_network", ("--allow-host-network",), "Where no network namespace of their own can be made "
+            "(rootless without slirp4netns or a usable /dev/net/tun), let stages with network share this host's "
+            "(they then reach its 127.0.0.1) instead of refusing the build", bool, False),
     Setting("trust_keys", ("--trust-key",), "Use a stage image or cached tree from a registry only if this public "
             "key signed it (repeatable: any of them) [default: trust-keys of the settings file, else trust the "
             "registry]", List[Path], [], metavar="PUB", config="trust-keys", checks={"dir_okay": False}),
@@ -123,6 +129,8 @@ class Options:
     refresh: bool = False
     package_cache: Path | None = None
     allow_capability: tuple[str, ...] = ()
+    allow_network: tuple[str, ...] = ()
+    allow_host_network: bool = False
     trust_keys: tuple[Path, ...] = ()
     sign_key: Path | None = None
     sign_passphrase_file: Path | None = None
@@ -207,9 +215,12 @@ class Remote:
 
 @dataclass(frozen=True)
 class Policy:
-    """What stage images may be given: the allowlist, plus what the user allowed on the command line."""
+    """What stage images may be given beyond their kind's allowlist (stages/image.py): what the user allowed on
+    the command line."""
 
-    capabilities: frozenset[str] = ALLOWED_CAPABILITIES
+    capabilities: frozenset[str] = frozenset()
+    network: frozenset[str] = NETWORK_STAGES
+    host_network: bool = False
 
     @classmethod
     def of(cls, options: Options) -> "Policy":
@@ -217,4 +228,5 @@ class Policy:
         extra = {c.upper() if c.upper().startswith("CAP_") else f"CAP_{c.upper()}" for c in options.allow_capability}
         for cap in sorted(extra - ALLOWED_CAPABILITIES):
             print(f"note: --allow-capability {cap}: stage images that ask for it get it", file=sys.stderr)
-        return cls(ALLOWED_CAPABILITIES | extra)
+        return cls(frozenset(extra), NETWORK_STAGES | set(options.allow_network),
+                   options.allow_host_network)

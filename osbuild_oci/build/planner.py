@@ -7,6 +7,7 @@ nothing run and nothing stored.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,10 +17,11 @@ from ..pipeline import arch
 from ..registry import references as registry
 from .lockfile import Lock, Pin
 from .options import Policy, Remote
+from ..engine.host import Network, isolated_network
 from ..engine.model import ImageInfo
 from ..errors import RegistryError, UserError
 from ..pipeline.model import Pipeline, Step, secret_refs
-from ..stages.image import LABEL_ARCH, LOCAL_PREFIX, StageImage, local_ref
+from ..stages.image import LABEL_ARCH, ArchMode, Kind, LOCAL_PREFIX, StageImage, local_ref
 from ..store import transfer
 from ..store.objects import ObjectStore
 from ..store.refs import is_cache_ref, output_ref, tree_ref
@@ -46,6 +48,8 @@ class Plan:
     arch: str
     # The secrets the assembler's options name: name -> the file given with --secret.
     secrets: dict[str, Path] = field(default_factory=dict)
+    # What a stage granted the network gets: a namespace of its own, or (asked for) the host's.
+    network: Network = Network.ISOLATED
 
     @property
     def final(self) -> str | None:
@@ -107,11 +111,11 @@ def image_ref(step: Step, remote: Remote) -> str:
 def with_arch(step: Step, image: StageImage, tree_arch: str) -> Step:
     """The step as the image takes the pipeline's architecture (docs/design.md, "Architectures"): as its
     `arch` option, which the pipeline need not repeat; on any tree; or only on a tree of the host's."""
-    if image.arch == "native" and not arch.runs_natively(tree_arch):
+    if image.arch == ArchMode.NATIVE and not arch.runs_natively(tree_arch):
         raise UserError(f"{step.name} works only on trees of the host's architecture ({arch.host()}), not "
                         f"{tree_arch}: its image {image.ref} has no {LABEL_ARCH} label of \"any\" or \"option\"",
                         f"{step.where}.name")
-    if image.arch != "option":
+    if image.arch != ArchMode.OPTION:
         return step
     given = step.options.get("arch", tree_arch)
     if given != tree_arch:
@@ -120,7 +124,7 @@ def with_arch(step: Step, image: StageImage, tree_arch: str) -> Step:
     return replace(step, options={**step.options, "arch": tree_arch})
 
 
-def resolve(store: ObjectStore, step: Step, kind: str, remote: Remote, policy: Policy,
+def resolve(store: ObjectStore, step: Step, kind: Kind, remote: Remote, policy: Policy,
             lock: Lock | None = None) -> StageImage:
     ref = image_ref(step, remote)
     where = f"{step.where}.image" if step.image else f"{step.where}.name"
@@ -141,6 +145,7 @@ def resolve(store: ObjectStore, step: Step, kind: str, remote: Remote, policy: P
         raise UserError(f"{step.name} is a {image.kind} image; it cannot be used as {article} {kind}",
                         f"{step.where}.name")
     image.check_capabilities(policy.capabilities, f"{step.where}.name")
+    image.check_network(policy.network, f"{step.where}.name")
     return image
 
 
@@ -194,6 +199,21 @@ def _secrets(pipeline: Pipeline, given: dict[str, Path]) -> dict[str, Path]:
     return {name: given[name] for name in used}
 
 
+def _network(stages: list[PlannedStage], policy: Policy) -> Network:
+    """A namespace of its own for every stage granted the network; where none can be made, the host's only when
+    asked for, else the build is refused before anything runs."""
+    if isolated_network() is not None or not any(stage.image.network for stage in stages):
+        return Network.ISOLATED
+    if policy.host_network:
+        print("note: --allow-host-network: stages with network share this host's network namespace (they can "
+              "reach its 127.0.0.1)", file=sys.stderr)
+        return Network.HOST
+    needing = next(stage for stage in stages if stage.image.network)
+    raise UserError(f"{needing.step.name} needs the network, and no network namespace of its own can be made here: "
+                    "install slirp4netns and make /dev/net/tun usable (scripts/setup-host does both), or pass "
+                    "--allow-host-network to let it share this host's", f"{needing.step.where}.name")
+
+
 def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), policy: Policy = Policy(),
          lock: Lock | None = None, secrets: dict[str, Path] | None = None) -> Plan:
     """The plan; with a lock, every image is the one it pins (a stage it lacks is refused)."""
@@ -208,7 +228,7 @@ def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), poli
     base, base_image = _resolve_base(store, pipeline.base, remote, lock, tree_arch)
     stages, parent = [], base
 
-    def checked(given: Step, kind: str) -> tuple[Step, StageImage]:
+    def checked(given: Step, kind: Kind) -> tuple[Step, StageImage]:
         """The step's image, and the step with the options it runs with, checked against the image's schema."""
         image = resolve(store, given, kind, remote, policy, lock)
         step = with_arch(given, image, tree_arch)
@@ -216,15 +236,16 @@ def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), poli
         return step, image
 
     for given in pipeline.stages:
-        step, image = checked(given, "stage")
+        step, image = checked(given, Kind.STAGE)
         planned = PlannedStage(step, image, stage_id(parent, image.id, step.options, pipeline.source_epoch,
                                                      tree_arch), parent)
         stages.append(planned)
         parent = planned.id
     assembler = None
     if pipeline.assembler is not None:
-        assembler = checked(pipeline.assembler, "assembler")
-    the_plan = Plan(pipeline.name, base, base_image, stages, assembler, pipeline.source_epoch, tree_arch, used_secrets)
+        assembler = checked(pipeline.assembler, Kind.ASSEMBLER)
+    the_plan = Plan(pipeline.name, base, base_image, stages, assembler, pipeline.source_epoch, tree_arch, used_secrets,
+                    _network(stages, policy))
     lastplan.remember(store.path, pipeline.name, the_plan.cache_refs())
     return the_plan
 

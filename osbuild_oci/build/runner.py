@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from ..engine.host import Network
 from ..engine.model import ContainerSpec, Mount
 from ..errors import StageFailed
 from ..pipeline import arch
@@ -60,7 +61,8 @@ def run_container(store: ObjectStore, the_plan: Plan, step: Step, image: StageIm
         mounts = [*mounts, Mount(str(package_cache), CACHE_MOUNT)]
     env = {"OSBUILD_STAGE": step.name, "SOURCE_DATE_EPOCH": str(the_plan.source_epoch),
            "OSBUILD_ARCH": the_plan.arch, "OSBUILD_OCI_ARCH": arch.ARCHES[the_plan.arch].oci}
-    spec = ContainerSpec(image=image.id, mounts=mounts, network=image.network, capabilities=list(image.capabilities),
+    network = the_plan.network if image.network else Network.NONE
+    spec = ContainerSpec(image=image.id, mounts=mounts, network=network, capabilities=list(image.capabilities),
                          env=env, stdin=json.dumps(document).encode())
     status = store.run(spec, tail, remove_discarded)
     if status != 0:

@@ -9,7 +9,7 @@ from typing import Callable
 
 from .api import call, podman, podman_errors
 from .attach import attach
-from .host import stage_network, ulimits
+from .host import Network, guard_network, isolated_network, ulimits
 from .model import ContainerSpec
 
 
@@ -88,11 +88,15 @@ class ContainersMixin:
             environment=dict(spec.env),
             mounts=[{"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}
                     for m in spec.mounts],
-            network_mode=stage_network() if spec.network else "none",
+            network_mode=isolated_network() if spec.network == Network.ISOLATED else spec.network,
         )
         ctr = self.client.containers.create(spec.image, **kwargs)
         self._containers.add(ctr.id)
         try:
+            if spec.network == Network.ISOLATED:
+                ctr.init()
+                ctr.reload()
+                guard_network(ctr.attrs["NetworkSettings"]["SandboxKey"], self.in_userns())
             with attach(self.socket_path, ctr.id) as stream:
                 ctr.start()
                 if remove_discarded and self._discarded:

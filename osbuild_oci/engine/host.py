@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import enum
 import functools
+import json
 import os
 import re
 import resource
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 from ..errors import EngineError
@@ -96,20 +97,55 @@ def unmount_below(path: Path) -> None:
             subprocess.run(["umount", "-l", point], capture_output=True)
 
 
-@functools.cache
-def stage_network() -> str:
-    """The network namespace a stage that asks for network gets: its own, never the host's if avoidable.
+class Network(enum.StrEnum):
+    """What a container's network is: none; a namespace of its own, kept off this host's addresses; the host's."""
 
-    Root gets podman's bridge.  A rootless user gets slirp4netns, which needs
-    /dev/net/tun (0666 on an ordinary Debian, 0600 on some VMs; setup-host
-    fixes it); the host's namespace, where a stage could reach every service on
-    the host's 127.0.0.1, is a fallback with a warning.
-    """
+    NONE = "none"
+    ISOLATED = "isolated"
+    HOST = "host"
+
+
+@functools.cache
+def isolated_network() -> str | None:
+    """podman's network mode that gives a container a namespace of its own: root, podman's bridge; rootless,
+    slirp4netns, which needs /dev/net/tun (0666 on an ordinary Debian, 0600 on some VMs: setup-host fixes it).
+    None where there is none."""
     if os.geteuid() == 0:
         return "bridge"
     if shutil.which("slirp4netns") and os.access("/dev/net/tun", os.R_OK | os.W_OK):
         return "slirp4netns"
-    print("warning: stages that need network share the host's network namespace (they can reach services "
-          "on its 127.0.0.1): slirp4netns is not installed or /dev/net/tun is not usable; "
-          "run scripts/setup-host to fix both", file=sys.stderr)
-    return "host"
+    return None
+
+
+def _own_addresses() -> list[tuple[int, str]]:
+    """(IP version, address) of every address of this host's interfaces but loopback."""
+    proc = subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EngineError(f"ip could not list this host's addresses: {proc.stderr.strip()}")
+    found = [(6 if info.get("family") == "inet6" else 4, info["local"]) for link in json.loads(proc.stdout)
+             for info in link.get("addr_info", []) if "local" in info]
+    return [(version, address) for version, address in found if address not in ("127.0.0.1", "::1")
+            and not address.startswith("127.")]
+
+
+def guard_rules() -> list[list[str]]:
+    """The firewall rules that keep a stage's own network namespace off link-local addresses (a cloud's
+    metadata service at 169.254.169.254) and off every address of this host (its services, podman's bridge),
+    while name lookups (port 53) still pass."""
+    tools = {4: "iptables", 6: "ip6tables"}
+    rules = [[tools[v], "-w", "-A", "OUTPUT", "-p", proto, "--dport", "53", "-j", "ACCEPT"]
+             for v in (4, 6) for proto in ("udp", "tcp")]
+    blocked = [(4, "169.254.0.0/16"), (6, "fe80::/10"), *_own_addresses()]
+    return rules + [[tools[v], "-w", "-A", "OUTPUT", "-d", address, "-j", "REJECT"] for v, address in blocked]
+
+
+def guard_network(netns: str, in_userns: list[str]) -> None:
+    """Apply guard_rules inside a container's network namespace, before its program starts (from outside: the
+    container has no CAP_NET_ADMIN to undo them).  Rootless, from podman's user namespace, which owns it."""
+    for rule in guard_rules():
+        if shutil.which(rule[0]) is None:
+            raise EngineError(f"{rule[0]} is needed to keep stages off this host's addresses; install iptables")
+        proc = subprocess.run([*in_userns, "nsenter", f"--net={netns}", *rule], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EngineError(f"could not keep the stage's network off this host ({' '.join(rule)}): "
+                              f"{proc.stderr.strip()[-300:]}")

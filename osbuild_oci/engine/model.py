@@ -18,7 +18,7 @@ class ContainerSpec:
 
     image: str
     mounts: list[Mount] = field(default_factory=list)
-    network: bool = False
+    network: str = "none"  # host.Network
     capabilities: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     stdin: bytes = b""

@@ -25,13 +25,14 @@ from ..errors import BuildError, UserError
 from ..ids import source_digest
 from .. import oci
 from . import SOURCES
-from .image import LABEL_CAPABILITIES, LABEL_KIND, LABEL_NAME, LABEL_NETWORK, LABEL_SCHEMA, LABEL_SOURCE, LOCAL_PREFIX, empty_ref, local_ref
+from .image import (LABEL_CAPABILITIES, LABEL_KIND, LABEL_NAME, LABEL_NETWORK, LABEL_SCHEMA, LABEL_SOURCE,
+                    LOCAL_PREFIX, Kind, empty_ref, local_ref)
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 MINBASE = f"{LOCAL_PREFIX}/debian-minbase:{SUITE}"
 STAGE_BASE = f"{LOCAL_PREFIX}/stage-base:latest"
-KINDS = {"stages": "stage", "assemblers": "assembler"}
+KINDS = {"stages": Kind.STAGE, "assemblers": Kind.ASSEMBLER}
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Source:
     """One folder that builds into one image."""
 
     name: str
-    kind: str
+    kind: Kind
     path: Path
 
     @property

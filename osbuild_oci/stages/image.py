@@ -10,6 +10,7 @@ ALLOWED_CAPABILITIES, whatever the label says.
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 
@@ -26,7 +27,23 @@ LABEL_PACKAGE_CACHE = "org.osbuild-oci.package-cache"
 LABEL_SOURCE = "org.osbuild-oci.source-digest"
 # How the image deals with the pipeline's architecture (docs/design.md, "Architectures").
 LABEL_ARCH = "org.osbuild-oci.arch"
-ARCH_MODES = ("option", "any", "native")
+
+
+class Kind(enum.StrEnum):
+    """What an image is to a pipeline (its org.osbuild-oci.kind label)."""
+
+    STAGE = "stage"
+    ASSEMBLER = "assembler"
+    BASE = "base"
+
+
+class ArchMode(enum.StrEnum):
+    """How an image takes the pipeline's architecture: as its `arch` option, on a tree of any architecture, or
+    only on a tree of the host's (also when its label does not say: such an image is not trusted with another)."""
+
+    OPTION = "option"
+    ANY = "any"
+    NATIVE = "native"
 
 
 def empty_ref(arch: str) -> str:
@@ -45,6 +62,13 @@ def local_ref(name: str, prefix: str = LOCAL_PREFIX) -> str:
 # CAP_NET_*, CAP_SYS_MODULE, CAP_SYS_PTRACE.  `--allow-capability` lifts it per build.
 ALLOWED_CAPABILITIES = frozenset({"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_MKNOD",
                                   "CAP_SETGID", "CAP_SETUID", "CAP_SYS_CHROOT"})
+# An assembler writes files for the host to take, not a tree: it has no use for device nodes.
+WITHHELD = {Kind.ASSEMBLER: frozenset({"CAP_MKNOD"})}
+
+
+# The project's own stages that fetch packages: they get the network their label asks for, by name.  Any other
+# image that asks for it gets it only when the user grants it (`--allow-network NAME`).
+NETWORK_STAGES = frozenset({"org.osbuild.debootstrap", "org.osbuild.apt"})
 
 
 def _label_schema(raw: str) -> dict | bool:
@@ -74,15 +98,13 @@ class StageImage:
     name: str
     ref: str
     id: str
-    kind: str
+    kind: Kind
     schema: dict | bool
     capabilities: tuple[str, ...]
     network: bool
     # Whether the user's package cache is mounted at /run/osbuild/cache (never into the tree).
     package_cache: bool = False
-    # One of ARCH_MODES: takes the pipeline's arch as its `arch` option, works on a tree of any
-    # architecture, or only on the host's (the default: an image that does not say cannot be trusted to).
-    arch: str = "native"
+    arch: ArchMode = ArchMode.NATIVE
 
     @classmethod
     def from_labels(cls, name: str, ref: str, image_id: str, labels: dict[str, str], where: str) -> "StageImage":
@@ -97,12 +119,15 @@ class StageImage:
             raise cls._invalid(ref, where, err) from None
         caps = tuple(c if c.startswith("CAP_") else f"CAP_{c}"
                      for c in labels.get(LABEL_CAPABILITIES, "").replace(",", " ").upper().split())
-        arch = labels.get(LABEL_ARCH, "native")
-        if arch not in ARCH_MODES:
-            raise UserError(f"image {ref} has {LABEL_ARCH}={arch!r}; it must be one of {', '.join(ARCH_MODES)}", where)
-        return cls(name=name, ref=ref, id=image_id, kind=labels.get(LABEL_KIND, "stage"), schema=schema,
+        arch = labels.get(LABEL_ARCH, ArchMode.NATIVE)
+        if arch not in tuple(ArchMode):
+            raise UserError(f"image {ref} has {LABEL_ARCH}={arch!r}; it must be one of {', '.join(ArchMode)}", where)
+        kind = labels.get(LABEL_KIND, Kind.STAGE)
+        if kind not in tuple(Kind):
+            raise UserError(f"image {ref} has {LABEL_KIND}={kind!r}; it must be one of {', '.join(Kind)}", where)
+        return cls(name=name, ref=ref, id=image_id, kind=Kind(kind), schema=schema,
                    capabilities=caps, network=labels.get(LABEL_NETWORK, "false").lower() == "true",
-                   package_cache=labels.get(LABEL_PACKAGE_CACHE, "false").lower() == "true", arch=arch)
+                   package_cache=labels.get(LABEL_PACKAGE_CACHE, "false").lower() == "true", arch=ArchMode(arch))
 
     @staticmethod
     def _invalid(ref: str, where: str, err: Exception) -> UserError:
@@ -110,13 +135,22 @@ class StageImage:
             (str(err).splitlines() or [type(err).__name__])[0]
         return UserError(f"stage image {ref} has an invalid schema label: {reason}", where)
 
-    def check_capabilities(self, allowed: frozenset[str], where: str) -> None:
-        """Refuse an image whose label asks for more than the allowlist (plus what the user allowed)."""
-        extra = [c for c in self.capabilities if c not in allowed]
+    def check_capabilities(self, added: frozenset[str], where: str) -> None:
+        """Refuse an image whose label asks for more than its kind's allowlist plus what the user allowed."""
+        allowed = ALLOWED_CAPABILITIES - WITHHELD.get(self.kind, frozenset())
+        extra = [c for c in self.capabilities if c not in allowed | added]
         if extra:
-            raise UserError(f"stage image {self.ref} asks for {', '.join(extra)} in its {LABEL_CAPABILITIES} label, "
-                            f"outside the allowlist ({' '.join(sorted(ALLOWED_CAPABILITIES))}); if you trust "
-                            f"this image, pass --allow-capability {extra[0]}", where)
+            raise UserError(f"{self.kind} image {self.ref} asks for {', '.join(extra)} in its {LABEL_CAPABILITIES} "
+                            f"label, outside the allowlist of a{'n' if self.kind == Kind.ASSEMBLER else ''} "
+                            f"{self.kind} ({' '.join(sorted(allowed))}); if you trust this image, pass "
+                            f"--allow-capability {extra[0]}", where)
+
+    def check_network(self, granted: frozenset[str], where: str) -> None:
+        """Refuse an image whose label asks for the network unless its stage's name has that grant."""
+        if self.network and self.name not in granted:
+            raise UserError(f"stage image {self.ref} asks for the network in its {LABEL_NETWORK} label; only "
+                            f"{' and '.join(sorted(NETWORK_STAGES))} have it by default: if you trust this image, "
+                            f"pass --allow-network {self.name}", where)
 
     def check_options(self, options: dict, where: str) -> None:
         """Validate options against the image's schema; the error names the JSON path."""

@@ -6,12 +6,13 @@ import inspect
 import json
 
 from osbuild_oci.build.monitor import JsonMonitor, Monitor, ProgressMonitor
+from osbuild_oci.build.report import Recorder
 
 
 def test_both_monitors_report_every_event():
     events = {name for name, member in vars(Monitor).items() if getattr(member, "__isabstractmethod__", False)}
-    assert len(events) == 11
-    for monitor in (JsonMonitor, ProgressMonitor):
+    assert len(events) == 13
+    for monitor in (JsonMonitor, ProgressMonitor, Recorder):
         assert not getattr(monitor, "__abstractmethods__", None), monitor
         for name in events:
             assert inspect.signature(getattr(monitor, name)).parameters.keys() == \
