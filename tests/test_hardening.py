@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 
 import pytest
 
@@ -74,3 +76,97 @@ def test_an_assembler_cannot_open_host_files_by_handle(build, tmp_path, new_stag
     result = build({"name": "shocker", "stages": [], "assembler": {"name": name}}, None, tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "result").read_text() == "EPERM"
+
+
+# -- nothing read through: a hostile tree's dpkg database ---------------------------------------
+
+PLANT = '''#!/usr/bin/python3
+import os, osbuild_stage
+
+def plant(tree, options):
+    case, host = options["case"], options["host"]
+    os.makedirs(os.path.join(tree, "var/lib/dpkg"))
+    os.makedirs(os.path.join(tree, "usr/share/doc/hello"))
+    status = os.path.join(tree, "var/lib/dpkg/status")
+    name = {"absolute-name": host, "dotdot-name": "../../../../../../../.." + host}.get(case, "hello")
+    if case == "status-link":
+        os.symlink(host + "/status", status)
+    elif case == "status-dev-zero":
+        os.symlink("/dev/zero", status)
+    elif case == "status-fifo":
+        os.mkfifo(status)
+    elif case == "status-sparse":
+        with open(status, "wb") as f:
+            f.truncate(1 << 40)
+    else:
+        with open(status, "w") as f:
+            f.write(f"Package: {name}\\nStatus: install ok installed\\nVersion: 1\\nArchitecture: all\\n")
+    if case == "copyright-link":
+        os.symlink(host + "/copyright", os.path.join(tree, "usr/share/doc/hello/copyright"))
+
+osbuild_stage.main(plant)
+'''
+LEAK = "leaked-host-secret"
+
+
+@pytest.fixture(scope="module")
+def plant_stage(tmp_path_factory, stage_images):
+    """A stage that makes the tree's dpkg database hostile as asked, and the host directory it points at."""
+    from helpers import remove_default_images, stage_ref, unique_name
+    name = unique_name("test.plant")
+    root = tmp_path_factory.mktemp("plant")
+    write_stage(root / "source", name, PLANT, labels={"org.osbuild-oci.capabilities": "CAP_DAC_OVERRIDE"})
+    build_stage(root / "source", name)
+    host = root / "host"
+    host.mkdir()
+    (host / "status").write_text(f"Package: {LEAK}\nStatus: install ok installed\nVersion: 1\n")
+    (host / "copyright").write_text("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+                                    f"Files: *\nLicense: {LEAK}\n")
+    yield name, host
+    remove_default_images(stage_ref(name))
+
+
+def _build_with_timeout(pipeline: dict, store, tmp_path, timeout: float = 180):
+    """The build as a user runs it, killed if it hangs (a FIFO once made it wait for ever)."""
+    from helpers import osbuild_popen
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(pipeline))
+    proc = osbuild_popen("build", path, "--store", store, "--json")
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"the build still ran after {timeout} s")
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("case, why", [("status-link", "is a symbolic link"),
+                                       ("status-dev-zero", "is a symbolic link"),
+                                       ("status-fifo", "is not a regular file"),
+                                       ("status-sparse", "holds 1099511627776 bytes"),
+                                       ("absolute-name", "is no Debian package name"),
+                                       ("dotdot-name", "is no Debian package name")])
+def test_a_hostile_dpkg_status_fails_the_build_in_one_line_without_reading_the_host(plant_stage, shared_store,
+                                                                                    tmp_path, case, why):
+    name, host = plant_stage
+    code, out, err = _build_with_timeout({"name": "hostile", "stages": [
+        {"name": name, "options": {"case": case, "host": str(host)}}]}, shared_store, tmp_path)
+    assert code == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "var/lib/dpkg/status" in errors[0] and why in errors[0], err
+    assert "Traceback" not in err and LEAK not in out + err
+    assert '"stage-done"' not in out, "nothing is stored under the stage's id"
+
+
+def test_a_copyright_link_out_of_the_tree_is_noassertion_in_the_sbom(plant_stage, shared_store, tmp_path):
+    from helpers import osbuild, sbom_of
+    name, host = plant_stage
+    code, out, err = _build_with_timeout({"name": "hostile", "stages": [
+        {"name": name, "options": {"case": "copyright-link", "host": str(host)}}]}, shared_store, tmp_path)
+    assert code == 0, err
+    tree = json.loads(out.splitlines()[-1])["tree"]
+    document = sbom_of(shared_store, tree)
+    assert [(p["name"], p["licenseDeclared"]) for p in document["packages"] if p.get("externalRefs")] == \
+        [("hello", "NOASSERTION")]
+    assert LEAK not in osbuild("sbom", tree, "--store", shared_store).stdout
