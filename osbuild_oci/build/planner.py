@@ -102,7 +102,8 @@ class Plan:
 def _pull_for(store: ObjectStore, ref: str, remote: Remote, where: str) -> ImageInfo:
     """Pull ref; with trust keys, only the manifest one of them signed, by its digest (else errors.Untrusted)."""
     try:
-        return store.engine.pull(trusted_ref(ref, remote.trust, remote.tls_verify), remote.tls_verify)
+        return store.engine.pull(trusted_ref(ref, remote.trust, remote.tls_verify, store.engine.store),
+                                 remote.tls_verify)
     except RegistryError as err:
         if not err.missing:
             raise

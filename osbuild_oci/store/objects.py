@@ -499,13 +499,14 @@ def _disk_bytes(path: Path) -> int:
     return sum(entry.stat().st_blocks * 512 for entry in path.rglob("*") if entry.is_file())
 
 
-def trusted_ref(ref: str, trust: tuple, tls_verify: bool) -> str:
-    """ref itself without trust keys; with them, ref pinned to the digest one of them signed (else
-    errors.Untrusted).  Signing's cryptography is imported only when there are keys to check."""
+def trusted_ref(ref: str, trust: tuple, tls_verify: bool, store: Path) -> str:
+    """ref itself without trust keys; with them, ref pinned to the digest one of them signed, and not older
+    than what this store accepted before (else errors.Untrusted).  Signing's cryptography is imported only
+    when there are keys to check."""
     if not trust:
         return ref
-    from ..registry import signing
-    return signing.trusted(ref, trust, tls_verify)
+    from ..registry import freshness, signing
+    return signing.trusted(ref, trust, tls_verify, freshness.Accepted(store))
 
 
 def pull_checked(engine: Engine, ref: str, kind: str, label: str, expected: str, local: str,
@@ -517,7 +518,7 @@ def pull_checked(engine: Engine, ref: str, kind: str, label: str, expected: str,
     raises errors.Untrusted before a byte of it reaches the store.
     """
     try:
-        info = engine.pull(trusted_ref(ref, trust, tls_verify), tls_verify)
+        info = engine.pull(trusted_ref(ref, trust, tls_verify, engine.store), tls_verify)
     except RegistryError as err:
         if err.missing:
             return False
@@ -535,7 +536,8 @@ def push_signed(engine: Engine, local: str, destination: str, tls_verify: bool,
     engine.push(local, destination, tls_verify)
     if sign_key is not None:
         from ..registry import signing
-        signing.sign(destination, engine.image(local).id, sign_key, tls_verify)
+        info = engine.image(local)
+        signing.sign(destination, info.id, sign_key, tls_verify, info.labels.get(LABEL_RELEASE))
 
 
 def _wait_for_lock(lock, path: Path, timeout: float) -> None:
