@@ -130,7 +130,7 @@ def _push_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Mon
             destination = f"{remote.cache_to}:{stage.id}"
             monitor.busy(f"pushing {destination}")
             store.push(stage.id, destination, remote.tls_verify, remote.sign_key)
-            push_sbom(store.sbom(stage.id), destination, remote.tls_verify)
+            push_sbom(store.sbom(stage.id), destination, remote.tls_verify, remote.sign_key)
             monitor.tree_pushed(stage=stage.step.name, id=stage.id, image=destination,
                                 seconds=round(time.monotonic() - t0, 3))
 

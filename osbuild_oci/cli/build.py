@@ -86,7 +86,7 @@ def build(
             objects.tag(final, name)
         for destination in push:
             objects.push(final, image_name(destination), tls_verify, key)
-            push_sbom(objects.sbom(final), image_name(destination), tls_verify)
+            push_sbom(objects.sbom(final), image_name(destination), tls_verify, key)
         if new_lock is not None:
             new_lock.write()
         if max_size is not None:
