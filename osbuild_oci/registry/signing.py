@@ -149,8 +149,8 @@ def _descriptors(manifest: bytes) -> list[dict]:
     limits before any of them is fetched."""
     try:
         doc = json.loads(manifest)
-    except ValueError:
-        raise Malformed("its manifest is not JSON") from None
+    except (ValueError, RecursionError):
+        raise Malformed("its manifest is not JSON, or nested without end") from None
     layers = doc.get("layers") if isinstance(doc, dict) else None
     if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
         raise Malformed("its manifest has no list of layers")
@@ -220,7 +220,7 @@ def _check(payload: bytes, signature: str, key: ec.EllipticCurvePublicKey, refer
         critical = json.loads(payload)["critical"]
         kind, signed_digest = critical["type"], critical["image"]["docker-manifest-digest"]
         identity = critical["identity"]["docker-reference"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return "its signed payload is malformed"
     if not all(isinstance(field, str) for field in (kind, signed_digest, identity)):
         return "its signed payload is malformed"
