@@ -40,6 +40,8 @@ def load() -> dict:
         return {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise UserError(f"cannot read settings: {err}", str(file)) from None
+    except RecursionError:
+        raise UserError("cannot read settings: nested without end", str(file)) from None
     for key, value in settings.items():
         if key not in KEYS:
             raise UserError(f"unknown setting {key!r}; known: {', '.join(KEYS)}", str(file))
