@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -60,7 +60,7 @@ class SigningKey:
             return cls(path, keys.load_private(path, keys.read_passphrase(passphrase_file)))
         except OSError as err:
             raise UserError(f"--sign-key {path}: cannot read {err.filename}: {err.strerror}") from None
-        except ValueError as err:
+        except (ValueError, UnsupportedAlgorithm) as err:
             raise UserError(f"--sign-key {path}: {err}") from None
 
 
@@ -125,7 +125,7 @@ def load_public(path: Path) -> ec.EllipticCurvePublicKey:
         key = serialization.load_pem_public_key(path.read_bytes())
     except OSError as err:
         raise UserError(f"--trust-key {path}: cannot read it: {err.strerror}") from None
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         raise UserError(f"--trust-key {path}: not a PEM public key (use the NAME.pub of `osbuild-oci key generate`)"
                         ) from None
     if not isinstance(key, ec.EllipticCurvePublicKey):

@@ -86,3 +86,18 @@ def test_a_validly_signed_payload_of_the_wrong_shape_is_malformed(critical):
     signature = base64.b64encode(private.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
     assert signing._check(payload, signature, private.public_key(), f"registry.example/ns/trees@{DIGEST}", DIGEST) \
         == "its signed payload is malformed"
+
+
+def test_a_key_file_asking_scrypt_for_hours_of_work_is_refused_at_once(tmp_path):
+    import time
+
+    from osbuild_oci.registry import keys
+    private, _ = keys.generate(tmp_path / "k", b"")
+    lines = private.read_text().splitlines()
+    sealed = json.loads(base64.b64decode("".join(lines[1:-1])))
+    sealed["kdf"]["params"]["p"] = 1 << 20
+    private.write_text("\n".join([lines[0], base64.b64encode(json.dumps(sealed).encode()).decode(), lines[-1], ""]))
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="beyond what a sigstore key uses"):
+        keys.load_private(private, b"")
+    assert time.monotonic() - started < 1
