@@ -38,7 +38,7 @@ CASES = [
     ("missing-base-tree", {"name": "x", "base": "ab" * 32, "stages": [GOOD_STAGE]}, "base: no tree abab"),
     ("bad-digest", {"name": "x", "stages": [{"name": "org.osbuild.noop",
                                              "image": "127.0.0.1:5000/ns/noop@sha256:1234"}]},
-     "stages[0].image: '127.0.0.1:5000/ns/noop@sha256:1234' does not match"),
+     "stages[0].image: '127.0.0.1:5000/ns/noop@sha256:1234' is not of the form allowed here: Full image reference"),
     ("no-schema-label", {"name": "x", "stages": [{"name": "plain",
                                                   "image": "localhost/osbuild-oci/debian-minbase:bookworm"}]},
      "has no org.osbuild-oci.schema label"),
