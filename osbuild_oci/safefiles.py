@@ -12,11 +12,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import Callable, TypeVar
 
 from .errors import BuildError
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+T = TypeVar("T")
 
 
 class Refused(BuildError):
@@ -61,27 +63,38 @@ def _walk(root: str, parts: list[str], path: str) -> int:
     return fd
 
 
-def read(root: str, path: str, limit: int) -> bytes | None:
-    """The bytes of the regular file at path inside the tree at root, None if there is none.
-
-    Refused when path is or passes through a link, is not a regular file (a FIFO, a
-    device, a directory), or holds more than limit bytes.
-    """
+def _at(root: str, path: str, step: Callable[[int, str], T]) -> T | None:
+    """step(descriptor of the directory holding path's last part, that part); None when a directory on
+    the way is missing."""
     parts = _parts(path)
     try:
         parent = _walk(root, parts, path)
     except FileNotFoundError:
         return None
     try:
+        return step(parent, parts[-1])
+    finally:
+        os.close(parent)
+
+
+def read(root: str, path: str, limit: int) -> bytes | None:
+    """The bytes of the regular file at path inside the tree at root, None if there is none.
+
+    Refused when path is or passes through a link, is not a regular file (a FIFO, a
+    device, a directory), or holds more than limit bytes.
+    """
+    def open_file(parent: int, name: str) -> int | None:
         try:
-            fd = os.open(parts[-1], _FILE, dir_fd=parent)
+            return os.open(name, _FILE, dir_fd=parent)
         except OSError as err:
-            failure = _why_not_opened(parent, parts[-1], path, err)
+            failure = _why_not_opened(parent, name, path, err)
             if isinstance(failure, FileNotFoundError):
                 return None
             raise failure from None
-    finally:
-        os.close(parent)
+
+    fd = _at(root, path, open_file)
+    if fd is None:
+        return None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -105,16 +118,12 @@ def link(root: str, path: str) -> str | None:
 
     The directories on the way must not be links themselves.
     """
-    parts = _parts(path)
-    try:
-        parent = _walk(root, parts, path)
-    except FileNotFoundError:
-        return None
-    try:
-        return os.readlink(parts[-1], dir_fd=parent)
-    except OSError as err:
-        if err.errno in (errno.EINVAL, errno.ENOENT, errno.ENOTDIR):
-            return None
-        raise
-    finally:
-        os.close(parent)
+    def read_link(parent: int, name: str) -> str | None:
+        try:
+            return os.readlink(name, dir_fd=parent)
+        except OSError as err:
+            if err.errno in (errno.EINVAL, errno.ENOENT, errno.ENOTDIR):
+                return None
+            raise
+
+    return _at(root, path, read_link)
