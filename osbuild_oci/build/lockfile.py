@@ -86,6 +86,8 @@ def load(path: Path) -> Lock:
         raise UserError(f"--locked: cannot read the lock file {path}: {err.strerror}") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise UserError(f"--locked: {path} is not JSON: {err}") from None
+    except RecursionError:
+        raise UserError(f"--locked: {path} is nested without end; no lock file is") from None
     if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(doc.get("images"), dict):
         raise UserError(f"{path}: not an osbuild-oci lock file (version {VERSION} with an images object)")
     images = {name: _pin(value, f"{path}: images.{name}") for name, value in doc["images"].items()}

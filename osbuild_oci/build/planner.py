@@ -139,7 +139,7 @@ def resolve(store: ObjectStore, step: Step, kind: Kind, remote: Remote, policy: 
         hint = ("pull it first or check the reference" if step.image else
                 "run `osbuild-oci stages build` to build this repo's stages, or `osbuild-oci stages list` to see them")
         raise UserError(f"no {kind} image {ref} for {step.name!r}; {hint}", where)
-    image = StageImage.from_labels(step.name, ref, info.id, info.labels, step.where)
+    image = StageImage.from_labels(step.name, ref, info.id, info.labels, step.where, info.annotations)
     if image.kind != kind:
         article = "an" if kind[0] in "aeiou" else "a"
         raise UserError(f"{step.name} is a {image.kind} image; it cannot be used as {article} {kind}",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 from ..registry.artifacts import push_sbom
 from ..store import outputs, sboms, transfer
 from ..store.objects import ObjectStore
-from ..store.refs import tree_ref
+from ..store.refs import LABEL_RELEASE, tree_ref
 from .monitor import Monitor
 from .planner import Plan, Remote
 
@@ -20,23 +20,24 @@ if TYPE_CHECKING:
     from ..registry.signing import SigningKey
 
 
-def publish(push: Callable[[], str], destination: str, image_id: str, tls_verify: bool,
-            sign_key: SigningKey | None, sbom: str | None = None) -> str:
-    """Push (push() returns the manifest digest the registry took), sign the pushed manifest, push the SBOM."""
+def publish(push: Callable[[], str], destination: str, tls_verify: bool, sign_key: SigningKey | None,
+            sbom: str | None = None, release_date: str | None = None) -> str:
+    """Push (push() returns the manifest digest the registry took), sign that digest (with the tree's release
+    date: a later pull refuses an older signature), push the SBOM, signed too."""
     digest = push()
     if sign_key is not None:
         from ..registry import signing  # cryptography: only for a command that signs
-        signing.sign(destination, image_id, sign_key, tls_verify)
+        signing.sign_digest(destination, digest, sign_key, tls_verify, release_date)
     if sbom is not None:
-        push_sbom(sbom, destination, tls_verify)
+        push_sbom(sbom, destination, tls_verify, sign_key)
     return digest
 
 
 def publish_tree(store: ObjectStore, tree_id: str, destination: str, tls_verify: bool,
                  sign_key: SigningKey | None) -> str:
     info = store.tree_image(tree_id)
-    return publish(lambda: transfer.push(store, tree_ref(tree_id), destination, tls_verify), destination, info.id,
-                   tls_verify, sign_key, sboms.read(store, tree_id))
+    return publish(lambda: transfer.push(store, tree_ref(tree_id), destination, tls_verify), destination, tls_verify,
+                   sign_key, sboms.read(store, tree_id), info.labels.get(LABEL_RELEASE))
 
 
 def cache_trees(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Monitor) -> None:
@@ -59,6 +60,6 @@ def cache_output(the_plan: Plan, store: ObjectStore, remote: Remote, monitor: Mo
     destination = outputs.remote_tag(remote.cache_to, oid)
     monitor.busy(f"pushing {destination}")
     local = outputs.image(store, oid)
-    publish(lambda: transfer.push(store, local, destination, remote.tls_verify), destination, store.image(local).id,
-            remote.tls_verify, remote.sign_key)
+    publish(lambda: transfer.push(store, local, destination, remote.tls_verify), destination, remote.tls_verify,
+            remote.sign_key)
     monitor.output_pushed(assembler=step.name, id=oid, image=destination, seconds=round(time.monotonic() - t0, 3))

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .. import safefiles
 from ..engine.host import Network
 from ..engine.model import ContainerSpec, Mount
 from ..errors import StageFailed
@@ -71,11 +72,11 @@ def run_container(store: ObjectStore, the_plan: Plan, step: Step, image: StageIm
 
 
 def _reported(meta: str) -> dict[str, str]:
-    """The labels a stage reported; what is not a well-formed UTC time is ignored, as any stage output."""
+    """The labels a stage reported; what is not a well-formed UTC time is ignored, as any stage output
+    (also a link, a FIFO or an endless file: the stage wrote the directory, so it is read as a tree)."""
     try:
-        with open(Path(meta) / "release-date", encoding="utf-8") as f:
-            date = f.read(64).strip()
-    except (FileNotFoundError, UnicodeDecodeError):
+        date = (safefiles.read(meta, "release-date", 64) or b"").decode("utf-8", errors="replace").strip()
+    except safefiles.Refused:
         return {}
     return {LABEL_RELEASE: date} if _RELEASE_DATE.match(date) else {}
 

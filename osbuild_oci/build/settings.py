@@ -11,6 +11,8 @@ rather than adding to it, so a build never trusts more than it says.
 from __future__ import annotations
 
 import os
+import pwd
+import sys
 import tomllib
 from pathlib import Path
 
@@ -38,6 +40,8 @@ def load() -> dict:
         return {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise UserError(f"cannot read settings: {err}", str(file)) from None
+    except RecursionError:
+        raise UserError("cannot read settings: nested without end", str(file)) from None
     for key, value in settings.items():
         if key not in KEYS:
             raise UserError(f"unknown setting {key!r}; known: {', '.join(KEYS)}", str(file))
@@ -51,4 +55,24 @@ def trust_keys(given: "list[Path] | tuple[Path, ...]") -> list[Path]:
     """The --trust-key files, or the settings file's `trust-keys` when none is given."""
     if given:
         return list(given)
-    return [path().parent / key for key in load().get("trust-keys", [])]
+    keys = load().get("trust-keys", [])
+    if not keys:
+        _warn_if_left_behind()
+    return [path().parent / key for key in keys]
+
+
+def _warn_if_left_behind() -> None:
+    """Say so when sudo changed HOME away from a settings file that names trust keys: without it, this
+    command trusts whatever a registry serves, which the user set out to prevent."""
+    user = os.environ.get("SUDO_USER")
+    if not user or os.environ.get("OSBUILD_OCI_CONFIG") or path().exists():
+        return
+    try:
+        theirs = Path(pwd.getpwnam(user).pw_dir) / ".config" / "osbuild-oci" / "config.toml"
+        named = tomllib.loads(theirs.read_text()).get("trust-keys")
+    except (KeyError, OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return
+    if named:
+        print(f"warning: {theirs} of {user} names trust-keys, but under sudo this command reads {path()}, "
+              f"which does not exist, so no signature is checked; run it as {user}, or pass "
+              f"OSBUILD_OCI_CONFIG={theirs} or --trust-key", file=sys.stderr)

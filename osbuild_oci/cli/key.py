@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -34,6 +35,9 @@ def key_generate(
         private, public = keys.generate(name, passphrase)
     except OSError as err:
         raise UserError(f"cannot write {err.filename}: {err.strerror}") from None
+    if passphrase_file is None:
+        print(f"warning: {private} is sealed with the empty passphrase: whoever can read the file can sign with "
+              "it; give --passphrase-file FILE to seal it with a passphrase", file=sys.stderr)
     print(f"{private}  (private: sign with --sign-key"
           f"{' --sign-passphrase-file ' + str(passphrase_file) if passphrase_file else ''})")
     print(f"{public}  (public: verify with --trust-key)")

@@ -41,9 +41,9 @@ def stages_push(options: Options, namespace: str = typer.Argument(..., metavar="
     missing = [src.ref for src, info in images.items() if info is None]
     if missing:
         raise UserError(f"{missing[0]} is not built; run `osbuild-oci stages build` first")
-    for src, info in images.items():
+    for src in images:
         destination = local_ref(src.name, namespace)
-        digest = publish(lambda: localstorage.push(src.ref, destination, options.tls_verify), destination, info.id,
+        digest = publish(lambda: localstorage.push(src.ref, destination, options.tls_verify), destination,
                          options.tls_verify, key)
         print(f"{destination.rsplit(':', 1)[0]}@{digest}")
 

@@ -39,6 +39,8 @@ class ImageInfo:
     digests: tuple[str, ...] = ()
     # The config's architecture, as OCI names it ("" when the image does not say).
     arch: str = ""
+    # The manifest's annotations: podman 4.3 copies them into a container's OCI spec.
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_inspect(cls, attrs: dict) -> "ImageInfo":
@@ -47,4 +49,4 @@ class ImageInfo:
                    layers=list((attrs.get("RootFS") or {}).get("Layers") or []),
                    names=list(attrs.get("RepoTags") or []), size=int(attrs.get("Size") or 0),
                    created=str(attrs.get("Created") or ""), digests=tuple(attrs.get("RepoDigests") or ()),
-                   arch=str(attrs.get("Architecture") or ""))
+                   arch=str(attrs.get("Architecture") or ""), annotations=attrs.get("Annotations") or {})

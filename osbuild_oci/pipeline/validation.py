@@ -39,7 +39,7 @@ def _search(pattern: str, text: str) -> bool:
 
 def _pattern(validator, pattern, instance, schema):
     if validator.is_type(instance, "string") and not _search(pattern, instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+        yield jsonschema.ValidationError(f"{instance!r} is not of the form allowed here: {_in_words(schema)}")
 
 
 def _pattern_properties(validator, properties, instance, schema):
@@ -141,14 +141,28 @@ def describe_validation_error(error: jsonschema.ValidationError, base: str = "")
     if error.validator == "enum":
         return UserError(f"{_short(error.instance)} is not one of {', '.join(map(repr, error.validator_value))}",
                          where)
+    if error.validator == "pattern":
+        return UserError(f"{_short(error.instance)} is not of the form allowed here: {_in_words(schema)}", where)
+    if error.validator == "not":
+        refused = error.validator_value if isinstance(error.validator_value, dict) else {}
+        return UserError(f"{_short(error.instance)} is refused here: {_in_words(refused)}", where)
     return UserError(error.message, where)
+
+
+def _in_words(schema: dict) -> str:
+    """What a pattern allows, as its schema says it (a regular expression is no answer for a user)."""
+    description = schema.get("description")
+    if isinstance(description, str) and description.strip():
+        return description.strip()
+    return "the stage's schema gives no description of it; see `osbuild-oci stages show NAME`"
 
 
 def _schema_summary(schema) -> str:
     if not isinstance(schema, dict):
         return repr(schema)
     parts = [str(schema.get("type", "value"))]
-    parts += [f"{k} {schema[k]}" for k in ("pattern", "minimum", "maximum", "enum") if k in schema]
+    parts += [f"{k} {schema[k]}" for k in ("minimum", "maximum", "enum") if k in schema]
+    parts += [f"of the form: {_in_words(schema)}"] if "pattern" in schema else []
     return " ".join(parts)
 
 

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 PRIVATE_PEM = "ENCRYPTED SIGSTORE PRIVATE KEY"
 SCRYPT = {"N": 32768, "r": 8, "p": 1}
+# What a key file may ask of scrypt: far above cosign's parameters, far below an hour of work (p multiplies it).
+SCRYPT_LIMITS = {"N": 1 << 20, "r": 32, "p": 16}
 
 
 def read_passphrase(path: Path | None) -> bytes:
@@ -85,6 +87,9 @@ def load_private(path: Path, passphrase: bytes) -> ec.EllipticCurvePrivateKey:
         if kdf["name"] != "scrypt" or cipher["name"] != "nacl/secretbox":
             raise ValueError(f"unsupported sealing {kdf['name']}/{cipher['name']}")
         params = kdf["params"]
+        if any(not isinstance(params[name], int) or params[name] > limit for name, limit in SCRYPT_LIMITS.items()):
+            raise ValueError(f"scrypt parameters {json.dumps(params)[:80]} beyond what a sigstore key uses "
+                             f"({json.dumps(SCRYPT_LIMITS)} at most)")
         key = hashlib.scrypt(passphrase, salt=base64.b64decode(kdf["salt"]), n=params["N"], r=params["r"],
                              p=params["p"], maxmem=256 * 1024 * 1024, dklen=nacl.secret.SecretBox.KEY_SIZE)
         secret = nacl.secret.SecretBox(key).decrypt(base64.b64decode(doc["ciphertext"]),

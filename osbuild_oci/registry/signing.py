@@ -11,7 +11,11 @@ makes for a policy.json `sigstoreSigned` requirement with the default
 `matchRepoDigestOrExact` identity.  skopeo only moves bytes (and reads the
 auth files): the image's manifest, the signature artifact.  A trusted image
 is then pulled by the digest the signature names, so a tag moved after the
-check cannot slip in, and an untrusted one is never pulled at all.
+check cannot slip in, and an untrusted one is never pulled at all.  Every
+payload also carries when it was signed (and a tree's release date), so a store
+refuses a signature older than one it already accepted (`freshness`).  The
+artifact is fetched within containers/image's limits (64 layers, 4 MiB a
+payload), and whatever in it is malformed makes the image untrusted, never a traceback.
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ import base64
 import hashlib
 import json
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import keys, references as registry
+from . import freshness, keys, references as registry
 from ..errors import BuildError, RegistryError, Untrusted, UserError
 
 PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -36,6 +41,10 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 SIGNATURE_TYPE = "cosign container image signature"
 UNKNOWN_SIGNER = "signed by none of the trusted keys"
+# containers/image's limits for a sigstore attachment: a manifest of more layers, or a larger
+# payload, is refused before it is fetched.
+MAX_SIGNATURES = 64
+MAX_PAYLOAD = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,7 @@ class SigningKey:
             return cls(path, keys.load_private(path, keys.read_passphrase(passphrase_file)))
         except OSError as err:
             raise UserError(f"--sign-key {path}: cannot read {err.filename}: {err.strerror}") from None
-        except ValueError as err:
+        except (ValueError, UnsupportedAlgorithm) as err:
             raise UserError(f"--sign-key {path}: {err}") from None
 
 
@@ -61,11 +70,12 @@ def _blob(layout: Path, data: bytes) -> dict:
     return {"size": len(data), "digest": f"sha256:{digest}"}
 
 
-def sign(reference: str, image_id: str, key: SigningKey, tls_verify: bool) -> None:
+def sign(reference: str, image_id: str, key: SigningKey, tls_verify: bool, release_date: str | None = None) -> None:
     """Sign the manifest the registry now serves under reference (REPO:TAG).
 
     The manifest is read back from the registry, and signed only if its config
     is the image just pushed (image_id), so a tag swapped in between is never signed.
+    A tree's release_date goes into the signed payload with the signing time (`freshness`).
     """
     raw = registry.skopeo("inspect", "--raw", f"docker://{reference}", side="", tls_verify=tls_verify,
                   action="read back", ref=reference)
@@ -74,11 +84,19 @@ def sign(reference: str, image_id: str, key: SigningKey, tls_verify: bool) -> No
     if config.removeprefix("sha256:") != image_id.removeprefix("sha256:"):
         raise BuildError(f"{reference} changed in the registry while it was pushed (its config is {config}, "
                          f"not {image_id}); refusing to sign it")
-    digest = f"sha256:{hashlib.sha256(raw).hexdigest()}"
+    sign_digest(reference, f"sha256:{hashlib.sha256(raw).hexdigest()}", key, tls_verify, release_date)
+
+
+def sign_digest(reference: str, digest: str, key: SigningKey, tls_verify: bool,
+                release_date: str | None = None) -> None:
+    """Store a signature that reference is the manifest of digest (one this process pushed itself)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    optional = {"creator": "osbuild-oci", freshness.SIGNED: now,
+                **({freshness.RELEASE: release_date} if release_date else {})}
     payload = json.dumps({"critical": {"identity": {"docker-reference": reference},
                                        "image": {"docker-manifest-digest": digest},
                                        "type": SIGNATURE_TYPE},
-                          "optional": {"creator": "osbuild-oci"}}, sort_keys=True).encode()
+                          "optional": optional}, sort_keys=True).encode()
     signature = base64.b64encode(key.private.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
     with tempfile.TemporaryDirectory(prefix="osbuild-oci-sign-") as tmp:
         layout = Path(tmp)
@@ -107,7 +125,7 @@ def load_public(path: Path) -> ec.EllipticCurvePublicKey:
         key = serialization.load_pem_public_key(path.read_bytes())
     except OSError as err:
         raise UserError(f"--trust-key {path}: cannot read it: {err.strerror}") from None
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         raise UserError(f"--trust-key {path}: not a PEM public key (use the NAME.pub of `osbuild-oci key generate`)"
                         ) from None
     if not isinstance(key, ec.EllipticCurvePublicKey):
@@ -122,56 +140,111 @@ def _identity_matches(signed: str, reference: str) -> bool:
     return signed == reference
 
 
-def _payloads(reference: str, digest: str, tls_verify: bool) -> list[tuple[bytes, str]]:
-    """(payload, base64 signature) of every sigstore signature stored for the digest; none when there is none."""
-    target = _attachment(reference, digest)
-    with tempfile.TemporaryDirectory(prefix="osbuild-oci-verify-") as tmp:
-        try:
-            registry.skopeo("copy", "--quiet", "--preserve-digests", f"docker://{target}", f"oci:{tmp}", side="src-",
-                    tls_verify=tls_verify, action="read the signatures of", ref=reference)
-        except RegistryError as err:
-            if err.missing:
-                return []
-            raise
-        layout = Path(tmp)
+class Malformed(ValueError):
+    """Something in a signature artifact is not what a sigstore attachment holds."""
 
-        def blob(descriptor: dict) -> bytes:
-            algorithm, _, hex_digest = str(descriptor.get("digest", "")).partition(":")
-            data = (layout / "blobs" / algorithm / hex_digest).read_bytes()
-            if algorithm != "sha256" or hashlib.sha256(data).hexdigest() != hex_digest:
-                raise BuildError(f"signature artifact {target} has a blob that does not match its digest")
-            return data
-        index = json.loads((layout / "index.json").read_text())
-        manifest = json.loads(blob(index["manifests"][0]))
-        return [(blob(layer), (layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION, ""))
-                for layer in manifest.get("layers") or [] if layer.get("mediaType") == PAYLOAD_TYPE]
+
+def _descriptors(manifest: bytes) -> list[dict]:
+    """The signature layers a sigstore attachment's manifest lists, checked against containers/image's
+    limits before any of them is fetched."""
+    try:
+        doc = json.loads(manifest)
+    except (ValueError, RecursionError):
+        raise Malformed("its manifest is not JSON, or nested without end") from None
+    layers = doc.get("layers") if isinstance(doc, dict) else None
+    if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+        raise Malformed("its manifest has no list of layers")
+    if len(layers) > MAX_SIGNATURES:
+        raise Malformed(f"it holds {len(layers)} signatures, more than the {MAX_SIGNATURES} read")
+    config = doc.get("config")
+    for blob in [*layers, *([config] if isinstance(config, dict) else [])]:
+        size = blob.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_PAYLOAD:
+            raise Malformed(f"a blob of {str(size)[:20]} bytes is not within 0 to {MAX_PAYLOAD}")
+    wanted = [layer for layer in layers if layer.get("mediaType") == PAYLOAD_TYPE]
+    for layer in wanted:
+        annotations = layer.get("annotations") or {}
+        if not isinstance(annotations, dict) or not isinstance(annotations.get(SIGNATURE_ANNOTATION, ""), str) \
+                or not isinstance(layer.get("digest"), str):
+            raise Malformed("a signature layer has no digest, or a signature annotation that is no text")
+    return wanted
+
+
+def _payloads(reference: str, digest: str, tls_verify: bool) -> list[tuple[bytes, str]]:
+    """(payload, base64 signature) of every sigstore signature stored for the digest; none when there is none.
+
+    A malformed or oversized attachment is Untrusted, whoever put it there.
+    """
+    target = _attachment(reference, digest)
+    try:
+        manifest = registry.skopeo("inspect", "--raw", f"docker://{target}", side="", tls_verify=tls_verify,
+                                   action="read the signatures of", ref=reference)
+    except RegistryError as err:
+        if err.missing:
+            return []
+        raise
+    try:
+        if len(manifest) > MAX_PAYLOAD:
+            raise Malformed(f"its manifest holds {len(manifest)} bytes, more than {MAX_PAYLOAD}")
+        wanted = _descriptors(manifest)
+        pinned = f"{registry.repository(target)}@sha256:{hashlib.sha256(manifest).hexdigest()}"
+        with tempfile.TemporaryDirectory(prefix="osbuild-oci-verify-") as tmp:
+            registry.skopeo("copy", "--quiet", "--preserve-digests", f"docker://{pinned}", f"oci:{tmp}",
+                            side="src-", tls_verify=tls_verify, action="read the signatures of", ref=reference)
+            return [(_blob_of(Path(tmp), layer), (layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION, ""))
+                    for layer in wanted]
+    except Malformed as err:
+        raise Untrusted(reference, "trust", f"its signature artifact {target} is malformed: {err}") from None
+
+
+def _blob_of(layout: Path, descriptor: dict) -> bytes:
+    algorithm, _, hex_digest = descriptor["digest"].partition(":")
+    if algorithm != "sha256" or len(hex_digest) != 64 or not all(c in "0123456789abcdef" for c in hex_digest):
+        raise Malformed(f"a layer's digest {descriptor['digest'][:80]!r} is no sha256 digest")
+    try:
+        data = (layout / "blobs" / algorithm / hex_digest).read_bytes()
+    except OSError:
+        raise Malformed(f"layer {hex_digest[:12]} was not fetched") from None
+    if len(data) > MAX_PAYLOAD or hashlib.sha256(data).hexdigest() != hex_digest:
+        raise Malformed(f"layer {hex_digest[:12]} does not match its digest")
+    return data
 
 
 def _check(payload: bytes, signature: str, key: ec.EllipticCurvePublicKey, reference: str, digest: str) -> str:
     """Why this signature does not vouch for reference at digest with key; "" when it does."""
     try:
         key.verify(base64.b64decode(signature, validate=True), payload, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, ValueError, TypeError):
         return UNKNOWN_SIGNER
     try:
         critical = json.loads(payload)["critical"]
         kind, signed_digest = critical["type"], critical["image"]["docker-manifest-digest"]
         identity = critical["identity"]["docker-reference"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return "its signed payload is malformed"
+    if not all(isinstance(field, str) for field in (kind, signed_digest, identity)):
         return "its signed payload is malformed"
     if kind != SIGNATURE_TYPE:
-        return f"its signed payload is of type {kind!r}"
+        return f"its signed payload is of type {kind[:80]!r}"
     if signed_digest != digest:
-        return f"its signature is for manifest {signed_digest}, not {digest}"
+        return f"its signature is for manifest {signed_digest[:80]}, not {digest}"
     if not _identity_matches(identity, reference):
-        return f"it is signed as {identity}, not as {reference}"
+        return f"it is signed as {identity[:200]}, not as {reference}"
     return ""
 
 
-def trusted(reference: str, trust_keys: tuple[ec.EllipticCurvePublicKey, ...], tls_verify: bool) -> str:
+def _dates(payload: bytes) -> dict[str, str]:
+    """The freshness dates of a payload _check passed."""
+    return freshness.dates(json.loads(payload).get("optional"))
+
+
+def trusted(reference: str, trust_keys: tuple[ec.EllipticCurvePublicKey, ...], tls_verify: bool,
+            accepted: freshness.Accepted | None = None) -> str:
     """REPO@DIGEST of what reference names now, if one of the keys signed that manifest for it; else Untrusted.
 
     A reference pinned by digest is checked against that digest without asking what a tag says.
+    For a tag, with the store's record (accepted), a signature older than one the store already
+    accepted for it is refused, and a newer one is remembered.
     """
     if "@" in reference:
         digest = reference.split("@", 1)[1]
@@ -182,8 +255,14 @@ def trusted(reference: str, trust_keys: tuple[ec.EllipticCurvePublicKey, ...], t
     payloads = _payloads(reference, digest, tls_verify)
     if not payloads:
         raise Untrusted(reference, "trust", "it has no signature")
-    reasons = [_check(payload, signature, key, reference, digest)
+    reasons = [(payload, _check(payload, signature, key, reference, digest))
                for payload, signature in payloads for key in trust_keys]
-    if "" not in reasons:
-        raise Untrusted(reference, "trust", next((r for r in reasons if r != UNKNOWN_SIGNER), UNKNOWN_SIGNER))
+    valid = [payload for payload, reason in reasons if reason == ""]
+    if not valid:
+        raise Untrusted(reference, "trust", next((r for _, r in reasons if r != UNKNOWN_SIGNER), UNKNOWN_SIGNER))
+    if accepted is not None and "@" not in reference:
+        found = freshness.newest([_dates(payload) for payload in valid])
+        if why := accepted.refusal(reference, found):
+            raise Untrusted(reference, "trust", why)
+        accepted.accept(reference, found)
     return f"{registry.repository(reference)}@{digest}"

@@ -141,8 +141,13 @@ def describe(root: Path) -> list[dict]:
 
 
 def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) -> list[tuple[Source, bool]]:
-    """Build what changed; return each source with whether it was (re)built."""
+    """Build what changed; return each source with whether it was (re)built.  A source tree without a
+    single stage or assembler folder is a mistake (a typo in --source), not an empty success."""
     sources = find_sources(root)
+    if not sources:
+        missing = "does not exist" if not root.exists() else "has no stages/NAME/Containerfile or " \
+            "assemblers/NAME/Containerfile"
+        raise UserError(f"--source {root} {missing}; give the directory that holds stages/ and assemblers/")
     by_name = {s.name: s for s in sources}
     if only:
         unknown = sorted(set(only) - set(by_name))

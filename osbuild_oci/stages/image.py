@@ -46,6 +46,12 @@ class ArchMode(enum.StrEnum):
     NATIVE = "native"
 
 
+# Annotations the runtime acts on: podman 4.3 copies an image's annotations into the container's OCI
+# spec, where crun reads run.oci.* (e.g. run.oci.keep_original_groups) and podman its own io.podman.*
+# and io.containers.* (e.g. io.containers.trace-syscall, an OCI hook).  A stage image gets none of them.
+RUNTIME_ANNOTATIONS = ("run.oci.", "io.podman.", "io.containers.")
+
+
 def empty_ref(arch: str) -> str:
     """The image with no layers that a tree of arch without a base starts from; its config names arch."""
     return f"{LOCAL_PREFIX}/empty:{arch}"
@@ -107,8 +113,15 @@ class StageImage:
     arch: ArchMode = ArchMode.NATIVE
 
     @classmethod
-    def from_labels(cls, name: str, ref: str, image_id: str, labels: dict[str, str], where: str) -> "StageImage":
-        """Read and check an image's self-description; refuse an image without a valid schema."""
+    def from_labels(cls, name: str, ref: str, image_id: str, labels: dict[str, str], where: str,
+                    annotations: dict[str, str] | None = None) -> "StageImage":
+        """Read and check an image's self-description; refuse an image without a valid schema, or one
+        whose annotations would instruct the container runtime."""
+        steering = sorted(key for key in annotations or {} if str(key).startswith(RUNTIME_ANNOTATIONS))
+        if steering:
+            raise UserError(f"image {ref} carries the annotation {steering[0][:80]}, which the container runtime "
+                            f"acts on ({', '.join(p + '*' for p in RUNTIME_ANNOTATIONS)} are refused): rebuild it "
+                            "without, or use another image", where)
         raw = labels.get(LABEL_SCHEMA)
         if raw is None:
             raise UserError(f"image {ref} has no {LABEL_SCHEMA} label, so its options cannot be checked; "

@@ -2,21 +2,30 @@
 
 Everything comes from the tree's own files (dpkg's status file and each
 package's /usr/share/doc/NAME/copyright), never from the network, so the same
-tree gives the same document.  Run as `python -m osbuild_oci.store.sbom TREE TREE_ID
-EPOCH` it prints the document: the orchestrator runs it where the tree is
-mounted (inside podman's user namespace when rootless).
+tree gives the same document.  Run as `python -m osbuild_oci.store.sbom TREE
+TREE_ID EPOCH` it prints the document: the orchestrator runs it where the tree
+is mounted (inside podman's user namespace when rootless).  The tree is hostile
+input, so its files are read through `safefiles` (no links, regular files only,
+capped) and a package name must be a Debian package name before it becomes a path.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
 import sys
 import urllib.parse
 
+from .. import safefiles
+from ..errors import OsbuildOciError
+
 STATUS = "var/lib/dpkg/status"
+# Far above a large desktop's status file (about 8 MB) and any copyright file Debian ships.
+STATUS_LIMIT = 64 << 20
+COPYRIGHT_LIMIT = 4 << 20
+# Debian policy 5.6.1: what dpkg accepts as a package name; nothing here can leave /usr/share/doc.
+PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+\Z")
 DEP5 = re.compile(r"^Format:\s*https?://(www\.)?debian\.org/doc/packaging-manuals/copyright-format/", re.I)
 # Debian's short license names (copyright-format 1.0) as SPDX identifiers; a trailing + is "or later".
 SPDX_NAMES = {
@@ -116,7 +125,7 @@ def _spdx_id(name: str, arch: str) -> str:
 
 def installed(status_text: str) -> list[dict[str, str]]:
     """The packages dpkg lists as installed, sorted by name and architecture."""
-    packages = [p for p in parse_control(status_text) if p.get("Status", "").endswith(" installed")]
+    packages = [p for p in parse_control(status_text) if p.get("Status", "").endswith(" installed") and "Package" in p]
     return sorted(packages, key=lambda p: (p["Package"], p.get("Architecture", "")))
 
 
@@ -187,19 +196,34 @@ def _version() -> str:
     return importlib.metadata.version("osbuild-oci")
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+def _copyright(tree: str, name: str) -> str | None:
+    """A package's copyright file, None when it has none that can be read safely (its license is then
+    NOASSERTION).  Its doc directory may be a link to a sibling's, as Debian policy 12.5 allows
+    (libgcc-s1 -> gcc-12-base); that one link is taken by name, nothing is followed."""
+    directory = safefiles.link(tree, f"usr/share/doc/{name}") or name
+    if not PACKAGE_NAME.match(directory):
         return None
+    try:
+        data = safefiles.read(tree, f"usr/share/doc/{directory}/copyright", COPYRIGHT_LIMIT)
+    except safefiles.Refused:
+        return None
+    return data.decode("utf-8", errors="replace") if data is not None else None
 
 
 def of_tree(tree: str, tree_id: str, epoch: int) -> dict:
-    """The document of a mounted tree; a tree without a dpkg database has only the tree package."""
-    status = _read(os.path.join(tree, STATUS)) or ""
-    copyrights = {p["Package"]: _read(os.path.join(tree, "usr/share/doc", p["Package"], "copyright"))
-                  for p in installed(status)}
+    """The document of a mounted tree; a tree without a dpkg database has only the tree package.
+
+    A status file that cannot be read safely, or that names a package dpkg itself would refuse,
+    fails (safefiles.Refused): a document listing fewer packages than the tree holds would lie.
+    """
+    data = safefiles.read(tree, STATUS, STATUS_LIMIT)
+    status = data.decode("utf-8", errors="replace") if data is not None else ""
+    packages = installed(status)
+    for package in packages:
+        if not PACKAGE_NAME.match(package["Package"]):
+            raise safefiles.Refused(f"the tree's {STATUS} lists a package named {package['Package'][:80]!r}, "
+                                    "which is no Debian package name (dpkg would refuse this status file too)")
+    copyrights = {p["Package"]: _copyright(tree, p["Package"]) for p in packages}
     return document(status, copyrights, tree_id, epoch)
 
 
@@ -208,4 +232,7 @@ def dumps(doc: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.stdout.write(dumps(of_tree(sys.argv[1], sys.argv[2], int(sys.argv[3]))))
+    try:
+        sys.stdout.write(dumps(of_tree(sys.argv[1], sys.argv[2], int(sys.argv[3]))))
+    except OsbuildOciError as err:
+        sys.exit(str(err))

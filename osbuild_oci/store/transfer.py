@@ -3,6 +3,8 @@ keys, what one of the keys signed), pushed and signed."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..engine.model import ImageInfo
 from ..errors import BuildError, RegistryError
 from ..registry import references
@@ -10,18 +12,19 @@ from .objects import ObjectStore
 from .refs import LABEL_TREE, tree_ref
 
 
-def trusted_ref(ref: str, trust: tuple, tls_verify: bool) -> str:
-    """ref itself without trust keys; with them, ref pinned to the digest one of them signed (else
-    errors.Untrusted).  Signing's cryptography is imported only when there are keys to check."""
+def trusted_ref(ref: str, trust: tuple, tls_verify: bool, store: Path) -> str:
+    """ref itself without trust keys; with them, ref pinned to the digest one of them signed, and not older
+    than what this store accepted before (else errors.Untrusted).  Signing's cryptography is imported only
+    when there are keys to check."""
     if not trust:
         return ref
-    from ..registry import signing
-    return signing.trusted(ref, trust, tls_verify)
+    from ..registry import freshness, signing
+    return signing.trusted(ref, trust, tls_verify, freshness.Accepted(store))
 
 
 def pull(store: ObjectStore, ref: str, tls_verify: bool, trust: tuple = ()) -> ImageInfo:
     """Pull ref into the store; with trust keys, only the manifest one of them signed, by its digest."""
-    pinned = trusted_ref(ref, trust, tls_verify)
+    pinned = trusted_ref(ref, trust, tls_verify, store.path)
     return store.engine.pull(pinned, tls_verify, references.credentials(pinned))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "osbuild_oci"
 # Lowest first: a module may import its own layer and those below it.
 LAYERS = [
-    {"errors", "lazy", "ids", "oci", "units"},
+    {"errors", "lazy", "ids", "oci", "units", "safefiles"},
     {"engine"},
     {"pipeline"},
     {"stages", "registry"},

@@ -19,7 +19,8 @@ CASES = [
     ({"name": "x", "stages": [], "source_epoch": "2024"}, "source_epoch: expected integer, got string '2024'"),
     ({"name": "x", "stages": [], "source_epoch": -1}, "source_epoch: -1 is less than the minimum of 0"),
     ({"name": "x", "stages": [{"options": {}}]}, "stages[0]: 'name' is a required property; add it"),
-    ({"name": "x", "stages": [{"name": "Org Osbuild"}]}, "stages[0].name: 'Org Osbuild' does not match"),
+    ({"name": "x", "stages": [{"name": "Org Osbuild"}]},
+     "stages[0].name: 'Org Osbuild' is not of the form allowed here: Stage name such as org.osbuild.apt"),
     ({"name": "x", "stages": [{"name": "a", "options": []}]}, "stages[0].options: expected object, got array []"),
     ({"name": "x", "stages": [], "assembler": {"options": {}}}, "assembler: 'name' is a required property; add it"),
 ]
@@ -67,3 +68,22 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path):
         load(path)
     assert str(caught.value) == ("not UTF-8 text: byte 0xff at line 2; save the file as UTF-8 "
                                  "(JSON is UTF-8, RFC 8259)")
+
+
+def test_every_pattern_of_the_projects_schemas_says_in_words_what_it_allows():
+    """A pattern error shows the schema's description, never the regular expression, so each needs one."""
+    import json
+
+    from helpers import REPO
+    undescribed = []
+    for path in [REPO / "osbuild_oci/pipeline/schema.json", *REPO.glob("osbuild_oci/stages/sources/*/*/schema.json")]:
+        todo = [(json.loads(path.read_text()), path.parent.name)]
+        while todo:
+            node, where = todo.pop()
+            if isinstance(node, dict):
+                if "pattern" in node and not str(node.get("description", "")).strip():
+                    undescribed.append(where)
+                todo.extend((value, f"{where}/{key}") for key, value in node.items())
+            elif isinstance(node, list):
+                todo.extend((value, f"{where}[{i}]") for i, value in enumerate(node))
+    assert undescribed == []

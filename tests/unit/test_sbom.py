@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+
+import pytest
 
 from helpers import depends_closure, sbom_packages, spdx_problems
+from osbuild_oci import safefiles
 from osbuild_oci.store import sbom
 
 STATUS = """Package: libc6
@@ -88,3 +92,65 @@ def test_a_tree_without_dpkg_has_a_valid_document(tmp_path):
     doc = sbom.of_tree(str(tmp_path), "e" * 64, 0)
     assert spdx_problems(sbom.dumps(doc)) == []
     assert sbom_packages(doc) == set()
+
+
+def _tree(tmp_path, status: str = STATUS):
+    tree = tmp_path / "tree"
+    (tree / "var/lib/dpkg").mkdir(parents=True)
+    (tree / "var/lib/dpkg/status").write_text(status)
+    (tree / "usr/share/doc/mawk").mkdir(parents=True)
+    (tree / "usr/share/doc/mawk/copyright").write_text(DEP5)
+    (tmp_path / "host").mkdir()
+    (tmp_path / "host/copyright").write_text(DEP5.replace("Expat", "Host-Secret"))
+    return tree
+
+
+def _licenses(doc: dict) -> dict[str, str]:
+    return {p["name"]: p["licenseDeclared"] for p in doc["packages"] if p.get("externalRefs")}
+
+
+def test_copyright_files_are_read_only_inside_the_tree(tmp_path):
+    """A doc directory linked to a sibling's (as Debian does) counts; links out of the tree, FIFOs and
+    endless files give NOASSERTION, and nothing of the host's files gets into the document."""
+    tree = _tree(tmp_path)
+    doc = tree / "usr/share/doc"
+    (doc / "libc6").symlink_to("mawk")                                  # Debian's sibling link: followed by name
+    (doc / "base-files").symlink_to(tmp_path / "host")                  # out of the tree
+    (doc / "bsdutils").mkdir()
+    (doc / "bsdutils/copyright").symlink_to(tmp_path / "host/copyright")
+    found = _licenses(sbom.of_tree(str(tree), "e" * 64, 0))
+    assert found["libc6"] == found["mawk"] != "NOASSERTION"
+    assert found["base-files"] == found["bsdutils"] == "NOASSERTION"
+    assert "Host-Secret" not in sbom.dumps(sbom.of_tree(str(tree), "e" * 64, 0))
+
+    os.remove(doc / "bsdutils/copyright")
+    os.mkfifo(doc / "bsdutils/copyright")
+    with open(doc / "mawk/copyright", "r+b") as endless:
+        endless.truncate(1 << 40)
+    found = _licenses(sbom.of_tree(str(tree), "e" * 64, 0))
+    assert found["bsdutils"] == found["mawk"] == "NOASSERTION"
+
+
+@pytest.mark.parametrize("name", ["/abs/dir", "../..", "Upper", "a/b"])
+def test_a_status_naming_no_debian_package_is_refused(tmp_path, name):
+    tree = _tree(tmp_path, STATUS + f"\nPackage: {name}\nStatus: install ok installed\nVersion: 1\n")
+    with pytest.raises(safefiles.Refused, match="is no Debian package name"):
+        sbom.of_tree(str(tree), "e" * 64, 0)
+
+
+def test_a_status_file_that_is_a_link_or_endless_is_refused(tmp_path):
+    tree = _tree(tmp_path)
+    status = tree / "var/lib/dpkg/status"
+    status.unlink()
+    status.symlink_to("/etc/passwd")
+    with pytest.raises(safefiles.Refused, match="symbolic link"):
+        sbom.of_tree(str(tree), "e" * 64, 0)
+    status.unlink()
+    with open(status, "wb") as endless:
+        endless.truncate(1 << 40)
+    with pytest.raises(safefiles.Refused, match="more than the"):
+        sbom.of_tree(str(tree), "e" * 64, 0)
+
+
+def test_a_paragraph_without_a_package_name_is_no_package():
+    assert sbom.installed("Status: install ok installed\nVersion: 1\n\n" + STATUS)[0]["Package"] == "base-files"

@@ -62,7 +62,12 @@ def test_patterns_still_work():
     checked.check_options({"v": "abc"}, "stages[0]")
     with pytest.raises(UserError) as caught:
         checked.check_options({"v": "ABC"}, "stages[0]")
-    assert str(caught.value) == "stages[0].options.v: 'ABC' does not match '^[a-z]+$'"
+    assert str(caught.value) == ("stages[0].options.v: 'ABC' is not of the form allowed here: the stage's schema gives "
+                                 "no description of it; see `osbuild-oci stages show NAME`")
+    described = image({"type": "object", "properties": {"v": {"pattern": "^[a-z]+$", "description": "Lower case."}}})
+    with pytest.raises(UserError) as caught:
+        described.check_options({"v": "ABC"}, "stages[0]")
+    assert str(caught.value) == "stages[0].options.v: 'ABC' is not of the form allowed here: Lower case."
     with pytest.raises(UserError) as caught:
         checked.check_options({"w": 1}, "stages[0]")
     assert str(caught.value) == "stages[0].options.w: unknown property; allowed here: v"
