@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 
 from helpers import (CLI, REPO, LineReader, Terminal, osbuild, osbuild_popen, podman, podman_args, run_dir,
-                     stage_ref)
+                     stage_ref, write_stage)
 
 NOOP = REPO / "pipelines" / "noop.json"
 
@@ -29,6 +29,20 @@ def test_stages_list_and_show(stage_images):
     assert set(schema["properties"]) == {"paths"}
     missing = osbuild("stages", "show", "org.osbuild.nope")
     assert missing.returncode == 2 and "org.osbuild.nope" in missing.stderr
+
+
+def test_stages_build_says_one_line_an_image_and_its_steps_only_when_asked(stage_images, new_stage_names, tmp_path):
+    """A build of an image shows none of podman's steps (each repeats the whole schema label) unless -v."""
+    name = new_stage_names()
+    write_stage(tmp_path, name, "#!/bin/sh\n", {"type": "object", "description": "x" * 2000})
+    quiet = osbuild("stages", "build", "--source", tmp_path, "--only", name)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.splitlines() == [f"{stage_ref(name)}  built"]
+    assert "STEP" not in quiet.stderr and "x" * 2000 not in quiet.stderr, quiet.stderr[-500:]
+    (tmp_path / "stages" / name / "stage").write_text("#!/bin/sh\nexit 0\n")
+    loud = osbuild("stages", "build", "--source", tmp_path, "--only", name, "-v")
+    assert loud.returncode == 0 and loud.stdout.splitlines() == [f"{stage_ref(name)}  built"]
+    assert "STEP 1/" in loud.stdout + loud.stderr
 
 
 def stage_ids() -> dict[str, str]:

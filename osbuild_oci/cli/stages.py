@@ -16,13 +16,15 @@ app.add_typer(stages_app, name="stages")
 
 
 @command(stages_app, "source", name="build")
-def stages_build(options: Options, only: List[str] = typer.Option([], "--only", help="Build only this stage or "
-                                                                   "assembler (repeatable)")) -> None:
-    """Build every stage and assembler folder into a local image; unchanged ones are kept."""
+def stages_build(options: Options,
+                 only: List[str] = typer.Option([], "--only", help="Build only this stage or assembler (repeatable)"),
+                 verbose: bool = typer.Option(False, "--verbose", "-v", help="Show podman's build steps")) -> None:
+    """Build every stage and assembler folder into a local image; unchanged ones are kept.  One line an image."""
     import sys
 
     from ..stages import build
-    for src, built in build.build_all(options.source, only or None, lambda msg: print(msg, file=sys.stderr)):
+    for src, built in build.build_all(options.source, only or None, lambda msg: print(msg, file=sys.stderr),
+                                      verbose):
         print(f"{src.ref}  {'built' if built else 'up to date'}")
 
 

@@ -90,14 +90,19 @@ def _storage_key() -> str:
 
 
 def build(context: Path, containerfile: Path, tag: str, labels: dict[str, str],
-          build_args: dict[str, str] | None = None) -> None:
-    """Build an image into the default storage, streaming podman's output to the terminal."""
+          build_args: dict[str, str] | None = None, verbose: bool = False) -> None:
+    """Build an image into the default storage; podman's steps stream to the terminal only when verbose, and
+    the last of them are shown when the build fails."""
     args = ["build", "-f", str(containerfile), "-t", tag]
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]
     for key, value in (build_args or {}).items():
         args += ["--build-arg", f"{key}={value}"]
-    podman_cli(*args, str(context), capture=False)
+    proc = podman_cli(*args, str(context), capture=not verbose, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(f"    {line}" for line in ((proc.stdout or "") + (proc.stderr or "")).splitlines()[-20:])
+        raise EngineError(f"podman build of {tag} failed (exit {proc.returncode})" + (f"; its last lines:\n{tail}"
+                                                                                     if tail else ""))
 
 
 def import_tarball(tarball: Path, tag: str) -> None:

@@ -140,9 +140,11 @@ def describe(root: Path) -> list[dict]:
     return rows
 
 
-def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) -> list[tuple[Source, bool]]:
+def build_all(root: Path, only: list[str] | None, log: Callable[[str], None],
+              verbose: bool = False) -> list[tuple[Source, bool]]:
     """Build what changed; return each source with whether it was (re)built.  A source tree without a
-    single stage or assembler folder is a mistake (a typo in --source), not an empty success."""
+    single stage or assembler folder is a mistake (a typo in --source), not an empty success.  podman's build
+    steps are shown only when verbose (their last lines also when a build fails)."""
     sources = find_sources(root)
     if not sources:
         missing = "does not exist" if not root.exists() else "has no stages/NAME/Containerfile or " \
@@ -159,8 +161,10 @@ def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) ->
     base = root / "base" if (root / "base").is_dir() else SOURCES / "base"
     base_digest = source_digest(base, minbase_id)
     if not _up_to_date(STAGE_BASE, base_digest):
-        log(f"building {STAGE_BASE}")
-        localstorage.build(base, base / "Containerfile", STAGE_BASE, {LABEL_SOURCE: base_digest}, {"BASE": MINBASE})
+        if verbose:
+            log(f"building {STAGE_BASE}")
+        localstorage.build(base, base / "Containerfile", STAGE_BASE, {LABEL_SOURCE: base_digest}, {"BASE": MINBASE},
+                           verbose)
     base_id = _image_id(STAGE_BASE)
     built: dict[str, bool] = {}
 
@@ -171,10 +175,11 @@ def build_all(root: Path, only: list[str] | None, log: Callable[[str], None]) ->
             digest = source_digest(source.path, build(parent) if parent else base_id)
             built[source.name] = not _up_to_date(source.ref, digest)
             if built[source.name]:
-                log(f"building {source.ref}")
+                if verbose:
+                    log(f"building {source.ref}")
                 localstorage.build(source.path, source.path / "Containerfile", source.ref,
-                                           {LABEL_NAME: source.name, LABEL_KIND: source.kind, LABEL_SCHEMA: schema,
-                                            LABEL_SOURCE: digest})
+                                   {LABEL_NAME: source.name, LABEL_KIND: source.kind, LABEL_SCHEMA: schema,
+                                    LABEL_SOURCE: digest}, verbose=verbose)
         return _image_id(source.ref)
 
     wanted = [s for s in sources if not only or s.name in only]
