@@ -124,6 +124,19 @@ def podman_args(store: Path) -> tuple[str, ...]:
     return tuple(shlex.split(proc.stdout))
 
 
+@functools.cache
+def stage_podman_args() -> tuple[str, ...]:
+    """The flags `osbuild-oci stages podman-args` gives: podman on the storage where the stage images are."""
+    proc = subprocess.run([*CLI, "stages", "podman-args"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    return tuple(shlex.split(proc.stdout))
+
+
+def stage_podman(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Plain podman on the stage images' storage (`podman $(osbuild-oci stages podman-args) ARGS`)."""
+    return subprocess.run(["podman", *stage_podman_args(), *args], capture_output=True, **kwargs)
+
+
 def run_dir(args: Sequence[str]) -> Path:
     """Where a store's podman run state, service log and events live, from its podman args: above --runroot."""
     return Path(args[list(args).index("--runroot") + 1]).parent
@@ -265,8 +278,8 @@ def make_testing_stage(root: Path, name: str, version: str) -> None:
 
 
 def remove_default_images(*refs: str) -> None:
-    """Remove images a test built in the ordinary podman storage."""
-    subprocess.run(["podman", "rmi", "--force", "--ignore", *refs], capture_output=True, text=True)
+    """Remove images a test built in the stage images' storage."""
+    stage_podman("rmi", "--force", "--ignore", *refs, text=True)
 
 
 class User:
@@ -426,7 +439,7 @@ GPT = {"bios": "21686148-6E49-704E-6564-65654E656564", "esp": "C12A7328-F81F-11D
 
 def disk_tool(image: Path, *cmd: str) -> str:
     """Run a disk tool from the assembler image on IMAGE (mounted read-only at /d/NAME)."""
-    proc = subprocess.run(["podman", "run", "--rm", "--network=none", "-v", f"{image.parent}:/d:ro",
+    proc = subprocess.run(["podman", *stage_podman_args(), "run", "--rm", "--network=none", "-v", f"{image.parent}:/d:ro",
                            "--entrypoint", cmd[0], DISK_TOOLS, *[c.replace("IMG", f"/d/{image.name}") for c in cmd[1:]]],
                           capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)}: {proc.stderr}"
@@ -452,7 +465,7 @@ def esp_listing(image: Path, start_sector: int) -> str:
 
 def boot_img() -> bytes:
     """GRUB's boot.img, as the assembler image has it."""
-    return subprocess.run(["podman", "run", "--rm", "--network=none", "--entrypoint", "cat", DISK_TOOLS,
+    return subprocess.run(["podman", *stage_podman_args(), "run", "--rm", "--network=none", "--entrypoint", "cat", DISK_TOOLS,
                            "/usr/lib/grub/i386-pc/boot.img"], capture_output=True, check=True).stdout
 
 

@@ -8,8 +8,9 @@ import subprocess
 
 import pytest
 
-from helpers import (MINBASE, REPO, STAGE_BASE, TESTING_STAGE, LineReader, build_stage, make_testing_stage, mkdir_stage,
-                     osbuild, osbuild_popen, podman, stage_ref, store_state, tree_run, tree_tags)
+from helpers import (LineReader, MINBASE, REPO, STAGE_BASE, TESTING_STAGE, build_stage, make_testing_stage,
+                     mkdir_stage, osbuild, osbuild_popen, podman, stage_podman_args, stage_ref, store_state,
+                     tree_run, tree_tags)
 
 
 def test_noop_pipeline_runs_the_stage_only_the_first_time(build, tmp_path):
@@ -195,7 +196,7 @@ def test_image_built_from_another_stage_image_follows_its_changes(tmp_path, stag
     build_stage(tmp_path, child)
     (tmp_path / "stages" / parent / "stage").write_text(TESTING_STAGE.replace("VERSION", "parent-two"))
     assert f"{stage_ref(child)}  built" in build_stage(tmp_path, child).stdout
-    script = subprocess.run(["podman", "run", "--rm", "--network=none", "--entrypoint", "cat", stage_ref(child),
+    script = subprocess.run(["podman", *stage_podman_args(), "run", "--rm", "--network=none", "--entrypoint", "cat", stage_ref(child),
                              "/usr/libexec/osbuild-oci/stage"], capture_output=True, text=True)
     assert "parent-two" in script.stdout
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import time
@@ -96,7 +97,9 @@ def trees_in(store) -> list[dict]:
 @pytest.mark.parametrize("where", ["XDG_CACHE_HOME", "HOME", "OSBUILD_OCI_STORE"])
 def test_where_the_store_is_without_store(build, tmp_path, where):
     """--store defaults to $XDG_CACHE_HOME/osbuild-oci/store, ~/.cache/... without it, or $OSBUILD_OCI_STORE."""
-    env = {"XDG_CACHE_HOME": None, "OSBUILD_OCI_STORE": None}
+    # The stage images stay where they are ($XDG_DATA_HOME, else ~/.local/share): only the store moves.
+    env = {"XDG_CACHE_HOME": None, "OSBUILD_OCI_STORE": None,
+           "XDG_DATA_HOME": os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")}
     expected = {"XDG_CACHE_HOME": tmp_path / "cache" / "osbuild-oci" / "store",
                 "HOME": tmp_path / "home" / ".cache" / "osbuild-oci" / "store",
                 "OSBUILD_OCI_STORE": tmp_path / "env" / "store"}[where]

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (MINBASE, REPO, LineReader, boot_to_login, podman, qcow2_file_stat, run_build, run_dir, sha256,
-                     stage_ref, tree_run)
+from helpers import (LineReader, MINBASE, REPO, boot_to_login, podman, qcow2_file_stat, remove_default_images,
+                     run_build, run_dir, sha256, stage_ref, tree_run)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="makes its own unprivileged user: run the suite as root")]
@@ -376,7 +376,7 @@ def test_a_stage_granted_the_network_reaches_the_mirror_but_not_this_host(who, r
             result = run_build(pipeline, tmp_path / "store", tmp_path / "out", "--allow-network", name)
             assert result.returncode == 0, result.stderr
             found = json.loads(tree_run(tmp_path / "store", result.image, "cat", "/probe.json"))
-            subprocess.run(["podman", "rmi", stage_ref(name)], capture_output=True)
+            remove_default_images(stage_ref(name))
         else:
             user = request.getfixturevalue("rootless")
             source = user.home / "probe-source"

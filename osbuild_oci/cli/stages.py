@@ -77,3 +77,13 @@ def stages_show(name: str = typer.Argument(..., metavar="NAME")) -> None:
     if info is None or LABEL_SCHEMA not in info.labels:
         raise UserError(f"no stage image {local_ref(name)}; run `osbuild-oci stages list`")
     print(json.dumps(json.loads(info.labels[LABEL_SCHEMA]), indent=2))
+
+
+@command(stages_app, name="podman-args")
+def stages_podman_args() -> None:
+    """Print the podman flags that reach the stage images' own storage, for `podman $(osbuild-oci stages
+    podman-args) images`."""
+    import shlex
+
+    from ..engine.localstorage import StageStorage
+    print(shlex.join(StageStorage.get().args()))

@@ -11,6 +11,7 @@ import resource
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 from ..errors import EngineError
@@ -52,6 +53,24 @@ def private_dir(path: Path, chosen_by: str = "XDG_RUNTIME_DIR") -> Path:
         if info.st_mode & 0o077:
             os.chmod(directory, 0o700)
     return path
+
+
+@functools.cache
+def native_overlay() -> bool:
+    """Whether this user can mount overlayfs itself: root can, an ordinary user in a user namespace of its own on
+    Linux 5.11 and later.  Asked of the kernel once per boot (a throwaway user namespace mounts one)."""
+    if os.geteuid() == 0:
+        return True
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    verdict = private_dir(runtime_dir() / "overlay") / boot_id
+    if not verdict.exists():
+        with tempfile.TemporaryDirectory(prefix="osbuild-oci-overlay-") as probe:
+            script = ('cd "$1" && mkdir lower upper work merged && '
+                      'mount -t overlay overlay -o lowerdir=lower,upperdir=upper,workdir=work merged')
+            proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", probe],
+                                  capture_output=True)
+        verdict.write_text("yes" if proc.returncode == 0 else "no")
+    return verdict.read_text() == "yes"
 
 
 def ulimits() -> list[dict]:

@@ -1,15 +1,22 @@
-"""The podman CLI on the user's ordinary storage, where stage images are built and published from.
+"""The stage images' storage: osbuild-oci's own containers-storage, overlay whatever the user's podman default is.
+
+podman's default for a user without a storage.conf is vfs, which copies every
+layer whole (about 10x the disk and time); osbuild-oci does not depend on that
+setting: its stage images live in `$XDG_DATA_HOME/osbuild-oci/storage`
+(`~/.local/share/...`), on native overlay where the kernel lets this user mount
+it, else through fuse-overlayfs, else not at all (one line saying what to
+install).  Every store sees this storage read-only as its additional image
+store, so a new store neither rebuilds nor copies them.
 
 Builds go through the CLI because it streams their output as it happens (and
 builds through the API service left buildah's working containers mounted);
-pushes go through it because it reads the containers auth files itself.  skopeo
-copies in what no Containerfile can make (an image with no layers).
+pushes go through it because it writes the digest it pushed.  skopeo copies in
+what no Containerfile can make (an image with no layers).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -20,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EngineError
-from .host import private_dir, runtime_dir
+from .host import native_overlay, runtime_dir
 from .model import ImageInfo
 
 
@@ -35,70 +42,57 @@ def podman_cli(*args: str, check: bool = True, capture: bool = True) -> subproce
 
 
 @dataclass(frozen=True)
-class DefaultStorage:
-    """The user's ordinary podman storage, where stage images are built."""
+class StageStorage:
+    """Where stage images are built, and what a podman command passes to reach them."""
 
-    graph_root: str
-    driver: str
-    driver_options: dict[str, str]
+    graph_root: Path
+    run_root: Path
+    mount_program: str | None
 
     @classmethod
     @functools.cache
-    def detect(cls) -> "DefaultStorage":
-        """Asked of podman once, then remembered (`podman info` takes 0.5 s); warns when the storage copies
-        every layer whole.
+    def get(cls) -> "StageStorage":
+        data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+        mount_program = None if native_overlay() else shutil.which("fuse-overlayfs")
+        if not native_overlay() and mount_program is None:
+            raise EngineError("this kernel does not let this user mount overlay itself, and fuse-overlayfs is not "
+                              "installed: install fuse-overlayfs (apt-get install fuse-overlayfs, or run "
+                              "scripts/setup-host)")
+        return cls(data / "osbuild-oci" / "storage", runtime_dir() / "stages", mount_program)
 
-        The answer is kept in the user's private runtime directory under a key of everything that
-        chooses the storage (storage.conf files, the environment naming them, podman itself), so
-        editing storage.conf asks podman again.
-        """
-        cache = private_dir(runtime_dir() / "default-storage") / f"{_storage_key()}.json"
-        try:
-            store = json.loads(cache.read_text())
-            found = Path(store["graphRoot"]).is_dir()
-        except (OSError, ValueError, KeyError, TypeError):
-            found = False
-        if not found:
-            store = json.loads(podman_cli("info", "--format", "json").stdout)["store"]
-            store = {key: store.get(key) for key in ("graphRoot", "graphDriverName", "graphOptions")}
-            cache.write_text(json.dumps(store))
-        opts = {k: str(v) for k, v in (store.get("graphOptions") or {}).items() if isinstance(v, (str, int))}
-        if store["graphDriverName"] == "vfs":
-            print("warning: podman's storage driver is vfs, which copies every layer whole (about 10x the disk "
-                  "and time of overlay); run scripts/setup-host to configure overlay (native, or fuse-overlayfs)",
-                  file=sys.stderr)
-        return cls(store["graphRoot"], store["graphDriverName"], opts)
+    def options(self) -> list[str]:
+        """The storage driver's options, as podman's --storage-opt takes them."""
+        return [f"overlay.mount_program={self.mount_program}"] if self.mount_program else []
+
+    def args(self) -> list[str]:
+        """podman's global flags for this storage (`osbuild-oci stages podman-args`)."""
+        return ["--root", str(self.graph_root), "--runroot", str(self.run_root), "--storage-driver", "overlay",
+                *(arg for option in self.options() for arg in ("--storage-opt", option))]
+
+    def transport(self, ref: str) -> str:
+        """skopeo's name of ref in this storage."""
+        options = "".join(f":{option}" for option in self.options())
+        return f"containers-storage:[overlay@{self.graph_root}+{self.run_root}{options}]{ref}"
 
 
-def _storage_key() -> str:
-    """What decides the user's default storage: storage.conf wherever podman reads it, and podman's binary."""
-    home = Path.home()
-    config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-    files = [os.environ.get("CONTAINERS_STORAGE_CONF", ""), "/etc/containers/storage.conf",
-             "/usr/share/containers/storage.conf", str(config / "containers" / "storage.conf"),
-             shutil.which("podman") or ""]
-    facts = [os.geteuid(), *(os.environ.get(v, "") for v in ("CONTAINERS_STORAGE_CONF", "STORAGE_DRIVER",
-                                                          "STORAGE_OPTS", "XDG_CONFIG_HOME", "XDG_DATA_HOME")),
-             str(home)]
-    for name in files:
-        try:
-            info = os.stat(name)
-            facts.append(f"{name}:{info.st_mtime_ns}:{info.st_size}")
-        except OSError:
-            facts.append(f"{name}:-")
-    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:24]
+def stage_podman(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+    """The podman CLI on the stage images' storage."""
+    return podman_cli(*StageStorage.get().args(), *args, check=check, capture=capture)
 
 
 def build(context: Path, containerfile: Path, tag: str, labels: dict[str, str],
           build_args: dict[str, str] | None = None, verbose: bool = False) -> None:
-    """Build an image into the default storage; podman's steps stream to the terminal only when verbose, and
+    """Build an image into the stage images' storage; podman's steps stream to the terminal only when verbose, and
     the last of them are shown when the build fails."""
     args = ["build", "-f", str(containerfile), "-t", tag]
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]
     for key, value in (build_args or {}).items():
         args += ["--build-arg", f"{key}={value}"]
-    proc = podman_cli(*args, str(context), capture=not verbose, check=False)
+    if verbose:  # the steps go to stderr: stdout says what was built, one line an image
+        proc = subprocess.run(["podman", *StageStorage.get().args(), *args, str(context)], stdout=sys.stderr)
+    else:
+        proc = stage_podman(*args, str(context), check=False)
     if proc.returncode != 0:
         tail = "\n".join(f"    {line}" for line in ((proc.stdout or "") + (proc.stderr or "")).splitlines()[-20:])
         raise EngineError(f"podman build of {tag} failed (exit {proc.returncode})" + (f"; its last lines:\n{tail}"
@@ -106,12 +100,12 @@ def build(context: Path, containerfile: Path, tag: str, labels: dict[str, str],
 
 
 def import_tarball(tarball: Path, tag: str) -> None:
-    podman_cli("import", str(tarball), tag)
+    stage_podman("import", str(tarball), tag)
 
 
 def copy_in(source: str, tag: str) -> None:
-    """Copy an image from a skopeo transport (e.g. `oci:DIR`) into the default storage."""
-    proc = subprocess.run(["skopeo", "copy", "--quiet", source, f"containers-storage:{tag}"],
+    """Copy an image from a skopeo transport (e.g. `oci:DIR`) into the stage images' storage."""
+    proc = subprocess.run(["skopeo", "copy", "--quiet", source, StageStorage.get().transport(tag)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise EngineError(f"skopeo could not copy {source} into the podman storage: {proc.stderr.strip()}")
@@ -120,13 +114,13 @@ def copy_in(source: str, tag: str) -> None:
 def push(ref: str, destination: str, tls_verify: bool) -> str:
     """Push with the CLI (which reads the auth files); return the manifest digest."""
     with tempfile.NamedTemporaryFile("r") as digest:
-        podman_cli("push", f"--tls-verify={str(tls_verify).lower()}", "--digestfile", digest.name, ref,
+        stage_podman("push", f"--tls-verify={str(tls_verify).lower()}", "--digestfile", digest.name, ref,
                    f"docker://{destination}")
         return digest.read().strip()
 
 
 def image(ref: str) -> ImageInfo | None:
-    proc = podman_cli("image", "inspect", ref, check=False)
+    proc = stage_podman("image", "inspect", "--", ref, check=False)
     if proc.returncode != 0:
         return None
     return ImageInfo.from_inspect(json.loads(proc.stdout)[0])

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from ..errors import EngineError
 from .host import private_dir, runtime_dir, scratch_root, unmount_below
-from .localstorage import DefaultStorage
+from .localstorage import StageStorage
 
 # Only a service whose osbuild-oci was killed ever idles this long (a running stage's
 # attach counts as activity); the next command on the store stops it anyway.
@@ -73,17 +73,16 @@ class Service:
         self._process: subprocess.Popen | None = None
 
     def podman_args(self) -> list[str]:
-        """Global podman flags that select this store; also what a user passes to reach it."""
-        default = DefaultStorage.detect()
-        args = ["--root", str(self.store / "storage"), "--runroot", str(self.run_dir / "run"),
-                "--tmpdir", str(self.run_dir / "tmp"), "--events-backend", "file",
-                "--storage-driver", default.driver]
-        for key, value in default.driver_options.items():
-            if key.startswith(f"{default.driver}.") and "imagestore" not in key:
-                args += ["--storage-opt", f"{key}={value}"]
-        if Path(default.graph_root).resolve() != (self.store / "storage").resolve():
-            args += ["--storage-opt", f"{default.driver}.imagestore={default.graph_root}"]
-        return args
+        """Global podman flags that select this store; also what a user passes to reach it.  Overlay, as the
+        stage images' storage, which the store sees read-only as its additional image store."""
+        stages = StageStorage.get()
+        if (self.store / "storage" / "vfs").is_dir():
+            raise EngineError(f"store {self.store} was made on podman's vfs storage by an older osbuild-oci; "
+                              "remove it (rm -rf; rootless, inside `podman unshare`) and build again")
+        return ["--root", str(self.store / "storage"), "--runroot", str(self.run_dir / "run"),
+                "--tmpdir", str(self.run_dir / "tmp"), "--events-backend", "file", "--storage-driver", "overlay",
+                *(arg for option in [*stages.options(), f"overlay.imagestore={stages.graph_root}"]
+                  for arg in ("--storage-opt", option))]
 
     def scratch_dir(self) -> Path:
         """The store's scratch directory, made (private) when first needed."""
