@@ -312,6 +312,68 @@ class User:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
+@dataclass
+class Rootless:
+    """An unprivileged user with a checkout of its own (the suite's is prepared by scripts/setup-host)."""
+
+    name: str
+    home: Path
+
+    @property
+    def src(self) -> Path:
+        return self.home / "src"
+
+    def argv(self, *cmd: str) -> list[str]:
+        """CMD as the user runs it: through runuser, with a login's environment and the checkout's .venv."""
+        env = {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name, "LANG": "C.UTF-8",
+               "PATH": f"{self.src}/.venv/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+        return ["runuser", "-u", self.name, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *map(str, cmd)]
+
+    def run(self, *cmd: str, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess:
+        proc = subprocess.run(self.argv(*cmd), capture_output=True, text=True, cwd=self.src, timeout=timeout)
+        if check:
+            assert proc.returncode == 0, f"{' '.join(map(str, cmd))} as {self.name}: {proc.stderr[-3000:]!r}"
+        return proc
+
+    def build(self, pipeline: Path | str, store: Path, *extra: str, output: Path | None = None) -> dict:
+        """`osbuild-oci build --json` as the user; the events and the process."""
+        args = ["osbuild-oci", "build", pipeline, "--store", store, "--json", *extra]
+        if output is not None:
+            args += ["-o", output]
+        proc = self.run(*args, check=False)
+        events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        return {"proc": proc, "events": events,
+                "ran": [e["stage"] for e in events if e["event"] == "stage-done" and not e["cached"]],
+                "tree": next((e["tree"] for e in events if e["event"] == "build-done"), None)}
+
+    def remove(self, path: Path) -> None:
+        """Remove what the user made, files of its subordinate ids included."""
+        subprocess.run(["sh", "-c", f'grep -o " {path}/[^ ]*" /proc/self/mounts | xargs -r -n1 umount -l'],
+                       check=False)
+        shutil.rmtree(path, ignore_errors=True)
+
+    def podman_args(self, store: Path) -> list[str]:
+        """The flags `osbuild-oci store podman-args` gives the user for a store."""
+        return shlex.split(self.run("osbuild-oci", "store", "podman-args", "--store", store).stdout)
+
+    def podman(self, store: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run("podman", *self.podman_args(store), *args, check=check)
+
+
+    def give_checkout(self) -> None:
+        """A copy of this checkout's files (tracked or new, not ignored) in the user's home, the user's own: the
+        suite may run from a clone the user cannot read (a root's home is 0700)."""
+        files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                               capture_output=True, check=True).stdout.split(b"\0")
+        shutil.rmtree(self.src, ignore_errors=True)
+        for name in filter(None, files):
+            source, target = REPO / name.decode(), self.src / name.decode()
+            if source.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+        subprocess.run(["chown", "-R", f"{self.name}:{self.name}", str(self.src)], check=True)
+
+
 # -- processes whose output is read while they run ------------------------------
 
 class LineReader:

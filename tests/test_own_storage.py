@@ -1,0 +1,58 @@
+"""osbuild-oci's own storage is overlay whatever the user's podman default is, before and after setup-host.
+
+A user who installs with pip and never runs scripts/setup-host has podman's vfs default (every layer a
+full copy). osbuild-oci does not use it: stage images and stores are overlay. When that user runs
+setup-host later, nothing under osbuild-oci changes: the tree built before is still a cache hit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, Rootless
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(os.geteuid() != 0, reason="makes its own unprivileged user: run the suite as root")]
+
+
+@pytest.fixture
+def newcomer():
+    """A new ordinary user (Debian's useradd gives it subordinate ids), with a checkout and a pip install."""
+    name = f"oci-new-{os.getpid()}"
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
+    user = Rootless(name, Path(pwd.getpwnam(name).pw_dir))
+    try:
+        user.give_checkout()
+        user.run("python3", "-m", "venv", ".venv")
+        user.run(".venv/bin/pip", "install", "-q", "-e", ".", timeout=600)
+        yield user
+    finally:
+        subprocess.run(["pkill", "-u", name], check=False)
+        subprocess.run(["userdel", "--remove", name], capture_output=True)
+
+
+def test_a_user_who_never_ran_setup_host_builds_on_overlay_and_keeps_the_tree_after_it(newcomer):
+    own = json.loads(newcomer.run("podman", "info", "--format", "json").stdout)["store"]["graphDriverName"]
+    assert own == "vfs", "the user's own podman default: the case this test is about"
+    newcomer.run("osbuild-oci", "stages", "build", "--only", "org.osbuild.noop", timeout=900)
+    stages = newcomer.run("osbuild-oci", "stages", "podman-args").stdout
+    assert "--storage-driver overlay" in stages and "/.local/share/osbuild-oci/storage" in stages
+    store = newcomer.home / "store"
+    first = newcomer.build("pipelines/noop.json", store, output=newcomer.home / "out1")
+    assert first["proc"].returncode == 0, first["proc"].stderr
+    assert first["ran"] == ["org.osbuild.noop"]
+    assert (store / "storage" / "overlay").is_dir() and not (store / "storage" / "vfs").exists()
+    assert "--storage-driver overlay" in newcomer.run("osbuild-oci", "store", "podman-args", "--store", store).stdout
+
+    prepared = subprocess.run(["sh", "scripts/setup-host", "--user", newcomer.name], cwd=REPO, capture_output=True,
+                              text=True)
+    assert prepared.returncode == 0, prepared.stderr
+    again = newcomer.build("pipelines/noop.json", store, output=newcomer.home / "out2")
+    assert again["proc"].returncode == 0, again["proc"].stderr
+    assert again["ran"] == [] and again["tree"] == first["tree"], "the tree built before setup-host is still a hit"
