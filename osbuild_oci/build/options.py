@@ -46,7 +46,7 @@ def _cache_dir() -> Path:
 
 TABLE = {row.name: row for row in (
     Setting("store", ("--store",), "Directory of the object store (its own containers-storage) "
-            "[default: ~/.cache/osbuild-oci/store]", Optional[Path], env="OSBUILD_OCI_STORE",
+            "[default: ~/.cache/osbuild-oci/store]", Optional[Path], metavar="DIR", env="OSBUILD_OCI_STORE",
             checks={"file_okay": False}),
     Setting("output", ("--output", "-o"), "Empty (or new) directory for the assembler's output; needed when the "
             "pipeline has an assembler", Optional[Path], metavar="DIR"),
@@ -105,7 +105,7 @@ TABLE = {row.name: row for row in (
             "store fits (e.g. 20G) [default: the store-max-size setting of ~/.config/osbuild-oci/config.toml]",
             Optional[str], metavar="SIZE", config="store-max-size"),
     Setting("source", ("--source",), "Source tree with stages/ and assemblers/ (and base/, else the installed one) "
-            "[default: the ones installed with osbuild-oci]", Path, SOURCES, checks={"file_okay": False}),
+            "[default: the ones installed with osbuild-oci]", Path, SOURCES, metavar="DIR", checks={"file_okay": False}),
     Setting("max_size", ("--max-size",), "Remove least recently used trees until the store fits (e.g. 20G) "
             "[default: the store-max-size setting]", Optional[str], metavar="SIZE", config="store-max-size"),
 )}

@@ -20,7 +20,8 @@ PASSPHRASE_HELP = "File whose first line is the key's passphrase [default: no pa
 @command(key_app, name="generate")
 def key_generate(
     name: Path = typer.Argument(..., help="Writes NAME.key (private, 0600) and NAME.pub (public)"),
-    passphrase_file: Optional[Path] = typer.Option(None, "--passphrase-file", dir_okay=False, help=PASSPHRASE_HELP),
+    passphrase_file: Optional[Path] = typer.Option(None, "--passphrase-file", metavar="FILE", dir_okay=False,
+                                                   help=PASSPHRASE_HELP),
 ) -> None:
     """Write a sigstore key pair (ECDSA P-256, cosign's format): sign with NAME.key, trust NAME.pub."""
     from ..registry import keys

@@ -17,7 +17,8 @@ app.add_typer(stages_app, name="stages")
 
 @command(stages_app, "source", name="build")
 def stages_build(options: Options,
-                 only: List[str] = typer.Option([], "--only", help="Build only this stage or assembler (repeatable)"),
+                 only: List[str] = typer.Option([], "--only", metavar="NAME",
+                                                help="Build only this stage or assembler (repeatable)"),
                  verbose: bool = typer.Option(False, "--verbose", "-v", help="Show podman's build steps")) -> None:
     """Build every stage and assembler folder into a local image; unchanged ones are kept.  One line an image."""
     import sys
