@@ -68,8 +68,13 @@ def printed(start: str):
     return match
 
 
-def test_kill_9_at_five_points_loses_nothing(tmp_path, stage_images, registry):
+def test_kill_9_at_five_points_loses_nothing(tmp_path, stage_images, registry, monkeypatch):
     address, _ = registry
+    # podman's scratch goes under TMPDIR: a directory of this test's, so what other processes of the machine
+    # leave in /var/tmp meanwhile cannot be taken for what the killed builds left.
+    scratch_parent = tmp_path / "tmpdir"
+    scratch_parent.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch_parent))
     store, cache = tmp_path / "store", f"{address}/faults/trees"
     tree = json.loads((REPO / "pipelines" / "debian-bookworm-tree.json").read_text())
     tree["assembler"] = {"name": "org.osbuild.tar", "options": {"filename": "tree.tar"}}
@@ -87,7 +92,6 @@ def test_kill_9_at_five_points_loses_nothing(tmp_path, stage_images, registry):
         no_leftovers(store)
         return result
 
-    var_tmp = set(os.listdir("/var/tmp"))
 
     # 1. during debootstrap (mmdebstrap is configuring what it unpacked); the stage's scratch directory is
     # left in the store's scratch, where the next build removes it. Each kill waits for a line the stage
@@ -123,8 +127,8 @@ def test_kill_9_at_five_points_loses_nothing(tmp_path, stage_images, registry):
               after=0.3)
     final = rebuild([], "--cache-to", cache, "--tls-verify=false")
     assert skopeo_inspect(f"{cache}:{final.tree}")["Labels"]["org.osbuild-oci.tree-id"] == final.tree
-    assert set(os.listdir("/var/tmp")) - var_tmp <= {f"osbuild-oci-{os.geteuid()}"}, \
-        "podman's scratch is the store's own directory, not /var/tmp"
+    assert set(os.listdir(scratch_parent)) <= {f"osbuild-oci-{os.geteuid()}"}, \
+        "podman's scratch is the store's own directory, not the whole of TMPDIR"
 
 
 def test_a_killed_podman_service_fails_the_build_in_one_line_and_the_next_build_works(tmp_path, stage_images):

@@ -47,14 +47,18 @@ from .localstorage import StageStorage
 ORPHAN_TIMEOUT = 3600
 
 
+# What rootless podman's pause process runs as: itself, or catatonit where that is installed.
+PAUSE_PROGRAMS = (b"podman", b"catatonit")
+
+
 def _kill_pause_process(run_dir: Path) -> None:
     """Rootless podman keeps a pause process per --tmpdir, holding its user namespace: a store's ends with
-    its command, or with the store.  The pid file may be stale, so only this user's podman is killed."""
+    its command, or with the store.  The pid file may be stale, so only this user's pause process is killed."""
     try:
         pid = int((run_dir / "tmp" / "pause.pid").read_text())
         proc = Path(f"/proc/{pid}")
         if proc.stat().st_uid == os.geteuid() and \
-                os.path.basename((proc / "cmdline").read_bytes().split(b"\0")[0]) == b"podman":
+                os.path.basename((proc / "cmdline").read_bytes().split(b"\0")[0]) in PAUSE_PROGRAMS:
             os.kill(pid, signal.SIGKILL)
     except (OSError, ValueError):
         pass
