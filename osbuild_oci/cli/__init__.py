@@ -13,6 +13,8 @@ from ..errors import OsbuildOciError
 from .boot import boot
 from .build import build
 from .common import app
+from .doctor import doctor
+from .image import image_app
 from .key import key_app
 from .inspect import inspect
 from .shell import shell
@@ -25,9 +27,11 @@ app.command()(shell)
 app.command()(inspect)
 app.command()(boot)
 app.command()(sbom)
+app.command()(doctor)
 app.add_typer(stages_app, name="stages")
 app.add_typer(store_app, name="store")
 app.add_typer(key_app, name="key")
+app.add_typer(image_app, name="image")
 
 # podman and skopeo spell it --tls-verify=false; users type it from habit.
 _TLS_SPELLINGS = {"--tls-verify=false": "--no-tls-verify", "--tls-verify=true": "--tls-verify"}

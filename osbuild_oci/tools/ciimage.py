@@ -1,0 +1,113 @@
+"""The osbuild-oci image (image/ of a checkout): build it, and ready its podman storage when it starts.
+
+It runs osbuild-oci as uid 1000 with rootless podman inside an unprivileged container
+(docs/ci.md).  Its stage images come from a registry (`build --stages-from`) or are
+baked in (`--with-stages`) as an OCI layout, which `prepare` copies into the storage
+on the container's volume when the container starts: an image's volume cannot hold
+containers-storage made at build time (no overlay mounts inside `podman build`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from ..engine import localstorage
+from ..errors import EngineError, UserError
+from ..stages import SOURCES
+from ..stages import build as stagebuild
+from ..stages.image import local_ref
+
+# Where --with-stages puts the stage images in the image, and the annotation naming each of them.
+BAKED = Path("/usr/share/osbuild-oci/stages")
+REF_NAME = "org.opencontainers.image.ref.name"
+# The checkout this package runs from (an editable install), whose image/ is built.
+CHECKOUT = Path(__file__).resolve().parent.parent.parent
+
+
+def build(tag: str, with_stages: bool, checkout: Path, log: Callable[[str], None]) -> None:
+    """Build image/Containerfile of the checkout FROM the Debian minbase, with the package installed from it.
+
+    The context holds only what the image needs: image/ and wheels this Python's pip makes of the checkout
+    and its dependencies (it knows the index, proxy and certificates of this host; the image does not).
+    With with_stages, the stage images (built first if they changed) are added on top.
+    """
+    folder = checkout / "image"
+    if not (folder / "Containerfile").is_file() or not (checkout / "pyproject.toml").is_file():
+        raise UserError(f"{checkout} is no checkout of osbuild-oci (no image/Containerfile and pyproject.toml); "
+                        "give --source CHECKOUT")
+    base = stagebuild.ensure_minbase(log)
+    with tempfile.TemporaryDirectory(prefix="osbuild-oci-image-", dir="/var/tmp") as tmp:
+        context = Path(tmp)
+        shutil.copytree(folder, context, dirs_exist_ok=True)
+        _wheels(checkout, context / "wheels", log)
+        log(f"building {tag}")
+        localstorage.build(context, context / "Containerfile", tag, {}, {"BASE": base})
+        if with_stages:
+            _bake_stages(context, tag, log)
+
+
+def _wheels(checkout: Path, into: Path, log: Callable[[str], None]) -> None:
+    """osbuild-oci's wheel into INTO/osbuild-oci, its dependencies' into INTO/deps."""
+    log("making wheels of osbuild-oci and its dependencies")
+    deps = into / "deps"
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+                           "--wheel-dir", str(deps), str(checkout)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EngineError(f"pip could not make the wheels: {proc.stderr.strip()[-2000:]}")
+    (into / "osbuild-oci").mkdir()
+    for wheel in deps.glob("osbuild_oci-*.whl"):
+        wheel.rename(into / "osbuild-oci" / wheel.name)
+
+
+def _bake_stages(context: Path, tag: str, log: Callable[[str], None]) -> None:
+    """Copy every stage and assembler image into one OCI layout (shared layers once) and that into the image."""
+    built = stagebuild.build_all(SOURCES, None, log)
+    layout = context / "stages"
+    for source, _ in built:
+        _skopeo("copy", "--quiet", f"containers-storage:{source.ref}", f"oci:{layout}:{source.name}")
+    log(f"adding {len(built)} stage images to {tag}")
+    localstorage.build(context, context / "Containerfile.stages", tag, {}, {"BASE": tag})
+
+
+def prepare(log: Callable[[str], None], baked: Path = BAKED) -> list[str]:
+    """What the image needs in its storage before a build: the empty images, and the baked stage images
+    that are missing or differ there; returns the names copied in."""
+    stagebuild.ensure_empty()
+    copied = []
+    for name, config_digest in _baked_images(baked):
+        info = localstorage.image(local_ref(name))
+        if info is not None and f"sha256:{info.id}" == config_digest:
+            continue
+        _skopeo("copy", "--quiet", f"oci:{baked}:{name}", f"containers-storage:{local_ref(name)}")
+        copied.append(name)
+    if copied:
+        log(f"copied {len(copied)} baked stage images into the storage")
+    return copied
+
+
+def _baked_images(layout: Path) -> list[tuple[str, str]]:
+    """(name, config digest) of every image of the layout; none when it does not exist."""
+    try:
+        index = json.loads((layout / "index.json").read_text())
+    except FileNotFoundError:
+        return []
+    out = []
+    for entry in index.get("manifests", []):
+        name = (entry.get("annotations") or {}).get(REF_NAME)
+        algorithm, digest = entry["digest"].split(":", 1)
+        manifest = json.loads((layout / "blobs" / algorithm / digest).read_text())
+        if name:
+            out.append((name, manifest["config"]["digest"]))
+    return out
+
+
+def _skopeo(*args: str) -> None:
+    proc = subprocess.run(["skopeo", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EngineError(f"skopeo {args[0]} failed: {proc.stderr.strip()}")
