@@ -397,7 +397,14 @@ class Engine:
         ctr = self.client.containers.create(spec.image, **kwargs)
         self._containers.add(ctr.id)
         try:
-            with attach(self.socket_path, ctr.id) as stream:
+            try:
+                stream = attach(self.socket_path, ctr.id)
+            except EngineError as err:
+                # The runtime's own words (mount proc: operation not permitted) are far from their cause in a
+                # container that lacks a privilege: the doctor names the privilege (docs/ci.md).
+                from ..tools import doctor
+                raise EngineError(f"{err}{doctor.cause()}") from None
+            with stream:
                 ctr.start()
                 if remove_discarded and self._discarded:
                     ids, self._discarded = self._discarded, []
