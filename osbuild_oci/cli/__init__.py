@@ -16,6 +16,7 @@ from .common import app
 from .doctor import doctor
 from .image import image_app
 from .key import key_app
+from .kube import kube_app
 from .inspect import inspect
 from .shell import shell
 from .sbom import sbom
@@ -32,6 +33,7 @@ app.add_typer(stages_app, name="stages")
 app.add_typer(store_app, name="store")
 app.add_typer(key_app, name="key")
 app.add_typer(image_app, name="image")
+app.add_typer(kube_app, name="kube")
 
 # podman and skopeo spell it --tls-verify=false; users type it from habit.
 _TLS_SPELLINGS = {"--tls-verify=false": "--no-tls-verify", "--tls-verify=true": "--tls-verify"}
