@@ -88,11 +88,17 @@ def masked_proc() -> Finding | None:
         return None
     masked = sorted(point for point, _ in _mountinfo() if point.startswith(("/proc/", "/sys/")))
     what = " and ".join(name for name, ok in (("/proc", proc_ok), ("/sys", sys_ok)) if not ok)
-    return Finding("masked-proc",
-                   f"{what} {'are' if proc_ok == sys_ok else 'is'} masked (mounted over: {', '.join(masked[:8]) or 'nothing visible'}{', ...' * (len(masked) > 8)}), "
-                   "so the kernel refuses the stage containers' own proc and sysfs",
-                   "podman: --security-opt unmask=ALL; docker: --security-opt systempaths=unconfined; "
-                   "Kubernetes: securityContext.procMount: Unmasked (with hostUsers: false)")
+    fix = ("podman: --security-opt unmask=ALL; docker: --security-opt systempaths=unconfined; "
+           "Kubernetes: securityContext.procMount: Unmasked (with hostUsers: false)")
+    if proc_ok:
+        # Unmasked, yet no sysfs: a rootless container in the host's network namespace is given the host's
+        # /sys bound read-only, and only a network namespace's owner may mount sysfs.
+        fix += ("; a rootless container in the host's network namespace also needs one of its own (podman: "
+                "--network slirp4netns:allow_host_loopback=true, which reaches the host's 127.0.0.1 at 10.0.2.2)")
+    listed = ", ".join(masked[:8]) + ", ..." * (len(masked) > 8)
+    return Finding("masked-proc", f"{what} {'are' if what.count(' and ') else 'is'} masked (mounted over: "
+                                  f"{listed or 'nothing visible'}), so the kernel refuses the stage containers' own "
+                                  "proc and sysfs", fix)
 
 
 def setuid_idmap() -> Finding | None:
