@@ -188,8 +188,8 @@ def bounding_caps() -> Finding | None:
     missing = [name for name, cap in (("SETUID", CAP_SETUID), ("SETGID", CAP_SETGID)) if not _has_cap("CapBnd", cap)]
     if not missing:
         return None
-    return Finding("bounding-caps", f"CAP_{' and CAP_'.join(missing)} are not in the bounding set, so newuidmap/"
-                                    "newgidmap cannot map the subordinate ids",
+    return Finding("bounding-caps", f"CAP_{' and CAP_'.join(missing)} {'are' if len(missing) > 1 else 'is'} not in "
+                                    "the bounding set, so newuidmap/newgidmap cannot map the subordinate ids",
                    f"podman/docker: do not --cap-drop {' or '.join(missing)}; Kubernetes: "
                    f"securityContext.capabilities.add: [{', '.join(missing)}] and no drop: [ALL]")
 
@@ -209,7 +209,10 @@ def storage() -> Finding | None:
     try:
         store = DefaultStorage.detect()
     except (EngineError, OSError, ValueError, KeyError) as err:
-        return Finding("storage", f"podman cannot report its storage: {err}", "install podman and check storage.conf")
+        # Overlay storage on the container's own overlay root fails already here.
+        return Finding("storage", f"podman cannot open its storage: {err}",
+                       "podman's storage must be overlay, on a volume: mount one at its graphroot "
+                       "(the osbuild-oci image's is /var/lib/osbuild-oci; Kubernetes: an emptyDir)")
     if store.driver != "overlay":
         return Finding("storage", f"podman's storage driver is {store.driver}, not overlay",
                        'set driver = "overlay" in storage.conf (image/storage.conf does)')
