@@ -142,3 +142,14 @@ def test_a_bad_pipeline_is_refused_naming_its_json_path(tmp_path):
     proc = osbuild("kube", "job", bad, *BASE)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith(f"error: {bad}: stages[0].name") and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_the_yaml_reads_back_as_what_was_written():
+    """The emitter behind kube job, on what a pipeline file or a name may hold: YAML's own words, quotes,
+    leading spaces, missing or extra final newlines, tabs, non-ASCII, carriage returns."""
+    from osbuild_oci.tools.kube import yaml_documents
+    texts = ["yes", "no", "null", "~", "007", "1e3", "- a", "# x", "a: b", '"quoted"', "'single'", "tab\there",
+             "ünï", "  lead\n", "\nstarts empty", "ends\n\n\n", "no end", "cr\r\nlf\n", " ", "", "\u2028x\ny"]
+    document = {"data": {f"{i}.json": text for i, text in enumerate(texts)}, "yes": True, "0": 0, ".dot": [],
+                "nested": [[1, [2]], {"k": {}}, [], {"a b": False}], "x": texts}
+    assert list(yaml.safe_load_all(yaml_documents([document, {"second": "doc"}]))) == [document, {"second": "doc"}]
