@@ -70,7 +70,10 @@ def _bake_stages(context: Path, tag: str, log: Callable[[str], None]) -> None:
     built = stagebuild.build_all(SOURCES, None, log)
     layout = context / "stages"
     for source, _ in built:
-        _skopeo("copy", "--quiet", f"containers-storage:{source.ref}", f"oci:{layout}:{source.name}")
+        proc = subprocess.run(["skopeo", "copy", "--quiet", f"containers-storage:{source.ref}",
+                               f"oci:{layout}:{source.name}"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EngineError(f"skopeo could not copy {source.ref} into the image's stage layout: {proc.stderr.strip()}")
     log(f"adding {len(built)} stage images to {tag}")
     localstorage.build(context, context / "Containerfile.stages", tag, {}, {"BASE": tag})
 
@@ -84,7 +87,7 @@ def prepare(log: Callable[[str], None], baked: Path = BAKED) -> list[str]:
         info = localstorage.image(local_ref(name))
         if info is not None and f"sha256:{info.id}" == config_digest:
             continue
-        _skopeo("copy", "--quiet", f"oci:{baked}:{name}", f"containers-storage:{local_ref(name)}")
+        localstorage.copy_in(f"oci:{baked}:{name}", local_ref(name))
         copied.append(name)
     if copied:
         log(f"copied {len(copied)} baked stage images into the storage")
@@ -106,8 +109,3 @@ def _baked_images(layout: Path) -> list[tuple[str, str]]:
             out.append((name, manifest["config"]["digest"]))
     return out
 
-
-def _skopeo(*args: str) -> None:
-    proc = subprocess.run(["skopeo", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise EngineError(f"skopeo {args[0]} failed: {proc.stderr.strip()}")
