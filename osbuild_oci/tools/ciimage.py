@@ -53,11 +53,19 @@ def build(tag: str, with_stages: bool, checkout: Path, log: Callable[[str], None
 
 
 def _wheels(checkout: Path, into: Path, log: Callable[[str], None]) -> None:
-    """osbuild-oci's wheel into INTO/osbuild-oci, its dependencies' into INTO/deps."""
+    """osbuild-oci's wheel into INTO/osbuild-oci, its dependencies' into INTO/deps.
+
+    Made from a copy of the package's sources: setuptools builds in the source tree, and files its
+    build/ kept from an earlier build would end up in the wheel."""
     log("making wheels of osbuild-oci and its dependencies")
-    deps = into / "deps"
+    deps, sources = into / "deps", into / "sources"
+    shutil.copytree(checkout / "osbuild_oci", sources / "osbuild_oci",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(checkout / name, sources / name)
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-                           "--wheel-dir", str(deps), str(checkout)], capture_output=True, text=True)
+                           "--wheel-dir", str(deps), str(sources)], capture_output=True, text=True)
+    shutil.rmtree(sources)
     if proc.returncode != 0:
         raise EngineError(f"pip could not make the wheels: {proc.stderr.strip()[-2000:]}")
     (into / "osbuild-oci").mkdir()
