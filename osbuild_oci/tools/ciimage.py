@@ -10,6 +10,7 @@ containers-storage made at build time (no overlay mounts inside `podman build`).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,6 @@ from typing import Callable
 
 from ..engine import localstorage
 from ..errors import EngineError, UserError
-from ..stages import SOURCES
 from ..stages import build as stagebuild
 from ..stages.image import local_ref
 
@@ -42,14 +42,15 @@ def build(tag: str, with_stages: bool, checkout: Path, log: Callable[[str], None
         raise UserError(f"{checkout} is no checkout of osbuild-oci (no image/Containerfile and pyproject.toml); "
                         "give --source CHECKOUT")
     base = stagebuild.ensure_minbase(log)
-    with tempfile.TemporaryDirectory(prefix="osbuild-oci-image-", dir="/var/tmp") as tmp:
+    # A disk, not /tmp's tmpfs: the context holds a hundred megabytes of wheels, and the stage images.
+    with tempfile.TemporaryDirectory(prefix="osbuild-oci-image-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
         context = Path(tmp)
         shutil.copytree(folder, context, dirs_exist_ok=True)
         _wheels(checkout, context / "wheels", log)
         log(f"building {tag}")
         localstorage.build(context, context / "Containerfile", tag, {}, {"BASE": base})
         if with_stages:
-            _bake_stages(context, tag, log)
+            _bake_stages(checkout / "osbuild_oci" / "stages" / "sources", context, tag, log)
 
 
 def _wheels(checkout: Path, into: Path, log: Callable[[str], None]) -> None:
@@ -73,9 +74,10 @@ def _wheels(checkout: Path, into: Path, log: Callable[[str], None]) -> None:
         wheel.rename(into / "osbuild-oci" / wheel.name)
 
 
-def _bake_stages(context: Path, tag: str, log: Callable[[str], None]) -> None:
-    """Copy every stage and assembler image into one OCI layout (shared layers once) and that into the image."""
-    built = stagebuild.build_all(SOURCES, None, log)
+def _bake_stages(sources: Path, context: Path, tag: str, log: Callable[[str], None]) -> None:
+    """Copy the checkout's stage and assembler images (built first if they changed) into one OCI layout
+    (shared layers once), and that into the image."""
+    built = stagebuild.build_all(sources, None, log)
     layout = context / "stages"
     for source, _ in built:
         proc = subprocess.run(["skopeo", "copy", "--quiet", f"containers-storage:{source.ref}",
