@@ -81,8 +81,10 @@ class Shared:
     work: Path
     side: dict[str, Side]
 
-    def namespace(self, side: Side) -> str:
-        return f"{self.registry.replace('127.0.0.1', side.loopback)}/osbuild"
+    def namespace(self, side: Side, name: str = "osbuild") -> str:
+        """REGISTRY/NAME as SIDE's containers reach it.  osbuild holds the stage images and the pods' trees
+        (kube job puts both under one namespace); root's and the user's trees go to their own."""
+        return f"{self.registry.replace('127.0.0.1', side.loopback)}/{name}"
 
     @property
     def keys(self) -> list[str]:
@@ -148,9 +150,9 @@ def stages_of(pipeline: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def root_tree(shared) -> dict:
     """The Debian tree pipeline built in root's unprivileged container, trees signed and pushed."""
-    ns = shared.namespace(ROOT)
+    ns, trees = shared.namespace(ROOT), f"{shared.namespace(ROOT, 'root')}/trees"
     proc, events = ROOT.image(shared.work, "build", f"/work/pipelines/{TREE}", "--json", "--stages-from", ns,
-                              "--cache-from", f"{ns}/trees", "--cache-to", f"{ns}/trees", HTTP, *shared.keys)
+                              "--cache-from", trees, "--cache-to", trees, HTTP, *shared.keys)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {"events": events, "stderr": proc.stderr.decode(errors="replace")}
 
@@ -165,8 +167,8 @@ def test_unprivileged_container_as_root_builds_the_debian_tree_and_pushes_signed
     pushed = [e["image"] for e in events if e["event"] == "tree-pushed"]
     assert len(pushed) == 6 and not [e for e in events if e["event"] == "cache-untrusted"]
     final = [e for e in events if e["event"] == "build-done"][0]["tree"]
-    digest = skopeo_inspect(f"{shared.registry}/osbuild/trees:{final}")["Digest"]
-    skopeo_inspect(f"{shared.registry}/osbuild/trees:{digest.replace(':', '-')}.sig", "--raw")
+    digest = skopeo_inspect(f"{shared.registry}/root/trees:{final}")["Digest"]
+    skopeo_inspect(f"{shared.registry}/root/trees:{digest.replace(':', '-')}.sig", "--raw")
     # The same tree id as this host's own plan of the pipeline: the container's stage images are the host's.
     planned = osbuild("inspect", REPO / "pipelines" / TREE, "--json", "--store", shared.work / "plan-store")
     assert planned.returncode == 0, planned.stderr
@@ -177,7 +179,8 @@ def test_unprivileged_container_as_the_user_builds_on_the_cached_tree(shared, ro
     """Rootless podman runs the image rootless again inside: the user's container takes root's trees from
     the registry and runs one more stage itself."""
     side = shared.side["user"]
-    ns = shared.namespace(side)
+    ns, root_trees, trees = shared.namespace(side), f"{shared.namespace(side, 'root')}/trees", \
+        f"{shared.namespace(side, 'user')}/trees"
     pipeline = json.loads((REPO / "pipelines" / TREE).read_text())
     pipeline["stages"].append({"name": "org.osbuild-oci.files",
                                "options": {"files": [{"path": "/etc/motd", "content": "built in a container\n"}]}})
@@ -186,14 +189,14 @@ def test_unprivileged_container_as_the_user_builds_on_the_cached_tree(shared, ro
     path.chmod(0o644)
     # No trust key: root's signatures name 127.0.0.1, which this container calls 10.0.2.2.
     proc, events = side.image(shared.work, "build", "/work/pipelines/tree-plus-one.json", "--json",
-                              "--stages-from", ns, "--cache-from", f"{ns}/trees", "--cache-to", f"{ns}/trees", HTTP)
+                              "--stages-from", ns, "--cache-from", root_trees, "--cache-to", trees, HTTP)
     assert proc.returncode == 0, proc.stderr[-3000:]
     stages = done(events)
     assert [e["stage"] for e in stages if not e["cached"]] == ["org.osbuild-oci.files"]
-    assert {e["source"] for e in stages if e["cached"]} == {f"{ns}/trees"}
+    assert {e["source"] for e in stages if e["cached"]} == {root_trees}
     final = [e for e in events if e["event"] == "build-done"][0]["tree"]
     assert final == stages[-1]["id"] != stages[-2]["id"] == done(root_tree["events"])[-1]["id"]
-    skopeo_inspect(f"{shared.registry}/osbuild/trees:{final}")
+    skopeo_inspect(f"{shared.registry}/user/trees:{final}")
 
 
 @pytest.mark.parametrize("who", ["root", "user"])
@@ -367,6 +370,10 @@ def test_two_pods_build_pipelines_sharing_a_prefix_at_once_and_every_tree_verifi
         assert code == 0, stderr[-3000:]
     trees = [[e["id"] for e in done(events)] for _, events, _, _ in results]
     assert trees[0][:2] == trees[1][:2] and trees[0][2] != trees[1][2], "a shared prefix, different last trees"
-    for tree in sorted(set(trees[0]) | set(trees[1])):
+    listed = subprocess.run(["skopeo", "list-tags", "--tls-verify=false",
+                             f"docker://{pods.shared.registry}/osbuild/trees"], capture_output=True, text=True)
+    tags = {tag for tag in json.loads(listed.stdout)["Tags"] if len(tag) == 64}
+    assert set(trees[0]) | set(trees[1]) <= tags
+    for tree in sorted(tags):  # and pod A's, when it ran first: every tree the pods' registry holds
         proc = verifies(pods.shared, tree)
         assert proc.returncode == 0, f"tree {tree}: {proc.stderr}"
