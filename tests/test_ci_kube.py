@@ -8,7 +8,6 @@ manifests need (1.33: backoffLimitPerIndex GA, user namespaces on by default) an
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
