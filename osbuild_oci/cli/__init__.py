@@ -12,7 +12,7 @@ import sys
 from ..errors import OsbuildOciError
 from .common import app
 
-for _module in ("build", "inspect", "shell", "sbom", "boot", "stages", "store", "key"):
+for _module in ("build", "inspect", "shell", "sbom", "boot", "doctor", "stages", "store", "key", "image", "kube"):
     importlib.import_module(f"{__name__}.{_module}")
 
 # podman and skopeo spell it --tls-verify=false; users type it from habit.

@@ -6,6 +6,7 @@ before it starts; what it prints comes back multiplexed in 8-byte-header frames.
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 from pathlib import Path
@@ -73,6 +74,25 @@ def attach(socket_path: Path, container_id: str) -> AttachedStream:
         head += data
     status_line = head.split(b"\r\n", 1)[0].decode(errors="replace")
     if " 101 " not in status_line and " 200 " not in status_line:
+        reason = _refusal(sock, head)
         sock.close()
-        raise EngineError(f"cannot attach to container {container_id}: {status_line}")
+        raise EngineError(f"cannot attach to container {container_id}: {status_line}: {reason}")
     return AttachedStream(sock, head.split(b"\r\n\r\n", 1)[1])
+
+
+def _refusal(sock: socket.socket, head: bytes) -> str:
+    """The message of a refused attach: podman prepares the container for it, so a container that cannot
+    start (runc's error) is refused here, with the cause only in the JSON body."""
+    headers, body = head.split(b"\r\n\r\n", 1)
+    length = next((int(line.split(b":", 1)[1]) for line in headers.split(b"\r\n")[1:]
+                   if line.lower().startswith(b"content-length:")), 0)
+    sock.settimeout(5)
+    try:
+        while len(body) < length and (data := sock.recv(length - len(body))):
+            body += data
+    except OSError:
+        pass
+    try:
+        return str(json.loads(body)["message"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace").strip() or "no reason given"

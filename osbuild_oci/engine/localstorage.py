@@ -81,18 +81,20 @@ def stage_podman(*args: str, check: bool = True, capture: bool = True) -> subpro
 
 
 def build(context: Path, containerfile: Path, tag: str, labels: dict[str, str],
-          build_args: dict[str, str] | None = None, verbose: bool = False) -> None:
-    """Build an image into the stage images' storage; podman's steps stream to the terminal only when verbose, and
-    the last of them are shown when the build fails."""
+          build_args: dict[str, str] | None = None, verbose: bool = False, user_storage: bool = False) -> None:
+    """Build an image into the stage images' storage (or, user_storage, the user's own podman storage, for an
+    image the user runs with plain podman); podman's steps stream to the terminal only when verbose, and the last
+    of them are shown when the build fails."""
     args = ["build", "-f", str(containerfile), "-t", tag]
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]
     for key, value in (build_args or {}).items():
         args += ["--build-arg", f"{key}={value}"]
+    storage = [] if user_storage else StageStorage.get().args()
     if verbose:  # the steps go to stderr: stdout says what was built, one line an image
-        proc = subprocess.run(["podman", *StageStorage.get().args(), *args, str(context)], stdout=sys.stderr)
+        proc = subprocess.run(["podman", *storage, *args, str(context)], stdout=sys.stderr)
     else:
-        proc = stage_podman(*args, str(context), check=False)
+        proc = podman_cli(*storage, *args, str(context), check=False)
     if proc.returncode != 0:
         tail = "\n".join(f"    {line}" for line in ((proc.stdout or "") + (proc.stderr or "")).splitlines()[-20:])
         raise EngineError(f"podman build of {tag} failed (exit {proc.returncode})" + (f"; its last lines:\n{tail}"
@@ -103,12 +105,21 @@ def import_tarball(tarball: Path, tag: str) -> None:
     stage_podman("import", str(tarball), tag)
 
 
+def to_user_storage(ref: str) -> None:
+    """Copy a stage storage's image into the user's own podman storage (to build FROM it there)."""
+    copy(StageStorage.get().transport(ref), f"containers-storage:{ref}")
+
+
+def copy(source: str, destination: str) -> None:
+    """skopeo copy between two of its transports (`oci:DIR`, `containers-storage:...`)."""
+    proc = subprocess.run(["skopeo", "copy", "--quiet", source, destination], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EngineError(f"skopeo could not copy {source} to {destination}: {proc.stderr.strip()}")
+
+
 def copy_in(source: str, tag: str) -> None:
     """Copy an image from a skopeo transport (e.g. `oci:DIR`) into the stage images' storage."""
-    proc = subprocess.run(["skopeo", "copy", "--quiet", source, StageStorage.get().transport(tag)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise EngineError(f"skopeo could not copy {source} into the podman storage: {proc.stderr.strip()}")
+    copy(source, StageStorage.get().transport(tag))
 
 
 def push(ref: str, destination: str, tls_verify: bool) -> str:
