@@ -13,7 +13,7 @@ from .common import app, command
 def doctor(quiet: bool = typer.Option(False, "--quiet", help="Print nothing when all is well")) -> None:
     """Check what rootless stage containers need (user namespaces, unmasked /proc, newuidmap's capabilities,
     subordinate ids, no no_new_privs, SETUID/SETGID, overlay storage); exit 1 naming each missing one and its fix."""
-    from ..tools import doctor as checks
+    from ..engine import doctor as checks
     found = checks.findings()
     for finding in found:
         print(f"error: {finding}", file=sys.stderr)

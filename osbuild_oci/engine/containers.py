@@ -7,6 +7,8 @@ import json
 import subprocess
 from typing import Callable
 
+from ..errors import EngineError
+from . import doctor
 from .api import call, podman, podman_errors
 from .attach import attach
 from .host import Network, guard_network, isolated_network, ulimits
@@ -97,7 +99,13 @@ class ContainersMixin:
                 ctr.init()
                 ctr.reload()
                 guard_network(ctr.attrs["NetworkSettings"]["SandboxKey"], self.in_userns())
-            with attach(self.socket_path, ctr.id) as stream:
+            try:
+                stream = attach(self.socket_path, ctr.id)
+            except EngineError as err:
+                # The runtime's own words (mount proc: operation not permitted) are far from their cause in a
+                # container that lacks a privilege: the doctor names the privilege (docs/ci.md).
+                raise EngineError(f"{err}{doctor.cause()}") from None
+            with stream:
                 ctr.start()
                 if remove_discarded and self._discarded:
                     ids, self._discarded = self._discarded, []

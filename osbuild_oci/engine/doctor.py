@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..engine.host import decode_mount_field
+from .host import decode_mount_field
 from ..errors import EngineError
 
 # The ids a tree's files may have: Debian's nobody/nogroup is 65534, so a user namespace needs
@@ -205,7 +205,7 @@ def root_without_admin() -> Finding | None:
 def storage() -> Finding | None:
     """Stage images live in osbuild-oci's own overlay storage, and every store is overlay too: overlay needs
     a kernel that lets this user mount it (or fuse-overlayfs), and cannot use a directory on overlay."""
-    from ..engine.localstorage import StageStorage
+    from .localstorage import StageStorage
     try:
         root = str(StageStorage.get().graph_root.resolve())
     except EngineError as err:
