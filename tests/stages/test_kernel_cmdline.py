@@ -4,7 +4,8 @@ from __future__ import annotations
 
 UUID = "0b6c3a5e-1f2d-4c8b-9a7e-5d4c3b2a1f00"
 KERNEL = {"name": "org.osbuild-oci.files", "options": {"files": [{"path": "/boot/vmlinuz-6.1.0-test", "content": "k"}]}}
-GRUB = {"name": "org.osbuild.grub2", "options": {"root_fs_uuid": UUID, "kernel_opts": "quiet splash"}}
+GRUB = {"name": "org.osbuild.grub2", "options": {"root_fs_uuid": UUID,
+                                                 "kernel_opts": "console=tty0 console=ttyS0,115200 splash"}}
 
 
 def cmdline(**options) -> dict:
@@ -18,15 +19,17 @@ def linux_line(grub_cfg: str) -> str:
 def test_the_command_line_reaches_grubs_menu_entry(tiny):
     tree = tiny(KERNEL, cmdline(root_fs_uuid=UUID, kernel_opts="console=ttyS0,115200 quiet"), GRUB)
     assert tree["/etc/kernel/cmdline"] == f"root=UUID={UUID} console=ttyS0,115200 quiet\n"
-    # grub2's own kernel_opts come last; "quiet", already there, is not repeated.
+    # grub2's own kernel_opts come last; a repeated word stays in its last place only, so ttyS0 is still
+    # the last console (the kernel's /dev/console), as grub2's options say.
     assert linux_line(tree["/boot/grub/grub.cfg"]) == \
-        f"linux /boot/vmlinuz-6.1.0-test root=UUID={UUID} ro console=ttyS0,115200 quiet splash"
+        f"linux /boot/vmlinuz-6.1.0-test root=UUID={UUID} ro quiet console=tty0 console=ttyS0,115200 splash"
 
 
 def test_without_root_fs_uuid_only_the_options_are_written(tiny):
-    tree = tiny(KERNEL, cmdline(kernel_opts="console=tty0"), GRUB)
-    assert tree["/etc/kernel/cmdline"] == "console=tty0\n"
-    assert linux_line(tree["/boot/grub/grub.cfg"]).endswith(f"root=UUID={UUID} ro console=tty0 quiet splash")
+    tree = tiny(KERNEL, cmdline(kernel_opts="nomodeset"), GRUB)
+    assert tree["/etc/kernel/cmdline"] == "nomodeset\n"
+    assert linux_line(tree["/boot/grub/grub.cfg"]).endswith(
+        f"root=UUID={UUID} ro nomodeset console=tty0 console=ttyS0,115200 splash")
 
 
 def test_another_root_than_grubs_fails_clearly(fails):
