@@ -23,13 +23,16 @@ def test_the_drop_in_holds_the_config(tiny):
     assert "warning" not in tree.result.stderr
 
 
-def test_debians_datasource_list_would_win_over_an_earlier_file(tiny):
-    dpkg_cfg = {"name": "org.osbuild-oci.files", "options": {"files": [
-        {"path": "/etc/cloud/cloud.cfg.d/90_dpkg.cfg", "content": "datasource_list: [ NoCloud, ConfigDrive, None ]\n"}]}}
-    tree = tiny(dpkg_cfg, cloud_init("10_datasources.cfg", {"datasource_list": ["Ec2"]}))
+def test_a_later_files_datasource_list_would_win_and_the_stage_says_so(tiny):
+    # As Ubuntu's cloud-init package writes one from debconf (Debian 12's writes none).
+    later = {"name": "org.osbuild-oci.files", "options": {"files": [
+        {"path": "/etc/cloud/cloud.cfg.d/90_dpkg.cfg", "content": "datasource_list: [ NoCloud, ConfigDrive, None ]\n"},
+        {"path": "/etc/cloud/cloud.cfg.d/95_logging.cfg", "content": "output: {all: '| tee -a /var/log/x'}\n"}]}}
+    tree = tiny(later, cloud_init("10_datasources.cfg", {"datasource_list": ["Ec2"]}))
     assert "datasource_list: [Ec2]\n" == tree["/etc/cloud/cloud.cfg.d/10_datasources.cfg"]
-    assert ("org.osbuild.cloud-init: warning: the tree's /etc/cloud/cloud.cfg.d/90_dpkg.cfg is read after "
-            "10_datasources.cfg and its datasource_list wins") in tree.result.stderr
+    warnings = [line for line in tree.result.stderr.splitlines() if "warning" in line]
+    assert warnings == ["org.osbuild.cloud-init: warning: the tree's /etc/cloud/cloud.cfg.d/90_dpkg.cfg is read "
+                        "after 10_datasources.cfg and its datasource_list wins; give this file a name that sorts after it"]
 
 
 def test_bad_options_are_refused(refused):
