@@ -29,7 +29,7 @@ KEYBOARD_ANSWER = {"package": "keyboard-configuration", "question": "keyboard-co
 DEBIAN = [DEBOOTSTRAP,
           {"name": "org.osbuild-oci.debconf", "options": {"selections": [KEYBOARD_ANSWER]}},
           {"name": "org.osbuild.apt", "options": {"packages": ["keyboard-configuration", "openssh-server", "chrony",
-                                                               "kmod", "procps"]}}]
+                                                               "kmod"]}}]
 
 
 class Tree:
