@@ -32,7 +32,8 @@ def test_a_later_files_datasource_list_would_win_and_the_stage_says_so(tiny):
     assert "datasource_list: [Ec2]\n" == tree["/etc/cloud/cloud.cfg.d/10_datasources.cfg"]
     warnings = [line for line in tree.result.stderr.splitlines() if "warning" in line]
     assert warnings == ["org.osbuild.cloud-init: warning: the tree's /etc/cloud/cloud.cfg.d/90_dpkg.cfg is read "
-                        "after 10_datasources.cfg and its datasource_list wins; give this file a name that sorts after it"]
+                        "after 10_datasources.cfg and its datasource_list wins; "
+                        "give this file a name that sorts after it"]
 
 
 def test_bad_options_are_refused(refused):

@@ -6,7 +6,8 @@ SYSCTL = {"name": "org.osbuild.sysctld", "options": {"filename": "50-router.conf
     {"key": "net.ipv4.ip_forward", "value": "1"}, {"key": "net.ipv4.conf.*.rp_filter", "value": "2"},
     {"key": "-net.ipv4.conf.lo.rp_filter"}, {"key": "kernel.domainname", "value": ""}]}}
 MODPROBE = {"name": "org.osbuild.modprobe", "options": {"filename": "disallow.conf", "commands": [
-    {"command": "blacklist", "modulename": "floppy"}, {"command": "install", "modulename": "cramfs", "cmdline": "/bin/false"}]}}
+    {"command": "blacklist", "modulename": "floppy"},
+    {"command": "install", "modulename": "cramfs", "cmdline": "/bin/false"}]}}
 SYSCTL_FILE = ("net.ipv4.ip_forward = 1\nnet.ipv4.conf.*.rp_filter = 2\n-net.ipv4.conf.lo.rp_filter\n"
                "kernel.domainname = \n")
 MODPROBE_FILE = "blacklist floppy\ninstall cramfs /bin/false\n"

@@ -29,13 +29,14 @@ WantedBy=multi-user.target
 DROPIN = {"name": "org.osbuild.systemd.unit", "options": {"unit": "hello.service", "dropin": "10-env.conf", "config": {
     "Service": {"Environment": [{"key": "EXTRA", "value": "1"}]}, "Unit": {"ConditionPathExists": "!/etc/no-hello"}}}}
 SOCKET = {"name": "org.osbuild.systemd.unit.create", "options": {
-    "filename": "hello.socket", "unit-path": "etc", "config": {"Socket": {"ListenFifo": "/run/hello.fifo", "SocketMode": "0600",
-                                                                         "RemoveOnStop": True}}}}
+    "filename": "hello.socket", "unit-path": "etc",
+    "config": {"Socket": {"ListenFifo": "/run/hello.fifo", "SocketMode": "0600", "RemoveOnStop": True}}}}
 
 
 def test_units_and_dropins_where_osbuild_puts_them(tiny):
     user_dropin = {"name": "org.osbuild.systemd.unit", "options": {
-        "unit": "pipewire.service", "dropin": "env.conf", "unit-type": "global", "config": {"Service": {"Environment": "A=1 B=2"}}}}
+        "unit": "pipewire.service", "dropin": "env.conf", "unit-type": "global",
+        "config": {"Service": {"Environment": "A=1 B=2"}}}}
     tree = tiny(SERVICE, DROPIN, SOCKET, user_dropin)
     assert tree["/usr/lib/systemd/system/hello.service"] == SERVICE_FILE
     assert tree["/usr/lib/systemd/system/hello.service.d/10-env.conf"] == \
@@ -68,7 +69,8 @@ def test_bad_options_are_refused(refused):
     service = SERVICE["options"]["config"]
     refused("org.osbuild.systemd.unit.create", {"filename": "../hello.service", "config": service}, "options.filename")
     refused("org.osbuild.systemd.unit.create", {"filename": "hello.service", "config": {
-        **service, "Service": {"ExecStart": ["/bin/true\nExecStartPost=/bin/sh"]}}}, "options.config.Service.ExecStart[0]")
+        **service, "Service": {"ExecStart": ["/bin/true\nExecStartPost=/bin/sh"]}}},
+        "options.config.Service.ExecStart[0]")
     refused("org.osbuild.systemd.unit.create", {"filename": "hello.service", "config": {
         **service, "Service": {"Environment": [{"key": "A", "value": 'x" "B=y'}]}}},
         "options.config.Service.Environment[0].value")

@@ -30,7 +30,8 @@ def unit_text(config: dict) -> str:
     for section, settings in config.items():
         lines.append(f"[{section}]")
         for key, value in settings.items():
-            lines += [f"{KEYS.get(key, key)}={value_text(item)}" for item in (value if isinstance(value, list) else [value])]
+            items = value if isinstance(value, list) else [value]
+            lines += [f"{KEYS.get(key, key)}={value_text(item)}" for item in items]
         lines.append("")
     return "\n".join(lines) + "\n"
 
