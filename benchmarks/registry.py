@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
-from conftest import start_registry  # noqa: E402
+from helpers import start_registry  # noqa: E402
 
 CLI = [sys.executable, "-m", "osbuild_oci"]
 
