@@ -209,7 +209,8 @@ def storage() -> Finding | None:
     try:
         root = str(StageStorage.get().graph_root.resolve())
     except EngineError as err:
-        return Finding("storage", str(err), "install fuse-overlayfs, or run on Linux 5.11 or later")
+        return Finding("storage", str(err), "mount a volume at $XDG_DATA_HOME (the osbuild-oci image's is "
+                                            "/var/lib/osbuild-oci/data), or install fuse-overlayfs")
     mounts = [(point, kind) for point, kind in _mountinfo() if root == point or root.startswith(point.rstrip("/") + "/")]
     point, kind = max(mounts, key=lambda m: len(m[0]), default=("/", ""))
     if kind == "overlay":

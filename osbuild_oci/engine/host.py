@@ -56,15 +56,17 @@ def private_dir(path: Path, chosen_by: str = "XDG_RUNTIME_DIR") -> Path:
 
 
 @functools.cache
-def native_overlay() -> bool:
-    """Whether this user can mount overlayfs itself: root can, an ordinary user in a user namespace of its own on
-    Linux 5.11 and later.  Asked of the kernel once per boot (a throwaway user namespace mounts one)."""
+def native_overlay(where: Path) -> bool:
+    """Whether this user can mount overlayfs itself on the filesystem of `where`: root can, an ordinary user in a
+    user namespace of its own on Linux 5.11 and later, but nobody on an overlay (a container's own root).
+    Asked of the kernel once per boot and filesystem (a throwaway user namespace mounts one there)."""
     if os.geteuid() == 0:
         return True
+    where.mkdir(parents=True, exist_ok=True)
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    verdict = private_dir(runtime_dir() / "overlay") / boot_id
+    verdict = private_dir(runtime_dir() / "overlay") / f"{boot_id}-{where.stat().st_dev}"
     if not verdict.exists():
-        with tempfile.TemporaryDirectory(prefix="osbuild-oci-overlay-") as probe:
+        with tempfile.TemporaryDirectory(prefix=".overlay-probe-", dir=where) as probe:
             script = ('cd "$1" && mkdir lower upper work merged && '
                       'mount -t overlay overlay -o lowerdir=lower,upperdir=upper,workdir=work merged')
             proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", probe],

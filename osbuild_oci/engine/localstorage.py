@@ -52,13 +52,15 @@ class StageStorage:
     @classmethod
     @functools.cache
     def get(cls) -> "StageStorage":
-        data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-        mount_program = None if native_overlay() else shutil.which("fuse-overlayfs")
-        if not native_overlay() and mount_program is None:
-            raise EngineError("this kernel does not let this user mount overlay itself, and fuse-overlayfs is not "
-                              "installed: install fuse-overlayfs (apt-get install fuse-overlayfs, or run "
-                              "scripts/setup-host)")
-        return cls(data / "osbuild-oci" / "storage", runtime_dir() / "stages", mount_program)
+        root = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "osbuild-oci" / "storage"
+        native = native_overlay(root)
+        mount_program = None if native else shutil.which("fuse-overlayfs")
+        if not native and mount_program is None:
+            raise EngineError(f"this user cannot mount overlay at {root} (a kernel before 5.11, or a directory on "
+                              "an overlay such as a container's own root), and fuse-overlayfs is not installed: "
+                              "install fuse-overlayfs, or set XDG_DATA_HOME to a directory on another filesystem "
+                              "(a volume)")
+        return cls(root, runtime_dir() / "stages", mount_program)
 
     def options(self) -> list[str]:
         """The storage driver's options, as podman's --storage-opt takes them."""
