@@ -223,7 +223,7 @@ def test_a_missing_privilege_is_named_by_the_doctor_not_a_409(shared, who):
 @pytest.mark.parametrize("options, script, finding", [
     (["--security-opt", "no-new-privileges"], None, "no_new_privs is set"),
     (["--cap-drop", "SETUID"], None, "CAP_SETUID is not in the bounding set"),
-    (["--image-volume", "ignore"], None, "'overlay' is not supported over overlayfs"),
+    (["--image-volume", "ignore"], None, "cannot mount overlay at /var/lib/osbuild-oci/data"),
     (["--user", "0"], "setcap -r /usr/bin/newuidmap && chmod u+s /usr/bin/newuidmap && runuser -u builder -- "
                       "osbuild-oci doctor", "newuidmap have no file capabilities"),
     (["--user", "0"], "echo builder:1:999 > /etc/subuid && runuser -u builder -- osbuild-oci doctor",
