@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from helpers import (CLI, FLAGSHIP, REPO, Result, Rootless, make_testing_stage, podman, remove_default_images, run_build,
-                     stage_ref, start_registry, stop, touched_stores, unique_name)
+                     stage_ref, start_registry, stop, touched_rootless, touched_stores, unique_name)
 
 
 def _mounts() -> list[tuple[str, str]]:
@@ -98,6 +98,14 @@ def nothing_left_behind(request):
         assert podman(store, "ps", "--all", "--quiet").stdout.split() == [], f"containers left in {store}"
         assert _store_mounts(store) == [], f"mounts left under {store}"
         assert _services(store) == [], f"podman service left running for {store}"
+    # A rootless store's mounts live in its user's namespace: its containers and service are asked instead.
+    rootless_stores = sorted(touched_rootless)
+    touched_rootless.clear()
+    for name, home, path in rootless_stores:
+        user, store = Rootless(name, Path(home)), Path(path)
+        if (store / "storage").is_dir():
+            assert user.podman(store, "ps", "--all", "--quiet").stdout.split() == [], f"containers left in {store}"
+            assert _services(store) == [], f"podman service left running for {store}"
     own = request.node.funcargs.get("tmp_path")
     if own is not None and request.node.stash.get(_passed, False):
         _unmount_under(str(own.resolve()) + "/")
