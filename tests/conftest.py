@@ -168,12 +168,13 @@ def flagship(shared_store, stage_images, tmp_path_factory) -> tuple[Result, Path
 
 @pytest.fixture
 def build(tmp_path, shared_store, stage_images):
-    """build(pipeline_dict_or_path, store=None, output=None, *extra, env=None) -> Result."""
+    """build(pipeline_dict_or_path, store=None, output=None, *extra, env=None, prefix=()) -> Result."""
     counter = iter(range(1000))
 
     def _build(pipeline, store: Path | None = None, output: Path | None = None, *extra: str,
-               env: dict | None = None) -> Result:
-        return run_build(pipeline, store or shared_store, output or tmp_path / f"out-{next(counter)}", *extra, env=env)
+               env: dict | None = None, prefix: tuple[str, ...] = ()) -> Result:
+        return run_build(pipeline, store or shared_store, output or tmp_path / f"out-{next(counter)}", *extra, env=env,
+                         prefix=prefix)
 
     return _build
 
