@@ -80,7 +80,8 @@ TABLE = {row.name: row for row in (
             metavar="NAME"),
     Setting("allow_host_network", ("--allow-host-network",), "Where no network namespace of their own can be made "
             "(rootless without slirp4netns or a usable /dev/net/tun), let stages with network share this host's "
-            "(they then reach its 127.0.0.1) instead of refusing the build", bool, False),
+            "(they then reach its 127.0.0.1) instead of refusing the build; the osbuild-oci image sets it, its "
+            "container's namespace being the boundary", bool, False, env="OSBUILD_OCI_ALLOW_HOST_NETWORK"),
     Setting("trust_keys", ("--trust-key",), "Use a stage image or cached tree from a registry only if this public "
             "key signed it (repeatable: any of them) [default: trust-keys of the settings file, else trust the "
             "registry]", List[Path], [], metavar="PUB", config="trust-keys", checks={"dir_okay": False}),
