@@ -77,13 +77,14 @@ def fails(build):
 @pytest.fixture
 def refused(build):
     """refused(stage, options, where): the build exits 2 with one line naming the JSON path `where`
-    (e.g. "options.config.Unit"; the stage is stages[1]) and prints no event: no stage started."""
+    (e.g. "options.config.Unit"; the stage is stages[1]) and prints no event but how the build ended: no stage
+    started."""
     def _refused(stage: str, options: dict, where: str) -> str:
         result = build({"name": "bad", "stages": [SKELETON, {"name": stage, "options": options}]})
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and f"stages[1].{where}:" in lines[0], result.stderr
-        assert result.stdout == ""
+        assert [(e["event"], e["status"]) for e in result.events] == [("build-failed", 2)]
         return lines[0]
 
     return _refused
