@@ -16,6 +16,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import fcntl
+from contextlib import contextmanager
+
 import pytest
 
 from helpers import (CLI, FLAGSHIP, REPO, Result, Rootless, make_testing_stage, podman, remove_default_images, run_build,
@@ -50,11 +53,30 @@ def _services(store: Path) -> list[str]:
     return found
 
 
+# Session fixtures too costly to make twice: under pytest-xdist (scripts/test), every test needing one runs
+# on the same worker.  Anything else stays with its module, whose module-scoped fixtures are built once.
+_SHARED_ONCE = ("test_user", "flagship")
+
+
 def pytest_collection_modifyitems(items) -> None:
-    """Whatever needs the stage images runs containers: slow, whether or not its module says so."""
+    """Whatever needs the stage images runs containers: slow, whether or not its module says so.  Each test
+    gets its xdist group (`--dist loadgroup`): the first of _SHARED_ONCE it needs, or else its module."""
     for item in items:
         if "stage_images" in item.fixturenames:
             item.add_marker(pytest.mark.slow)
+        group = next((name for name in _SHARED_ONCE if name in item.fixturenames), item.module.__name__)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+@contextmanager
+def one_worker_at_a_time(tmp_path_factory, name: str):
+    """Held while a fixture changes what every worker shares (root's stage images, the test user's set-up):
+    the other workers wait, then find it done.  The lock lives in the run's base directory, above the workers'."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
@@ -125,16 +147,24 @@ USER = os.environ.get("OSBUILD_OCI_TEST_USER", "osbuild-oci-test")
 
 
 @pytest.fixture(scope="session")
-def rootless(tmp_path_factory) -> Rootless:
-    """The user, its subordinate ids and overlay storage, its checkout, .venv and stage images."""
-    if subprocess.run(["id", USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", USER], check=True)
-    home = Path(pwd.getpwnam(USER).pw_dir)
-    prepared = subprocess.run(["sh", "scripts/setup-host", "--user", USER], cwd=REPO, capture_output=True, text=True)
+def test_user(tmp_path_factory) -> str:
+    """The unprivileged user, with subordinate ids and overlay storage from scripts/setup-host --user; its name."""
+    with one_worker_at_a_time(tmp_path_factory, "test-user"):
+        if subprocess.run(["id", USER], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", USER], check=True)
+        prepared = subprocess.run(["sh", "scripts/setup-host", "--user", USER], cwd=REPO, capture_output=True,
+                                  text=True)
     assert prepared.returncode == 0, prepared.stderr
-    user = Rootless(USER, home)
-    user.give_checkout()
-    setup = user.run("sh", "scripts/setup-host", timeout=3000)
+    return USER
+
+
+@pytest.fixture(scope="session")
+def rootless(test_user, tmp_path_factory) -> Rootless:
+    """The test user with its own checkout, .venv and stage images."""
+    user = Rootless(test_user, Path(pwd.getpwnam(test_user).pw_dir))
+    with one_worker_at_a_time(tmp_path_factory, "test-user"):
+        user.give_checkout()
+        setup = user.run("sh", "scripts/setup-host", timeout=3000)
     assert "Traceback" not in setup.stderr
     info = json.loads(user.run("podman", "info", "--format", "json").stdout)
     assert info["host"]["security"]["rootless"] is True
@@ -142,11 +172,11 @@ def rootless(tmp_path_factory) -> Rootless:
     return user
 
 
-
 @pytest.fixture(scope="session")
-def stage_images() -> None:
+def stage_images(tmp_path_factory) -> None:
     """Build (or confirm up to date) every stage and assembler image of this repo, once."""
-    proc = subprocess.run([*CLI, "stages", "build"], cwd=REPO, capture_output=True, text=True)
+    with one_worker_at_a_time(tmp_path_factory, "stage-images"):
+        proc = subprocess.run([*CLI, "stages", "build"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 

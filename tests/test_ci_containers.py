@@ -30,7 +30,6 @@ from helpers import REPO, events_of, osbuild, skopeo_inspect
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="makes its own unprivileged user: run the suite as root")]
 
-USER = os.environ.get("OSBUILD_OCI_TEST_USER", "osbuild-oci-test")
 IMAGE = "localhost/osbuild-oci:latest"
 TREE = "debian-bookworm-tree.json"
 HTTP = "--no-tls-verify"
@@ -103,13 +102,9 @@ def image(stage_images) -> str:
 
 
 @pytest.fixture(scope="module")
-def user_side(image) -> Side:
-    """The unprivileged user, prepared by scripts/setup-host --user, with root's image loaded (not built again)."""
-    if subprocess.run(["id", USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", USER], check=True)
-    prepared = subprocess.run(["sh", "scripts/setup-host", "--user", USER], cwd=REPO, capture_output=True, text=True)
-    assert prepared.returncode == 0, prepared.stderr
-    side = Side("user", USER, "slirp4netns:allow_host_loopback=true", HOST_LOOPBACK)
+def user_side(image, test_user) -> Side:
+    """The unprivileged user with root's image loaded (not built again)."""
+    side = Side("user", test_user, "slirp4netns:allow_host_loopback=true", HOST_LOOPBACK)
     saved = subprocess.Popen(["podman", "save", image], stdout=subprocess.PIPE)
     loaded = side.run("podman", "load", "--quiet", stdin=saved.stdout)
     assert saved.wait() == 0 and loaded.returncode == 0, loaded.stderr
