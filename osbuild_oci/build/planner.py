@@ -109,8 +109,8 @@ def image_ref(step: Step, remote: Remote) -> str:
 
 
 def with_arch(step: Step, image: StageImage, tree_arch: str) -> Step:
-    """The step as the image takes the pipeline's architecture (docs/design.md, "Architectures"): as its
-    `arch` option, which the pipeline need not repeat; on any tree; or only on a tree of the host's."""
+    """The step as the image takes the pipeline's architecture (docs/decisions/023-*.md): as its `arch`
+    option, which the pipeline need not repeat; on any tree; or only on a tree of the host's."""
     if image.arch == ArchMode.NATIVE and not arch.runs_natively(tree_arch):
         raise UserError(f"{step.name} works only on trees of the host's architecture ({arch.host()}), not "
                         f"{tree_arch}: its image {image.ref} has no {LABEL_ARCH} label of \"any\" or \"option\"",
