@@ -20,7 +20,7 @@ from helpers import (SECTOR, build_stage, check_gpt_disk, disk_tool, partitions,
                      root_fs, stage_ref, tree_entry, unique_name, write_stage)
 
 UUID = "0b6c3a5e-1f2d-4c8b-9a7e-5d4c3b2a1f00"
-DEFAULT_EPOCH = 1704067200  # docs/design.md: a pipeline without source_epoch
+DEFAULT_EPOCH = 1704067200  # docs/decisions/019-*.md: a pipeline without source_epoch
 OS_RELEASE = 'PRETTY_NAME="osbuild-oci test tree"\nID=test\n'
 
 

@@ -25,7 +25,7 @@ LABEL_CAPABILITIES = "org.osbuild-oci.capabilities"
 LABEL_NETWORK = "org.osbuild-oci.network"
 LABEL_PACKAGE_CACHE = "org.osbuild-oci.package-cache"
 LABEL_SOURCE = "org.osbuild-oci.source-digest"
-# How the image deals with the pipeline's architecture (docs/design.md, "Architectures").
+# How the image deals with the pipeline's architecture (docs/decisions/023-*.md).
 LABEL_ARCH = "org.osbuild-oci.arch"
 
 
