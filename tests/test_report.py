@@ -76,7 +76,7 @@ def test_a_failed_build_says_so_in_its_events_and_reports(testing_stage, shared_
     assert case.find("failure") is not None and "exit status 3" in case.find("failure").get("message")
 
 
-def test_bad_input_ends_with_a_build_failed_event_of_status_2(shared_store, tmp_path):
+def test_bad_input_ends_with_a_build_failed_event_of_status_2(shared_store, stage_images, tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"name": "bad", "stages": [{"name": "org.osbuild.hostname", "options": {"x": 1}}]}))
     result = run_build(path, shared_store, tmp_path / "out")

@@ -144,3 +144,17 @@ def test_bad_input_does_not_create_a_new_store(stage_images, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "stages[0].options.paths: expected array, got string" in proc.stderr
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow
+def test_a_user_who_never_built_the_stages_is_told_to(tmp_path):
+    """A first build before `stages build`: the stage storage does not exist yet, which podman must not see."""
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = osbuild("build", "pipelines/debian-bookworm-tree.json", "--store", tmp_path / "store",
+                   "-o", tmp_path / "out", env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "error: pipelines/debian-bookworm-tree.json: stages[0].name: no stage image "
+        "localhost/osbuild-oci/org.osbuild.debootstrap:latest for 'org.osbuild.debootstrap'; run `osbuild-oci stages "
+        "build` to build this repo's stages, or `osbuild-oci stages list` to see them"]
+    assert not (tmp_path / "store").exists()

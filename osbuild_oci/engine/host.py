@@ -59,10 +59,11 @@ def private_dir(path: Path, chosen_by: str = "XDG_RUNTIME_DIR") -> Path:
 def native_overlay(where: Path) -> bool:
     """Whether this user can mount overlayfs itself on the filesystem of `where`: root can, an ordinary user in a
     user namespace of its own on Linux 5.11 and later, but nobody on an overlay (a container's own root).
-    Asked of the kernel once per boot and filesystem (a throwaway user namespace mounts one there)."""
+    Asked of the kernel once per boot and filesystem (a throwaway user namespace mounts one there).  Makes
+    `where`: podman refuses a storage directory that does not exist, even an empty one's."""
+    where.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         return True
-    where.mkdir(parents=True, exist_ok=True)
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     verdict = private_dir(runtime_dir() / "overlay") / f"{boot_id}-{where.stat().st_dev}"
     if not verdict.exists():
