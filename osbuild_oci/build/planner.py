@@ -199,19 +199,19 @@ def _secrets(pipeline: Pipeline, given: dict[str, Path]) -> dict[str, Path]:
     return {name: given[name] for name in used}
 
 
-def _network(stages: list[PlannedStage], policy: Policy) -> Network:
-    """A namespace of its own for every stage granted the network; where none can be made, the host's only when
-    asked for, else the build is refused before anything runs."""
-    if isolated_network() is not None or not any(stage.image.network for stage in stages):
+def _network(steps: list[tuple[Step, StageImage]], policy: Policy) -> Network:
+    """A namespace of its own for every stage or assembler granted the network; where none can be made, the
+    host's only when asked for, else the build is refused before anything runs."""
+    needing = [step for step, image in steps if image.network]
+    if isolated_network() is not None or not needing:
         return Network.ISOLATED
     if policy.host_network:
         print("note: --allow-host-network: stages with network share this host's network namespace (they can "
               "reach its 127.0.0.1)", file=sys.stderr)
         return Network.HOST
-    needing = next(stage for stage in stages if stage.image.network)
-    raise UserError(f"{needing.step.name} needs the network, and no network namespace of its own can be made here: "
+    raise UserError(f"{needing[0].name} needs the network, and no network namespace of its own can be made here: "
                     "install slirp4netns and make /dev/net/tun usable (scripts/setup-host does both), or pass "
-                    "--allow-host-network to let it share this host's", f"{needing.step.where}.name")
+                    "--allow-host-network to let it share this host's", f"{needing[0].where}.name")
 
 
 def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), policy: Policy = Policy(),
@@ -244,8 +244,10 @@ def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), poli
     assembler = None
     if pipeline.assembler is not None:
         assembler = checked(pipeline.assembler, Kind.ASSEMBLER)
+    network = _network([*((stage.step, stage.image) for stage in stages), *([assembler] if assembler else [])],
+                       policy)
     the_plan = Plan(pipeline.name, base, base_image, stages, assembler, pipeline.source_epoch, tree_arch, used_secrets,
-                    _network(stages, policy))
+                    network)
     lastplan.remember(store.path, pipeline.name, the_plan.cache_refs())
     return the_plan
 

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import freshness, keys, references as registry
-from ..errors import BuildError, RegistryError, Untrusted, UserError
+from ..errors import RegistryError, Untrusted, UserError
 
 PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -68,23 +68,6 @@ def _blob(layout: Path, data: bytes) -> dict:
     digest = hashlib.sha256(data).hexdigest()
     (layout / "blobs" / "sha256" / digest).write_bytes(data)
     return {"size": len(data), "digest": f"sha256:{digest}"}
-
-
-def sign(reference: str, image_id: str, key: SigningKey, tls_verify: bool, release_date: str | None = None) -> None:
-    """Sign the manifest the registry now serves under reference (REPO:TAG).
-
-    The manifest is read back from the registry, and signed only if its config
-    is the image just pushed (image_id), so a tag swapped in between is never signed.
-    A tree's release_date goes into the signed payload with the signing time (`freshness`).
-    """
-    raw = registry.skopeo("inspect", "--raw", f"docker://{reference}", side="", tls_verify=tls_verify,
-                  action="read back", ref=reference)
-    manifest = json.loads(raw)
-    config = (manifest.get("config") or {}).get("digest", "")
-    if config.removeprefix("sha256:") != image_id.removeprefix("sha256:"):
-        raise BuildError(f"{reference} changed in the registry while it was pushed (its config is {config}, "
-                         f"not {image_id}); refusing to sign it")
-    sign_digest(reference, f"sha256:{hashlib.sha256(raw).hexdigest()}", key, tls_verify, release_date)
 
 
 def sign_digest(reference: str, digest: str, key: SigningKey, tls_verify: bool,

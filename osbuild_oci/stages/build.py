@@ -1,4 +1,4 @@
-"""Build the stage and assembler images of a source tree into the ordinary podman storage.
+"""Build the stage and assembler images of a source tree into the stage storage (engine/localstorage.py).
 
 No registry is reachable on the machines we build on, so the chain starts from
 mmdebstrap: a Debian minbase tarball imported as an image, then the top-level

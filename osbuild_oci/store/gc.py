@@ -99,7 +99,7 @@ def collect(store: ObjectStore, max_size: int | None, keep: set[str] = frozenset
 def clear(store: ObjectStore) -> None:
     """Remove every tree, kept failure and every layer only they used; stage images are not the store's.
 
-    Trees go by name: an adopted base image seen from the user's storage is read-only
+    Trees go by name: an adopted base image seen from the stage storage is read-only
     here, and loses only its tree name.
     """
     for tree_id, _ in store.trees():
