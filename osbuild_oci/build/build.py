@@ -67,7 +67,8 @@ class Build:
     def plan(self, store: ObjectStore) -> planner.Plan:
         """Resolve every image, check every option, compute every id; a refusal takes back what was pulled."""
         with in_file(self.path), store.unchanged_on_user_error():
-            self.the_plan = planner.plan(self.pipeline, store, self.remote, self.policy, self.pins, self.secrets)
+            self.the_plan = planner.plan(self.pipeline, store, self.remote, self.policy, self.pins, self.secrets,
+                                         self.options.context)
             self.new_lock = planner.lock_of(self.the_plan, store, self.options.lock, self.pipeline.base) \
                 if self.options.lock and not self.options.locked else None
         return self.the_plan
