@@ -130,7 +130,8 @@ def purl(name: str, version: str, arch: str, qualifiers: dict[str, str] | None =
 
 def _origin(package: dict, origin: dict | None) -> dict:
     """What the SBOM says of where a package came from: Debian by default; a local .deb (its digest as the
-    package's checksum) or a third-party repository (its URL) where org.osbuild-oci recorded that version."""
+    package's checksum) or a third-party repository (its URL as purl's repository_url) where org.osbuild.apt
+    recorded that version."""
     name, version, arch = package["Package"], package.get("Version", ""), package.get("Architecture", "all")
     if origin is None or origin.get("version") != version:
         return {"supplier": "Organization: Debian", "purl": purl(name, version, arch)}
@@ -139,8 +140,8 @@ def _origin(package: dict, origin: dict | None) -> dict:
         return {"supplier": "NOASSERTION", "purl": purl(name, version, arch, {"checksum": f"sha256:{digest}"}),
                 "checksums": [{"algorithm": "SHA256", "checksumValue": digest}],
                 "comment": f"installed from a local .deb file, sha256:{digest}"}
-    return {"supplier": "NOASSERTION", "downloadLocation": origin["repository"],
-            "purl": purl(name, version, arch, {"repository_url": origin["repository"]}),
+    # Not as downloadLocation: spdx-tools refuses a URL whose host is an address (a mirror on the LAN).
+    return {"supplier": "NOASSERTION", "purl": purl(name, version, arch, {"repository_url": origin["repository"]}),
             "comment": f"installed from the apt repository {origin['repository']}"}
 
 
