@@ -12,15 +12,18 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import shutil
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
-from helpers import FLAGSHIP, osbuild, podman, remove_default_images, sbom_of, store_state, tree_entry, unique_name
+from helpers import (FLAGSHIP, REPO, boot_to_login, osbuild, podman, remove_default_images, run_build, sbom_of,
+                     store_state, tree_entry, unique_name)
 
 DEBOOTSTRAP = json.loads(FLAGSHIP.read_text())["stages"][0]
+EXAMPLE = REPO / "pipelines" / "debian-bookworm-app-qcow2.json"
 PACKAGE_CACHE = Path.home() / ".cache" / "osbuild-oci" / "packages"
 TOOL = b"#!/bin/sh\necho tool 1.0\n"
 
@@ -306,3 +309,20 @@ def test_local_debs_and_a_signed_third_party_repository_install_with_their_origi
     assert "The following signatures couldn't be verified because the public key is not available: NO_PUBKEY" \
         in wrong.stderr
     assert f"E: The repository '{repository.rstrip('/')} ./ InRelease' is not signed." in wrong.stderr
+
+
+def test_the_app_example_shares_the_flagships_trees_and_boots_to_its_service(flagship, shared_store, tmp_path):
+    """The README's walkthrough: the .deb made with dpkg-deb from the example's context, the pipeline built on the
+    flagship's trees, the service greeting with the context's configuration on the console."""
+    context = tmp_path / "app-context"
+    shutil.copytree(REPO / "pipelines" / "app-context", context)
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(context / "hello-service"),
+                    str(context / "hello-service_1.0_all.deb")], check=True, capture_output=True)
+    result = run_build(EXAMPLE, shared_store, tmp_path / "out", "--context", context, "--package-cache",
+                       PACKAGE_CACHE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.ran == ["org.osbuild.apt", "org.osbuild-oci.copy", "org.osbuild.systemd"], \
+        "the flagship's eight trees are the example's first eight"
+    disk = tmp_path / "out" / json.loads(EXAMPLE.read_text())["assembler"]["options"]["filename"]
+    console = boot_to_login(disk, "bios", tmp_path)
+    assert "Hello from the app-context of osbuild-oci" in console

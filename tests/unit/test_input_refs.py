@@ -84,3 +84,24 @@ def test_bad_sources_are_refused_naming_the_json_path(sources, message):
     with pytest.raises(UserError) as caught:
         parse(pipeline(sources))
     assert str(caught.value).startswith(message)
+
+
+def test_any_options_give_inputs_or_one_line_refusal():
+    """Generated options, inputs hidden anywhere with any values: a list of checked inputs, or a UserError."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    leaf = st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.sampled_from(
+        ["context", "source", "image", "..", "/", "a/../b", DIGEST, "localhost/x", "/usr/bin/x", "\0", "./"])
+    options = st.recursive(leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["from", "source", "image", "items", "x"]), inner, max_size=4), max_leaves=20)
+
+    @settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+    @given(options)
+    def check(value):
+        try:
+            found = input_refs(value, "o")
+        except UserError as err:
+            assert "\n" not in str(err) and err.where
+            return
+        for ref in found:
+            assert ".." not in ref.source.split("/") and not ref.source.startswith("/")
+    check()
