@@ -10,18 +10,20 @@ The app example's cold build fetches Debian packages through the user's package 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+from helpers import FileServer  # noqa: E402
+
 CLI = [str(REPO / ".venv" / "bin" / "osbuild-oci")]
 EXAMPLE = REPO / "pipelines" / "debian-bookworm-app-qcow2.json"
 FILES = 10_000
@@ -52,7 +54,6 @@ def make_context(root: Path) -> Path:
 
 
 def hashing(context: Path) -> None:
-    sys.path.insert(0, str(REPO))
     from osbuild_oci.build.inputs import context_digest, context_files
     ours = []
     for _ in range(3):
@@ -100,30 +101,6 @@ def example(work: Path) -> None:
     run("store", "delete", "--store", str(store))
 
 
-class Served:
-    """Bytes served over loopback HTTP, counted."""
-
-    def __init__(self, root: Path):
-        self.bytes = 0
-        served = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, directory=str(root), **kwargs)
-
-            def copyfile(self, source, outputfile):
-                data = source.read()
-                outputfile.write(data)
-                served.bytes += len(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-
 def fetch_once(work: Path) -> None:
     """A 50 MiB source read by a stage in two fresh stores (the stage runs both times) against curl twice."""
     root = work / "served"
@@ -131,7 +108,7 @@ def fetch_once(work: Path) -> None:
     data = os.urandom(50 << 20)
     (root / "blob").write_bytes(data)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    server = Served(root)
+    server = FileServer(root)
     pipeline = work / "source.json"
     pipeline.write_text(json.dumps({"name": "source", "sources": {digest: f"{server.url}/blob"}, "stages": [
         {"name": "org.osbuild-oci.copy", "options": {"items": [{"from": "source", "source": digest,
@@ -139,16 +116,16 @@ def fetch_once(work: Path) -> None:
     env = {"XDG_CACHE_HOME": str(work / "cache")}
     rows = []
     for index in (1, 2):
-        before = server.bytes
+        before = server.served
         seconds = run("build", str(pipeline), "--store", str(work / f"store-source-{index}"), env=env)
-        rows.append(f"build {index}: {server.bytes - before} bytes downloaded, {seconds:.2f} s")
+        rows.append(f"build {index}: {server.served - before} bytes downloaded, {seconds:.2f} s")
         run("store", "delete", "--store", str(work / f"store-source-{index}"))
-    before = server.bytes
+    before = server.served
     for _ in (1, 2):
         subprocess.run(["curl", "-sf", "-o", "/dev/null", f"{server.url}/blob"], check=True)
-    rows.append(f"curl twice: {server.bytes - before} bytes")
+    rows.append(f"curl twice: {server.served - before} bytes")
     print("a 50 MiB source in two new stores: " + "; ".join(rows))
-    server.httpd.shutdown()
+    server.close()
 
 
 def main(work: Path) -> None:

@@ -10,50 +10,20 @@ a container on podman's bridge, because a stage's network is kept off every addr
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
-from helpers import (FLAGSHIP, REPO, boot_to_login, osbuild, podman, remove_default_images, run_build, sbom_of,
-                     store_state, tree_entry, unique_name)
+from helpers import (FLAGSHIP, REPO, FileServer, boot_to_login, osbuild, podman, remove_default_images, run_build,
+                     sbom_of, store_state, tree_entry, unique_name)
 
 DEBOOTSTRAP = json.loads(FLAGSHIP.read_text())["stages"][0]
 EXAMPLE = REPO / "pipelines" / "debian-bookworm-app-qcow2.json"
 PACKAGE_CACHE = Path.home() / ".cache" / "osbuild-oci" / "packages"
 TOOL = b"#!/bin/sh\necho tool 1.0\n"
-
-
-class Server:
-    """Files over HTTP on 127.0.0.1 from a thread; what it served, in bytes."""
-
-    def __init__(self, root: Path):
-        self.served = 0
-        server = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, directory=str(root), **kwargs)
-
-            def copyfile(self, source, outputfile):
-                data = source.read()
-                outputfile.write(data)
-                server.served += len(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def make_deb(root: Path, name: str, version: str, files: dict[str, str], depends: str = "") -> Path:
@@ -89,7 +59,7 @@ def world(tmp_path_factory):
     served.mkdir()
     (served / "tool").write_bytes(TOOL)
     (served / "wrong").write_bytes(b"not the tool\n")
-    server = Server(served)
+    server = FileServer(served)
     yield {"root": root, "context": context, "server": server, "env": {"XDG_CACHE_HOME": str(root / "cache")}}
     server.close()
 

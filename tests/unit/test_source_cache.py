@@ -4,11 +4,10 @@ used, through the proxy the environment names."""
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 
 import pytest
 
+from helpers import FileServer
 from osbuild_oci.errors import BuildError
 from osbuild_oci.store.sources import SourceCache
 
@@ -16,43 +15,14 @@ CONTENT = b"the app their CI just built\n" * 1000
 DIGEST = "sha256:" + hashlib.sha256(CONTENT).hexdigest()
 
 
-class Server:
-    """A loopback HTTP server in a thread: path -> bytes; it counts the requests and bytes it served."""
-
-    def __init__(self, files: dict[str, bytes]):
-        self.files, self.requests, self.served = files, [], 0
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.requests.append(self.path)
-                data = server.files.get(self.path.split("127.0.0.1", 1)[-1].split(":", 1)[-1].lstrip("0123456789"))
-                if data is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                server.served += len(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def server(monkeypatch):
+def server(monkeypatch, tmp_path):
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    served = Server({"/app.deb": CONTENT, "/wrong.deb": b"something else\n"})
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served/app.deb").write_bytes(CONTENT)
+    (tmp_path / "served/wrong.deb").write_bytes(b"something else\n")
+    served = FileServer(tmp_path / "served")
     yield served
     served.close()
 
@@ -75,7 +45,7 @@ def test_a_mismatch_names_the_url_and_keeps_nothing(server, tmp_path):
         cache.fetch(DIGEST, (f"{server.url}/wrong.deb", f"{server.url}/gone.deb"))
     wrong = hashlib.sha256(b"something else\n").hexdigest()
     assert str(caught.value).startswith(f"source {DIGEST}: {server.url}/wrong.deb gave sha256:{wrong}; "
-                                        f"{server.url}/gone.deb: 404 Not Found; nothing was kept")
+                                        f"{server.url}/gone.deb: 404 File not found; nothing was kept")
     assert list((tmp_path / "sources/sha256").iterdir()) == []
 
 
@@ -97,7 +67,7 @@ def test_a_context_file_is_checked_like_a_download(server, tmp_path):
 
 
 def test_downloads_go_through_the_proxy_the_environment_names(server, tmp_path, monkeypatch):
-    proxy = Server({"/app.deb": CONTENT})
+    proxy = FileServer(tmp_path / "served")
     try:
         monkeypatch.setenv("http_proxy", proxy.url)
         SourceCache(tmp_path / "sources").fetch(DIGEST, ("http://127.0.0.1:9/app.deb",))
