@@ -194,7 +194,8 @@ def test_files_from_an_image_are_read_by_its_digest_and_pinned_by_the_lock(build
     info, data = tree_entry(store, first.image, "/usr/bin/tool")
     assert (data, info.mode & 0o7777) == (TOOL, 0o755)
     pinned = json.loads(lock.read_text())
-    assert pinned["input_images"][ref]["id"] == podman(store, "image", "inspect", ref, "--format", "{{.Id}}").stdout.strip()
+    image_id = podman(store, "image", "inspect", ref, "--format", "{{.Id}}").stdout.strip()
+    assert pinned["input_images"][ref]["id"] == image_id
     assert pinned["sources"] == {digest: {"urls": [f"{world['server'].url}/tool"]}}
 
     make(b"#!/bin/sh\necho tool 2.0\n")

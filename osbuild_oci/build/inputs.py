@@ -151,6 +151,7 @@ def read_label(value: str, tree_id: str) -> dict | None:
         document = json.loads(base64.b64decode(value.encode(), validate=True))
     except (ValueError, binascii.Error, RecursionError):
         return None
-    if not isinstance(document, dict) or document.get("tree") != tree_id or not isinstance(document.get("inputs"), dict):
+    if not isinstance(document, dict) or document.get("tree") != tree_id or \
+            not isinstance(document.get("inputs"), dict):
         return None
     return document

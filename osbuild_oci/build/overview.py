@@ -46,7 +46,8 @@ def _inputs(the_plan: Plan, where: list[Where], trees: list[tuple[str, ImageInfo
         last = keyed(stage.inputs) if place.place != Place.BUILD else before.get(index, (0.0, None))[1]
         found.append([{"from": item.ref.kind, "source": ("/" if item.ref.image else "") + item.ref.source,
                        "image": item.ref.image,
-                       "digest": item.digest, "changed": None if last is None else last.get(item.ref.key) != item.digest}
+                       "digest": item.digest,
+                       "changed": None if last is None else last.get(item.ref.key) != item.digest}
                       for item in stage.inputs])
     return found
 

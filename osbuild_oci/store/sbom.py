@@ -124,7 +124,8 @@ def declared_license(copyright_text: str | None, extracted: dict[str, str]) -> s
 def purl(name: str, version: str, arch: str, qualifiers: dict[str, str] | None = None) -> str:
     """The package URL; extra qualifiers (a checksum, a repository_url) sorted after arch, as purl's canonical
     form has them."""
-    extra = "".join(f"&{key}={urllib.parse.quote(value, safe=':/')}" for key, value in sorted((qualifiers or {}).items()))
+    extra = "".join(f"&{key}={urllib.parse.quote(value, safe=':/')}"
+                    for key, value in sorted((qualifiers or {}).items()))
     return f"pkg:deb/debian/{name}@{urllib.parse.quote(version, safe='.+~-_:')}?arch={arch}{extra}"
 
 

@@ -45,15 +45,18 @@ def test_the_stage_finds_each_input_where_the_orchestrator_mounts_it():
 
 
 @pytest.mark.parametrize("options, where, message", [
-    ({"from": "context", "source": "../etc/passwd"}, "o.x.source", "'../etc/passwd' is no path inside the build context"),
+    ({"from": "context", "source": "../etc/passwd"}, "o.x.source",
+     "'../etc/passwd' is no path inside the build context"),
     ({"from": "context", "source": "app/../../x"}, "o.x.source", "is no path inside the build context"),
-    ({"from": "context", "source": "/etc/passwd"}, "o.x.source", "'/etc/passwd' is absolute; a context path is relative"),
+    ({"from": "context", "source": "/etc/passwd"}, "o.x.source",
+     "'/etc/passwd' is absolute; a context path is relative"),
     ({"from": "context", "source": "./"}, "o.x.source", "is no path inside the build context"),
     ({"from": "context", "source": 7}, "o.x.source", "expected a path (string) inside the build context, got int"),
     ({"from": "source", "source": "sha256:abc"}, "o.x.source", "a source is named by its digest"),
     ({"from": "image", "image": "Not A Ref", "source": "/usr/bin/tool"}, "o.x.image", "is no image reference"),
     ({"from": "image", "image": "-v=/:/host", "source": "/x"}, "o.x.image", "is no image reference"),
-    ({"from": "image", "image": "localhost/tool", "source": "usr/bin/tool"}, "o.x.source", "a path in an image is absolute"),
+    ({"from": "image", "image": "localhost/tool", "source": "usr/bin/tool"}, "o.x.source",
+     "a path in an image is absolute"),
     ({"from": "image", "image": "localhost/tool", "source": "/usr/../../etc"}, "o.x.source", "is no path in an image"),
 ])
 def test_paths_that_leave_the_context_or_the_image_are_refused(options, where, message):
@@ -77,7 +80,8 @@ def test_sources_map_a_digest_to_urls_or_a_context_file():
 
 @pytest.mark.parametrize("sources, message", [
     ({"md5:abc": "http://a/x"}, "sources: 'md5:abc' is not of the form allowed here: a source's digest"),
-    ({DIGEST: "file:///etc/passwd"}, f"sources.{DIGEST}: 'file:///etc/passwd' is not of the form allowed here: an http:// or https:// URL"),
+    ({DIGEST: "file:///etc/passwd"},
+     f"sources.{DIGEST}: 'file:///etc/passwd' is not of the form allowed here: an http:// or https:// URL"),
     ({DIGEST: {"context": "../x"}}, f"sources.{DIGEST}.context: '../x' is not of the form allowed here: a path"),
 ])
 def test_bad_sources_are_refused_naming_the_json_path(sources, message):
