@@ -80,8 +80,9 @@ class Build:
             store.adopt(the_plan.base_image)
         cache = packagecache.prepare(self.options.package_cache) \
             if any(stage.image.package_cache for stage in the_plan.stages) else None
-        run_stages(the_plan, store, self.monitor, self.remote, self.registries, self.options.keep_failed,
-                   self.options.refresh, cache)
+        with in_file(self.path):  # an input found wrong only when it is made ready (an image path) names its file
+            run_stages(the_plan, store, self.monitor, self.remote, self.registries, self.options.keep_failed,
+                       self.options.refresh, cache)
         return the_plan.final
 
     def assemble(self, store: ObjectStore) -> bool:
