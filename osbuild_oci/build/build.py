@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import OsbuildOciError, UserError, in_file
 from ..pipeline.model import Pipeline, load
-from ..store import gc, packagecache
+from ..store import gc, packagecache, sources
 from ..store.lock import open_store
 from ..store.objects import ObjectStore
 from ..store.refs import image_name, tree_ref
@@ -114,7 +114,7 @@ class Build:
         the_plan = self.the_plan
         keep = {stage.id for stage in the_plan.stages} | {the_plan.base or "", the_plan.output_id or ""}
         cache = packagecache.PackageCache(self.options.package_cache or packagecache.default_dir())
-        removed, size = gc.collect(store, max_size, keep=keep, others=[cache])
+        removed, size = gc.collect(store, max_size, keep=keep, others=[cache, sources.budgeted()])
         self.monitor.store_trimmed(removed=removed, size=size, max_size=max_size)
 
     def run_in(self, store: ObjectStore) -> str | None:

@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 from ..engine.host import private_dir
 from ..errors import BuildError
 from ..lazy import lazy_import
+from .packagecache import PackageCache
 
 requests = lazy_import("requests")
 _CHUNK = 1 << 20
@@ -33,6 +34,12 @@ _TIMEOUT = (15, 120)
 def default_dir() -> Path:
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "osbuild-oci" / "sources"
+
+
+def budgeted() -> PackageCache:
+    """The cache as gc budgets it (budget.Trimmable): its files, least recently used first, as the package
+    cache's (a build touches each file it uses)."""
+    return PackageCache(SourceCache(default_dir()).files)
 
 
 def _hex(digest: str) -> str:

@@ -75,3 +75,17 @@ def test_downloads_go_through_the_proxy_the_environment_names(server, tmp_path, 
         proxy.close()
     assert proxy.requests == ["http://127.0.0.1:9/app.deb"], "the proxy was asked for the URL"
     assert server.requests == []
+
+
+def test_gc_trims_the_least_recently_used_sources(server, tmp_path, monkeypatch):
+    import os
+    from osbuild_oci.store.sources import budgeted
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cache = SourceCache(tmp_path / "xdg/osbuild-oci/sources")
+    old = cache.fetch(DIGEST, (f"{server.url}/app.deb",))
+    other = "sha256:" + hashlib.sha256(b"something else\n").hexdigest()
+    new = cache.fetch(other, (f"{server.url}/wrong.deb",))
+    os.utime(old, (1, 1))
+    assert budgeted().size() == len(CONTENT) + len(b"something else\n")
+    budgeted().trim(len(CONTENT))
+    assert not old.exists() and new.exists()
