@@ -178,7 +178,11 @@ def _below(parent: int, name: str, path: str, what: str) -> Iterator[Entry]:
             yield Entry(path, False, bool(info.st_mode & 0o111), fd)
             return
         yield Entry(path, True)
-        for child in sorted(os.listdir(fd)):
+        try:
+            children = sorted(os.listdir(fd))
+        except OSError as err:
+            raise Refused(f"cannot read {what}'s {path}: {err.strerror}") from None
+        for child in children:
             yield from _below(fd, child, f"{path}/{child}", what)
     finally:
         os.close(fd)

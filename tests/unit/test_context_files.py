@@ -105,3 +105,4 @@ def test_the_copy_holds_what_was_hashed_with_only_the_executable_bit_kept(contex
     assert (tmp_path / "snapshot/app/etc/app.conf").stat().st_mode & 0o7777 == 0o644
     assert (tmp_path / "snapshot/app/bin/run").stat().st_mode & 0o7777 == 0o755
     assert not (tmp_path / "snapshot/unrelated.txt").exists()
+
