@@ -15,9 +15,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .. import safefiles
 from ..engine.model import ImageInfo
@@ -105,28 +106,35 @@ class Resolver:
 
     @staticmethod
     def _read(context: Path, path: str, where: str) -> list[tuple[str, str, bytes]]:
-        try:
+        with _reading(context, path, where):
             return context_files(context, path)
-        except FileNotFoundError:
-            raise UserError(f"the build context {context} has no {path}", where) from None
-        except safefiles.Refused as err:
-            raise UserError(f"{err}: a stage reads only regular files and folders of the context, never through a "
-                            "link; copy what the link points to into the context instead", where) from None
 
     @staticmethod
     def _check_file(context: Path, path: str, where: str) -> None:
         """A context source must be one regular file; its bytes are checked against the digest when fetched."""
         walker = safefiles.walk(str(context), path, CONTEXT)
         try:
-            first = next(walker)
-        except FileNotFoundError:
-            raise UserError(f"the build context {context} has no {path}", where) from None
-        except safefiles.Refused as err:
-            raise UserError(f"{err}; give a regular file of the context", where) from None
+            with _reading(context, path, where):
+                first = next(walker)
         finally:
             walker.close()
         if first.directory:
             raise UserError(f"{path} is a folder of the build context; a source is one file", where)
+
+
+@contextmanager
+def _reading(context: Path, path: str, where: str) -> Iterator[None]:
+    """What reading a context path can meet, told as the user's mistake (exit 2) naming where the pipeline
+    names it."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise UserError(f"the build context {context} has no {path}", where) from None
+    except safefiles.Refused as err:
+        raise UserError(f"{err}: a stage reads only regular files and folders of the context, never through a "
+                        "link; copy what the link points to into the context instead", where) from None
+    except OSError as err:
+        raise UserError(f"cannot read {path} of the build context {context}: {err.strerror}", where) from None
 
 
 def keyed(inputs: tuple[Input, ...]) -> dict[str, str]:
