@@ -5,6 +5,8 @@ A tree (a base image, what a stage left) is hostile input.  `os.path.join(tree, 
 blocks the reader for good and /dev/zero never ends.  Here every directory is opened relative
 to the one before with O_NOFOLLOW, so the kernel refuses a link at every step; the last step
 opens without blocking and takes only a regular file; and no more than a cap is read.
+`walk` goes through a whole directory that way: what a build reads of its context, or copies
+out of an image.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Callable, TypeVar
+from dataclasses import dataclass
+from typing import Callable, Iterator, TypeVar
 
 from .errors import BuildError
 
@@ -32,21 +35,21 @@ def _parts(path: str) -> list[str]:
     return parts
 
 
-def _why_not_opened(parent: int, name: str, path: str, err: OSError) -> Exception:
+def _why_not_opened(parent: int, name: str, path: str, err: OSError, what: str = "the tree") -> Exception:
     """The error for a step that failed: a link is Refused, anything missing is FileNotFoundError."""
     if err.errno in (errno.ELOOP, errno.ENOTDIR):
         try:
             if stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
-                return Refused(f"the tree's {path} is a symbolic link, or passes through one ({name}); "
-                               "a tree's files are read without following links")
+                return Refused(f"{what}'s {path} is a symbolic link, or passes through one ({name}); "
+                               f"{what}'s files are read without following links")
         except OSError:
             pass
     if err.errno in (errno.ENOENT, errno.ENOTDIR):
-        return FileNotFoundError(errno.ENOENT, "no such file in the tree", path)
-    return Refused(f"cannot read the tree's {path}: {err.strerror}")
+        return FileNotFoundError(errno.ENOENT, f"no such file in {what}", path)
+    return Refused(f"cannot read {what}'s {path}: {err.strerror}")
 
 
-def _walk(root: str, parts: list[str], path: str) -> int:
+def _walk(root: str, parts: list[str], path: str, what: str = "the tree") -> int:
     """An open descriptor of the directory holding the last part; every directory on the way is no link."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -54,7 +57,7 @@ def _walk(root: str, parts: list[str], path: str) -> int:
             try:
                 child = os.open(name, _DIRECTORY, dir_fd=fd)
             except OSError as err:
-                raise _why_not_opened(fd, name, path, err) from None
+                raise _why_not_opened(fd, name, path, err, what) from None
             os.close(fd)
             fd = child
     except BaseException:
@@ -127,3 +130,59 @@ def link(root: str, path: str) -> str | None:
             raise
 
     return _at(root, path, read_link)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One thing walk found: its path below the root, and for a regular file a descriptor to read it by (open
+    only until the walk goes on)."""
+
+    path: str
+    directory: bool
+    executable: bool = False
+    fd: int | None = None
+
+
+def walk(root: str, path: str, what: str = "the tree") -> Iterator[Entry]:
+    """The directory or regular file at path inside root, and all a directory holds, depth first in name order.
+
+    Every step is opened relative to its directory without following a link; a link anywhere (on the way
+    or inside), a device, a FIFO or a socket is Refused, naming it as `what`'s; a missing path is
+    FileNotFoundError.  Each thing is looked at before it is opened, so no device is ever opened.
+    """
+    parts = _parts(path)
+    parent = _walk(root, parts, path, what)
+    try:
+        yield from _below(parent, parts[-1], "/".join(parts), what)
+    finally:
+        os.close(parent)
+
+
+def _below(parent: int, name: str, path: str, what: str) -> Iterator[Entry]:
+    try:
+        info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except OSError as err:
+        raise _why_not_opened(parent, name, path, err, what) from None
+    if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+        kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "no regular file or directory"
+        raise Refused(f"{what}'s {path} is {kind}; only regular files and directories are read from {what}")
+    try:
+        fd = os.open(name, _FILE, dir_fd=parent)
+    except OSError as err:
+        raise _why_not_opened(parent, name, path, err, what) from None
+    try:
+        opened = os.fstat(fd)
+        if (opened.st_ino, opened.st_mode) != (info.st_ino, info.st_mode):
+            raise Refused(f"{what}'s {path} changed while it was read")
+        if stat.S_ISREG(info.st_mode):
+            yield Entry(path, False, bool(info.st_mode & 0o111), fd)
+            return
+        yield Entry(path, True)
+        try:
+            children = sorted(os.listdir(fd))
+        except OSError as err:
+            raise Refused(f"cannot read {what}'s {path}: {err.strerror}") from None
+        for child in children:
+            yield from _below(fd, child, f"{path}/{child}", what)
+    finally:
+        os.close(fd)

@@ -673,3 +673,42 @@ def load_program(kind: str, name: str, program: str):
     module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
     loader.exec_module(module)
     return module
+
+
+# -- files served over HTTP --------------------------------------------------------------
+
+class FileServer:
+    """A folder served over HTTP on 127.0.0.1 from a thread: the paths it was asked for (a proxy is asked for
+    whole URLs) and the bytes it served."""
+
+    def __init__(self, root: Path):
+        import http.server
+        import urllib.parse
+        self.requests: list[str] = []
+        self.served = 0
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def do_GET(self):
+                server.requests.append(self.path)
+                self.path = urllib.parse.urlsplit(self.path).path
+                super().do_GET()
+
+            def copyfile(self, source, outputfile):
+                data = source.read()
+                outputfile.write(data)
+                server.served += len(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

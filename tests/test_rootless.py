@@ -327,3 +327,49 @@ def test_a_stage_granted_the_network_reaches_the_mirror_but_not_this_host(who, r
     finally:
         loopback.close()
         own.close()
+
+
+def test_inputs_as_an_ordinary_user_a_context_a_local_deb_and_an_image(rootless):
+    """The build context and a local .deb reach the tree rootless, and an image's files are copied out of it in
+    podman's user namespace, where its mount is."""
+    work, store = rootless.home / "inputs", rootless.home / "inputs-store"
+    rootless.remove(work)
+    rootless.remove(store)
+    package = work / "context" / "hello-inputs"
+    (package / "DEBIAN").mkdir(parents=True)
+    (package / "DEBIAN/control").write_text("Package: hello-inputs\nVersion: 1.0\nArchitecture: all\nDepends: hello\n"
+                                            "Maintainer: Test <test@example.org>\nDescription: a test package\n")
+    (package / "usr/bin").mkdir(parents=True)
+    (package / "usr/bin/hello-inputs").write_text("#!/bin/sh\nexec hello -g 'hi from inputs'\n")
+    (package / "usr/bin/hello-inputs").chmod(0o755)
+    (work / "context/app.conf").write_text("port = 8080\n")
+    (work / "image/usr/local/bin").mkdir(parents=True)
+    (work / "image/usr/local/bin/tool").write_text("#!/bin/sh\necho tool 1.0\n")
+    (work / "image/usr/local/bin/tool").chmod(0o755)
+    pipeline = {"name": "rootless-inputs", "base": MINBASE, "stages": [
+        {"name": "org.osbuild.apt", "options": {"debs": [{"from": "context", "source": "hello-inputs.deb"}]}},
+        {"name": "org.osbuild-oci.copy", "options": {"items": [
+            {"from": "context", "source": "app.conf", "destination": "/etc/app/"},
+            {"from": "image", "image": "localhost/inputs-test-tool:latest", "source": "/usr/local/bin/tool",
+             "destination": "/usr/bin/"}]}}]}
+    (work / "p.json").write_text(json.dumps(pipeline))
+    subprocess.run(["chown", "-R", f"{rootless.name}:{rootless.name}", str(work)], check=True)
+    rootless.run("dpkg-deb", "--root-owner-group", "--build", package, work / "context/hello-inputs.deb")
+    rootless.run("tar", "-C", work / "image", "-cf", work / "image.tar", ".")
+    rootless.run("podman", "import", "-q", work / "image.tar", "localhost/inputs-test-tool:latest")
+    try:
+        built = rootless.build(work / "p.json", store, "--context", work / "context")
+        assert built["proc"].returncode == 0, built["proc"].stderr[-3000:]
+        assert built["ran"] == ["org.osbuild.apt", "org.osbuild-oci.copy"]
+        shown = rootless.podman(store, "run", "--rm", "--network=none", f"localhost/osbuild-oci/trees:{built['tree']}",
+                                "sh", "-c", "hello-inputs; cat /etc/app/app.conf; tool; stat -c '%U %a' /usr/bin/tool")
+        assert shown.stdout.splitlines() == ["hi from inputs", "port = 8080", "tool 1.0", "root 755"]
+        document = json.loads(rootless.run("osbuild-oci", "sbom", built["tree"], "--store", store).stdout)
+        origin = next(p for p in document["packages"] if p["name"] == "hello-inputs")
+        assert origin["comment"].startswith("installed from a local .deb file, sha256:")
+    finally:
+        rootless.run("podman", "rmi", "--force", "localhost/inputs-test-tool:latest", check=False)
+        rootless.run("sh", "-c", 'podman $(osbuild-oci stages podman-args) rmi --force --ignore "$1"', "sh",
+                     "localhost/inputs-test-tool:latest")
+        rootless.remove(store)
+        rootless.remove(work)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import OsbuildOciError, UserError, in_file
 from ..pipeline.model import Pipeline, load
-from ..store import gc, packagecache
+from ..store import gc, packagecache, sources
 from ..store.lock import open_store
 from ..store.objects import ObjectStore
 from ..store.refs import image_name, tree_ref
@@ -67,7 +67,8 @@ class Build:
     def plan(self, store: ObjectStore) -> planner.Plan:
         """Resolve every image, check every option, compute every id; a refusal takes back what was pulled."""
         with in_file(self.path), store.unchanged_on_user_error():
-            self.the_plan = planner.plan(self.pipeline, store, self.remote, self.policy, self.pins, self.secrets)
+            self.the_plan = planner.plan(self.pipeline, store, self.remote, self.policy, self.pins, self.secrets,
+                                         self.options.context)
             self.new_lock = planner.lock_of(self.the_plan, store, self.options.lock, self.pipeline.base) \
                 if self.options.lock and not self.options.locked else None
         return self.the_plan
@@ -79,8 +80,9 @@ class Build:
             store.adopt(the_plan.base_image)
         cache = packagecache.prepare(self.options.package_cache) \
             if any(stage.image.package_cache for stage in the_plan.stages) else None
-        run_stages(the_plan, store, self.monitor, self.remote, self.registries, self.options.keep_failed,
-                   self.options.refresh, cache)
+        with in_file(self.path):  # an input found wrong only when it is made ready (an image path) names its file
+            run_stages(the_plan, store, self.monitor, self.remote, self.registries, self.options.keep_failed,
+                       self.options.refresh, cache)
         return the_plan.final
 
     def assemble(self, store: ObjectStore) -> bool:
@@ -112,7 +114,7 @@ class Build:
         the_plan = self.the_plan
         keep = {stage.id for stage in the_plan.stages} | {the_plan.base or "", the_plan.output_id or ""}
         cache = packagecache.PackageCache(self.options.package_cache or packagecache.default_dir())
-        removed, size = gc.collect(store, max_size, keep=keep, others=[cache])
+        removed, size = gc.collect(store, max_size, keep=keep, others=[cache, sources.budgeted()])
         self.monitor.store_trimmed(removed=removed, size=size, max_size=max_size)
 
     def run_in(self, store: ObjectStore) -> str | None:

@@ -71,6 +71,9 @@ TABLE = {row.name: row for row in (
     Setting("refresh", ("--refresh",), "Run again the first stage that fetches packages (its image asks for the "
             "network) and every stage after it, even when cached: a moving suite's updates; the new trees replace "
             "the old ones", bool, False),
+    Setting("context", ("--context",), "Directory the pipeline's {\"from\": \"context\"} inputs are read from; a stage "
+            "reads only the files its options name, and their digest is part of its id [default: none]",
+            Optional[Path], metavar="DIR", checks={"file_okay": False}),
     Setting("package_cache", ("--package-cache",), "Directory of downloaded .debs shared by builds and stores "
             "[default: ~/.cache/osbuild-oci/packages]", Optional[Path], metavar="DIR", checks={"file_okay": False}),
     Setting("allow_capability", ("--allow-capability",), "Grant stage images this capability beyond the "
@@ -128,6 +131,7 @@ class Options:
     lock_timeout: float = 3600.0
     keep_failed: bool = True
     refresh: bool = False
+    context: Path | None = None
     package_cache: Path | None = None
     allow_capability: tuple[str, ...] = ()
     allow_network: tuple[str, ...] = ()

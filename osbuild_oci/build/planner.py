@@ -1,4 +1,4 @@
-"""Plans a pipeline: resolve every stage image, check every option, compute every stage id.
+"""Plans a pipeline: resolve every stage image, check every option, resolve every input, compute every stage id.
 
 Planning happens before any container starts, so a bad pipeline fails with
 nothing run and nothing stored.
@@ -6,27 +6,24 @@ nothing run and nothing stored.
 
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import lastplan
+from .images import TREE_ID, image_ref, input_image, pin, resolve, resolve_base
+from .inputs import Input, Resolver, keyed
 from ..ids import output_id, stage_id
 from ..pipeline import arch
-from ..registry import references as registry
 from .lockfile import Lock, Pin
 from .options import Policy, Remote
 from ..engine.host import Network, isolated_network
-from ..engine.model import ImageInfo
-from ..errors import RegistryError, UserError
+from ..errors import UserError
+from ..pipeline.inputs import input_refs
 from ..pipeline.model import Pipeline, Step, secret_refs
-from ..stages.image import LABEL_ARCH, ArchMode, Kind, LOCAL_PREFIX, StageImage, local_ref
-from ..store import transfer
+from ..stages.image import LABEL_ARCH, ArchMode, Kind, StageImage
 from ..store.objects import ObjectStore
 from ..store.refs import is_cache_ref, output_ref, tree_ref
-
-TREE_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -35,6 +32,8 @@ class PlannedStage:
     image: StageImage
     id: str
     parent: str | None
+    # What the stage reads besides its tree (build/inputs.py), each as the digest its id names.
+    inputs: tuple[Input, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,8 @@ class Plan:
     secrets: dict[str, Path] = field(default_factory=dict)
     # What a stage granted the network gets: a namespace of its own, or (asked for) the host's.
     network: Network = Network.ISOLATED
+    # The build context (--context) that inputs {"from": "context"} are read from.
+    context: Path | None = None
 
     @property
     def final(self) -> str | None:
@@ -69,45 +70,6 @@ class Plan:
             ([output_ref(self.output_id)] if self.output_id else [])
 
 
-def _pull_for(store: ObjectStore, ref: str, remote: Remote, where: str) -> ImageInfo:
-    """Pull ref; with trust keys, only the manifest one of them signed, by its digest (else errors.Untrusted)."""
-    try:
-        return transfer.pull(store, ref, remote.tls_verify, remote.trust)
-    except RegistryError as err:
-        if not err.missing:
-            raise
-        pinned = " (no image there has that digest)" if "@" in ref else ""
-        raise UserError(f"{ref} is not in its registry{pinned}: {err.reason}", where) from None
-
-
-def _locked(store: ObjectStore, pin: Pin, remote: Remote, lock: Lock, where: str) -> ImageInfo:
-    """Exactly the locked image: from the store by its id, else pulled by its digest."""
-    info = store.image(pin.id)
-    if info is None and pin.pull:
-        info = _pull_for(store, pin.pull, remote, where)
-    if info is None or info.id != pin.id:
-        found = f"{pin.pull} is image {info.id}" if info else f"no image {pin.id[:12]} is in the store"
-        raise UserError(f"the lock file {lock.path} pins {pin.image} to image {pin.id[:12]}, but {found}; "
-                        "rebuild that image, or rewrite the lock with --lock and without --locked", where)
-    return info
-
-
-def pin(store: ObjectStore, ref: str, image_id: str) -> Pin:
-    """How the lock records an image: its id, plus the manifest digest to pull it by if it is a registry's."""
-    if not registry.is_remote(ref):
-        return Pin(ref, image_id)
-    if "@" in ref:
-        return Pin(ref, image_id, ref)
-    info = store.image(image_id)
-    pulled = [d for d in (info.digests if info else ()) if registry.repository(d) == registry.repository(ref)]
-    return Pin(ref, image_id, pulled[0] if pulled else None)
-
-
-def image_ref(step: Step, remote: Remote) -> str:
-    """The image a step runs: its pinned `image`, else its name under --stages-from or the local prefix."""
-    return step.image or local_ref(step.name, remote.stages_from or LOCAL_PREFIX)
-
-
 def with_arch(step: Step, image: StageImage, tree_arch: str) -> Step:
     """The step as the image takes the pipeline's architecture (docs/decisions/023-*.md): as its `arch`
     option, which the pipeline need not repeat; on any tree; or only on a tree of the host's."""
@@ -122,67 +84,6 @@ def with_arch(step: Step, image: StageImage, tree_arch: str) -> Step:
         raise UserError(f"arch {given!r} differs from the pipeline's arch {tree_arch!r}; write the architecture "
                         "once, as the pipeline's top-level \"arch\"", f"{step.where}.options.arch")
     return replace(step, options={**step.options, "arch": tree_arch})
-
-
-def resolve(store: ObjectStore, step: Step, kind: Kind, remote: Remote, policy: Policy,
-            lock: Lock | None = None) -> StageImage:
-    ref = image_ref(step, remote)
-    where = f"{step.where}.image" if step.image else f"{step.where}.name"
-    if lock is not None:
-        info: ImageInfo | None = _locked(store, lock.image(step.name, f"{step.where}.name"), remote, lock, where)
-    else:
-        info = store.image(ref)
-        # With trust keys a remote image is checked every time: the copy in the store proves nothing about the tag now.
-        if registry.is_remote(ref) and (info is None or remote.trust):
-            info = _pull_for(store, ref, remote, where)
-    if info is None:
-        hint = ("pull it first or check the reference" if step.image else
-                "run `osbuild-oci stages build` to build this repo's stages, or `osbuild-oci stages list` to see them")
-        raise UserError(f"no {kind} image {ref} for {step.name!r}; {hint}", where)
-    image = StageImage.from_labels(step.name, ref, info.id, info.labels, step.where, info.annotations)
-    if image.kind != kind:
-        article = "an" if kind[0] in "aeiou" else "a"
-        raise UserError(f"{step.name} is a {image.kind} image; it cannot be used as {article} {kind}",
-                        f"{step.where}.name")
-    image.check_capabilities(policy.capabilities, f"{step.where}.name")
-    image.check_network(policy.network, f"{step.where}.name")
-    return image
-
-
-def _resolve_base(store: ObjectStore, base: str | None, remote: Remote, lock: Lock | None,
-                  tree_arch: str) -> tuple[str | None, str | None]:
-    """The base as (tree id, image to adopt as that tree); a remote base is pulled first."""
-    if base is None:
-        return None, None
-    if lock is not None and not TREE_ID.match(base):
-        info = _locked(store, lock.base_for(base), remote, lock, "base")
-        _check_base_arch(info, base, tree_arch)
-        return info.id, info.id
-    if TREE_ID.match(base):
-        if store.has_tree(base) or any(transfer.fetch(store, base, repo, remote.tls_verify, remote.trust)
-                                       for repo in remote.cache_from):
-            _check_base_arch(store.tree_image(base), base, tree_arch)
-            return base, None
-        raise UserError(f"no tree {base} in this store{' or the --cache-from registries' if remote.cache_from else ''}"
-                        "; build its pipeline first or give an image reference", "base")
-    info = store.image(base)
-    if registry.is_remote(base) and (info is None or remote.trust):
-        info = _pull_for(store, base, remote, "base")
-    if info is None:
-        raise UserError(f"no image {base} in this store; give a registry reference to pull it", "base")
-    _check_base_arch(info, base, tree_arch)
-    return info.id, info.id
-
-
-def _check_base_arch(info: ImageInfo | None, base: str, tree_arch: str) -> None:
-    """Refuse a base of another architecture: the stages would add the pipeline's arch's programs to a tree
-    of the base's, and the tree's image would name only one of them.  An image that names none passes."""
-    wanted = arch.ARCHES[tree_arch].oci
-    if info is None or not info.arch or info.arch == wanted:
-        return
-    named = next((a.debian for a in arch.ARCHES.values() if a.oci == info.arch), info.arch)
-    raise UserError(f"{base} is an image for {named}, not for the pipeline's arch {tree_arch}; give a base "
-                    f'built for {tree_arch}, or set "arch": "{named}"', "base")
 
 
 def _secrets(pipeline: Pipeline, given: dict[str, Path]) -> dict[str, Path]:
@@ -215,17 +116,22 @@ def _network(steps: list[tuple[Step, StageImage]], policy: Policy) -> Network:
 
 
 def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), policy: Policy = Policy(),
-         lock: Lock | None = None, secrets: dict[str, Path] | None = None) -> Plan:
+         lock: Lock | None = None, secrets: dict[str, Path] | None = None, context: Path | None = None) -> Plan:
     """The plan; with a lock, every image is the one it pins (a stage it lacks is refused)."""
     used_secrets = _secrets(pipeline, secrets or {})
     tree_arch = pipeline.tree_arch
     arch.check_runnable(tree_arch)
+    inputs = Resolver(context, pipeline.sources, lambda ref, where: input_image(store, ref, remote, lock, where), lock)
+    if pipeline.assembler is not None and input_refs(pipeline.assembler.options, "assembler.options"):
+        raise UserError("inputs are read by stages; an assembler reads only the final tree (copy what it needs into "
+                        "the tree with a stage first)", "assembler.options")
     steps = [*pipeline.stages, *([pipeline.assembler] if pipeline.assembler else [])]
     bases = [pipeline.base] if pipeline.base and not TREE_ID.match(pipeline.base) else []
+    read = [ref.image for step in pipeline.stages for ref in inputs.refs(step) if ref.image]
     # The guess is a file anyone who can write the store may have edited: only the store's own names reach podman.
     guessed = [ref for ref in lastplan.guess(store.path, pipeline.name) if is_cache_ref(ref)]
-    store.prefetch([*bases, *(image_ref(step, remote) for step in steps), *guessed])
-    base, base_image = _resolve_base(store, pipeline.base, remote, lock, tree_arch)
+    store.prefetch([*bases, *(image_ref(step, remote) for step in steps), *read, *guessed])
+    base, base_image = resolve_base(store, pipeline.base, remote, lock, tree_arch)
     stages, parent = [], base
 
     def checked(given: Step, kind: Kind) -> tuple[Step, StageImage]:
@@ -237,8 +143,9 @@ def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), poli
 
     for given in pipeline.stages:
         step, image = checked(given, Kind.STAGE)
+        read_inputs = inputs.resolve(step)
         planned = PlannedStage(step, image, stage_id(parent, image.id, step.options, pipeline.source_epoch,
-                                                     tree_arch), parent)
+                                                     tree_arch, keyed(read_inputs)), parent, read_inputs)
         stages.append(planned)
         parent = planned.id
     assembler = None
@@ -247,7 +154,7 @@ def plan(pipeline: Pipeline, store: ObjectStore, remote: Remote = Remote(), poli
     network = _network([*((stage.step, stage.image) for stage in stages), *([assembler] if assembler else [])],
                        policy)
     the_plan = Plan(pipeline.name, base, base_image, stages, assembler, pipeline.source_epoch, tree_arch, used_secrets,
-                    network)
+                    network, inputs.context)
     lastplan.remember(store.path, pipeline.name, the_plan.cache_refs())
     return the_plan
 
@@ -262,7 +169,11 @@ def lock_of(the_plan: Plan, store: ObjectStore, path: Path, base: str | None) ->
             raise UserError(f"{step.name!r} names two different images in this pipeline, which a lock file "
                             "(keyed by stage name) cannot tell apart", f"{step.where}.image")
     base_pin = pin(store, base, the_plan.base_image) if base is not None and the_plan.base_image else None
-    return Lock(path, base_pin, images)
+    read = [item for stage in the_plan.stages for item in stage.inputs]
+    pinned = {item.ref.image: pin(store, item.ref.image, item.digest) for item in read if item.ref.image}
+    sources = {item.digest: {"context": item.origin.context} if item.origin.context else
+               {"urls": list(item.origin.urls)} for item in read if item.origin is not None}
+    return Lock(path, base_pin, images, pinned, sources)
 
 
 def check_output(output: Path | None, has_assembler: bool) -> None:

@@ -26,9 +26,11 @@ from ..stages.image import StageImage
 from ..store import sboms
 from ..store.objects import ObjectStore
 from ..store.refs import LABEL_RELEASE
+from .inputs import tree_label
 from .locate import Place, Registries, Where, fetch, locate
 from .monitor import Monitor
 from .planner import Plan, Remote
+from .snapshot import prepared
 
 TREE_MOUNT = "/run/osbuild/tree"
 # Where a stage may report facts about its tree (osbuild_stage.record_release_date).
@@ -94,19 +96,20 @@ def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
 
 
 def _build_stage(store: ObjectStore, the_plan: Plan, index: int, monitor: Monitor, keep_failed: bool,
-                 package_cache: Path | None) -> dict[str, float]:
-    """Run one stage into a new tree; where its time went: its container, the clamp of file times, the SBOM,
-    the commit (the rest: mounting the tree)."""
+                 package_cache: Path | None, inputs: list[Mount]) -> dict[str, float]:
+    """Run one stage (with the mounts of its inputs) into a new tree; where its time went: its container, the
+    clamp of file times, the SBOM, the commit (the rest: mounting the tree)."""
     stage = the_plan.stages[index]
     phases: dict[str, float] = {}
-    reported: dict[str, str] = {}
+    reported: dict[str, str] = tree_label(the_plan.name, index, stage.id, stage.inputs)
     with tempfile.TemporaryDirectory(prefix="meta-", dir=store.scratch()) as meta, \
             store.new_tree(stage.id, stage.parent, stage.step.name, the_plan.source_epoch, reported,
                            keep_failed, the_plan.arch) as tree:
         # A second back: file times come from a coarse clock that may lag time.time() by a tick.
         since = time.time() - 1
         with _phase(phases, "container"):
-            run_container(store, the_plan, stage.step, stage.image, [Mount(tree, TREE_MOUNT), Mount(meta, META_MOUNT)],
+            run_container(store, the_plan, stage.step, stage.image,
+                          [Mount(tree, TREE_MOUNT), Mount(meta, META_MOUNT), *inputs],
                           {"tree": TREE_MOUNT, "options": stage.step.options}, monitor, package_cache)
         with _phase(phases, "clamp"):
             store.clamp(tree, the_plan.source_epoch, since)
@@ -134,21 +137,30 @@ def run_stages(the_plan: Plan, store: ObjectStore, monitor: Monitor, remote: Rem
     source = (found[newest].registry if newest >= 0 else None) or "store"
     used = [the_plan.base or "", *(stage.id for stage in the_plan.stages)]
     try:
-        for index, stage in enumerate(the_plan.stages):
-            t0 = time.monotonic()
-            monitor.stage_start(stage=stage.step.name, index=index, total=total, id=stage.id)
-            cached = index <= newest
-            try:
-                phases = {} if cached else _build_stage(store, the_plan, index, monitor, keep_failed, package_cache)
-            except StageFailed as err:
-                monitor.stage_failed(stage=stage.step.name, index=index, total=total, id=stage.id,
-                                     seconds=round(time.monotonic() - t0, 3), error=err.args[0], kept=err.kept_ref)
-                raise
-            monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,
-                               source=source if cached else "built", seconds=round(time.monotonic() - t0, 3),
-                               phases=phases)
+        with prepared(store, the_plan, list(range(newest + 1, total)), monitor.busy) as inputs:
+            _run_all(the_plan, store, monitor, newest, source, keep_failed, package_cache, inputs)
     except StageFailed:
         store.record_use(used)  # the cached prefix was a use too
         raise
     store.record_use(used)
     return found
+
+
+def _run_all(the_plan: Plan, store: ObjectStore, monitor: Monitor, newest: int, source: str, keep_failed: bool,
+             package_cache: Path | None, inputs: dict[int, list[Mount]]) -> None:
+    """Tell every stage, cached up to newest, and build those after it."""
+    total = len(the_plan.stages)
+    for index, stage in enumerate(the_plan.stages):
+        t0 = time.monotonic()
+        monitor.stage_start(stage=stage.step.name, index=index, total=total, id=stage.id)
+        cached = index <= newest
+        try:
+            phases = {} if cached else _build_stage(store, the_plan, index, monitor, keep_failed, package_cache,
+                                                    inputs.get(index, []))
+        except StageFailed as err:
+            monitor.stage_failed(stage=stage.step.name, index=index, total=total, id=stage.id,
+                                 seconds=round(time.monotonic() - t0, 3), error=err.args[0], kept=err.kept_ref)
+            raise
+        monitor.stage_done(stage=stage.step.name, index=index, total=total, id=stage.id, cached=cached,
+                           source=source if cached else "built", seconds=round(time.monotonic() - t0, 3),
+                           phases=phases)

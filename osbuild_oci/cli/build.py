@@ -10,8 +10,8 @@ from ..build.options import Options
 from .common import app, command
 
 BUILD_OPTIONS = ("output", "store", "json", "tags", "pushes", "stages_from", "cache_from", "cache_to", "tls_verify",
-                 "lock_timeout", "keep_failed", "refresh", "package_cache", "allow_capability", "allow_network",
-                 "allow_host_network", "trust_keys",
+                 "lock_timeout", "keep_failed", "refresh", "context", "package_cache", "allow_capability",
+                 "allow_network", "allow_host_network", "trust_keys",
                  "sign_key", "sign_passphrase_file", "lock", "locked", "secrets", "store_max_size", "report", "junit")
 
 

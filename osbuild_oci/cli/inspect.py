@@ -11,7 +11,7 @@ from ..build.options import Options
 from .common import app, command
 
 
-@command(app, "store", "json", "stages_from", "cache_from", "tls_verify", "lock_timeout", "allow_capability",
+@command(app, "store", "json", "context", "stages_from", "cache_from", "tls_verify", "lock_timeout", "allow_capability",
          "allow_network", "allow_host_network")
 def inspect(options: Options, pipeline: Path = typer.Argument(..., dir_okay=False,
                                                               help="JSON file describing the pipeline")) -> None:

@@ -12,7 +12,7 @@ from ..build.options import Options
 from .common import app, command
 
 
-@command(app, "store", "stages_from", "cache_from", "tls_verify", "lock_timeout", "allow_capability",
+@command(app, "store", "context", "stages_from", "cache_from", "tls_verify", "lock_timeout", "allow_capability",
          "allow_network", "allow_host_network")
 def shell(
     options: Options,

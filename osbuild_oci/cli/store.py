@@ -38,11 +38,12 @@ def store_gc(options: Options) -> None:
     """Remove failed trees, then (with a size) least recently used trees until the store fits."""
     from ..store import gc
     from ..store.lock import open_store
+    from ..store import sources
     from ..store.packagecache import PackageCache, default_dir
     from ..units import human
     size = options.size_limit()
     with open_store(options.store, options.lock_timeout) as store:
-        removed, left = gc.collect(store, size, others=[PackageCache(default_dir())])
+        removed, left = gc.collect(store, size, others=[PackageCache(default_dir()), sources.budgeted()])
     for name in removed:
         print(f"removed {name}")
     over = f"; still over {human(size)}: what is left is needed by what is kept" if size and left > size else ""

@@ -124,6 +124,17 @@ def copy_in(source: str, tag: str) -> None:
     copy(source, StageStorage.get().transport(tag))
 
 
+def adopt_user_image(ref: str, known: ImageInfo | None) -> bool:
+    """Copy ref from the user's own podman storage (`podman images`: what `podman build` made) into the stage
+    storage, where every store sees it, unless the image known under ref is already the same; whether it
+    copied.  The user's storage is read, never changed, whatever its driver (skopeo reads vfs too)."""
+    proc = podman_cli("image", "inspect", "--format", "{{.Id}}", "--", ref, check=False)
+    if proc.returncode != 0 or (known is not None and known.id == proc.stdout.strip()):
+        return False
+    copy_in(f"containers-storage:{ref}", ref)
+    return True
+
+
 def push(ref: str, destination: str, tls_verify: bool) -> str:
     """Push with the CLI (which reads the auth files); return the manifest digest."""
     with tempfile.NamedTemporaryFile("r") as digest:

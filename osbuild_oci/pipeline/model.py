@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 from . import arch
 from ..errors import UserError
@@ -21,6 +22,8 @@ MAX_DEPTH = 64
 # The source_epoch of a pipeline that names none: fixed, so trees stay reproducible (2024-01-01T00:00:00Z).
 DEFAULT_SOURCE_EPOCH = 1704067200
 _SCHEMA = json.loads(resources.files(__package__).joinpath("schema.json").read_text())
+# An image reference, as the schema allows it for a base or a stage image (and an image input, pipeline/inputs.py).
+REFERENCE = re.compile(_SCHEMA["$defs"]["reference"]["pattern"])
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,15 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where a source (content the pipeline names by its digest) is fetched from: URLs tried in turn, or a path
+    in the build context."""
+
+    urls: tuple[str, ...] = ()
+    context: str | None = None
+
+
+@dataclass(frozen=True)
 class Pipeline:
     name: str
     stages: list[Step]
@@ -64,6 +76,8 @@ class Pipeline:
     source_epoch: int = DEFAULT_SOURCE_EPOCH
     # Debian's name; None: the host's.
     arch: str | None = None
+    # "sha256:<hex>" -> where to fetch it (the schema checked the form).
+    sources: dict[str, Source] = field(default_factory=dict)
 
     @property
     def tree_arch(self) -> str:
@@ -75,24 +89,33 @@ SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SECRETS_MOUNT = "/run/osbuild/secrets"
 
 
-def secret_refs(options, where: str) -> dict[str, str]:
-    """Every `{"secret": NAME}` in options, NAME -> its JSON path: the secrets (key files given with `--secret
-    NAME=FILE`) a step reads.  Only the name is in the options, so no stage id, lock file or log holds a secret."""
-    found: dict[str, str] = {}
+def find_objects(options: object, where: str, match: Callable[[dict], bool]) -> list[tuple[dict, str]]:
+    """Every object in options that match() takes, with its JSON path, in document order; what a match holds
+    is not searched."""
+    found: list[tuple[dict, str]] = []
     todo = [(options, where)]
     while todo:
         value, path = todo.pop()
         if isinstance(value, dict):
-            if set(value) == {"secret"}:
-                name = value["secret"]
-                if not isinstance(name, str) or not SECRET_NAME.match(name):
-                    raise UserError("a secret's name is 1-64 letters, digits, '.', '_' or '-', starting with a "
-                                    "letter or digit", f"{path}.secret")
-                found.setdefault(name, path)
+            if match(value):
+                found.append((value, path))
                 continue
-            todo.extend((child, f"{path}.{key}") for key, child in value.items())
+            todo.extend(reversed([(child, f"{path}.{key}") for key, child in value.items()]))
         elif isinstance(value, list):
-            todo.extend((child, f"{path}[{index}]") for index, child in enumerate(value))
+            todo.extend(reversed([(child, f"{path}[{index}]") for index, child in enumerate(value)]))
+    return found
+
+
+def secret_refs(options, where: str) -> dict[str, str]:
+    """Every `{"secret": NAME}` in options, NAME -> its JSON path: the secrets (key files given with `--secret
+    NAME=FILE`) a step reads.  Only the name is in the options, so no stage id, lock file or log holds a secret."""
+    found: dict[str, str] = {}
+    for value, path in find_objects(options, where, lambda value: set(value) == {"secret"}):
+        name = value["secret"]
+        if not isinstance(name, str) or not SECRET_NAME.match(name):
+            raise UserError("a secret's name is 1-64 letters, digits, '.', '_' or '-', starting with a "
+                            "letter or digit", f"{path}.secret")
+        found.setdefault(name, path)
     return found
 
 
@@ -146,7 +169,14 @@ def parse(text: str) -> Pipeline:
         notes=notes,
         source_epoch=doc.get("source_epoch", DEFAULT_SOURCE_EPOCH),
         arch=doc.get("arch"),
+        sources={digest: _source(where) for digest, where in doc.get("sources", {}).items()},
     )
+
+
+def _source(where: str | list | dict) -> Source:
+    if isinstance(where, dict):
+        return Source(context=where["context"])
+    return Source(urls=(where,) if isinstance(where, str) else tuple(where))
 
 
 def load(path: Path) -> Pipeline:

@@ -6,19 +6,23 @@ has exited, `sanitize` checks and strips that directory in place, and
 `copy_out` copies it into the user's `-o` directory, opened once by file
 handle, creating every file there anew (O_EXCL|O_NOFOLLOW), so a link planted
 under an expected name cannot send a write anywhere.  As root under sudo, what
-reaches `-o` belongs to the user who ran sudo.  Run as
-`python -m osbuild_oci.store.files SOURCE TARGET` it copies where a rootless
-store's mounts are visible (podman's user namespace).
+reaches `-o` belongs to the user who ran sudo.  `selection` reads (and copies)
+what a stage's input names inside a build context or an image the same way,
+through safefiles.walk.  Run as `python -m osbuild_oci.store.files SOURCE
+TARGET [PATH]` it copies where a rootless store's mounts are visible (podman's
+user namespace).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 import sys
 from pathlib import Path
 
+from .. import safefiles
 from ..errors import BuildError
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -188,12 +192,61 @@ def _copy_range(src: int, dst: int, start: int, stop: int) -> None:
         start += done
 
 
-if __name__ == "__main__":
-    fd = os.open(sys.argv[2], _DIR)
+def selection(root: str, path: str, what: str, target: Path | None = None) -> list[tuple[str, str, bytes]]:
+    """What path names inside root (a regular file, or a directory and all it holds), as ids.files_digest takes
+    it: each path, kind and SHA-256.  With target, each is copied under the same path below target while it is
+    read, so the copy holds exactly what was hashed; a copied file gets 0755 when it is executable, else 0644.
+
+    Read through safefiles.walk: a link, device, FIFO or socket is refused (safefiles.Refused), a missing path
+    is FileNotFoundError.
+    """
+    found = []
+    for entry in safefiles.walk(root, path, what):
+        if entry.directory:
+            if target is not None:
+                (target / entry.path).mkdir(0o755, parents=True, exist_ok=True)
+            found.append((entry.path, "d", b""))
+            continue
+        digest = hashlib.sha256()
+        copy = None
+        if target is not None:
+            (target / entry.path).parent.mkdir(0o755, parents=True, exist_ok=True)
+            copy = os.open(target / entry.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                           0o755 if entry.executable else 0o644)
+        try:
+            while chunk := os.read(entry.fd, 1 << 20):
+                digest.update(chunk)
+                while copy is not None and chunk:
+                    chunk = chunk[os.write(copy, chunk):]
+        finally:
+            if copy is not None:
+                os.close(copy)
+        found.append((entry.path, "x" if entry.executable else "-", digest.digest()))
+    return found
+
+
+def _main(argv: list[str]) -> int:
+    """SOURCE TARGET: copy an output; SOURCE TARGET PATH: copy what PATH names inside SOURCE (exit 2 when it is
+    missing or refused: the input's fault, not the build's)."""
+    if len(argv) == 3:
+        try:
+            selection(argv[0], argv[2], "the image", Path(argv[1]))
+        except (safefiles.Refused, FileNotFoundError) as err:
+            print(f"error: {err if isinstance(err, safefiles.Refused) else f'the image has no /{argv[2]}'}",
+                  file=sys.stderr)
+            return 2
+        return 0
+    fd = os.open(argv[1], _DIR)
     try:
-        copy_out(Path(sys.argv[1]), fd)
+        copy_out(Path(argv[0]), fd)
+    finally:
+        os.close(fd)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(_main(sys.argv[1:]))
     except BuildError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
-    finally:
-        os.close(fd)

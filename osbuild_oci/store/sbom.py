@@ -1,8 +1,9 @@
 """The bill of materials of a tree: an SPDX 2.3 JSON document of the Debian packages its dpkg database lists.
 
-Everything comes from the tree's own files (dpkg's status file and each
-package's /usr/share/doc/NAME/copyright), never from the network, so the same
-tree gives the same document.  Run as `python -m osbuild_oci.store.sbom TREE
+Everything comes from the tree's own files (dpkg's status file, each
+package's /usr/share/doc/NAME/copyright, and where the apt stage recorded that
+a package came from a local .deb or a third-party repository, ORIGINS), never
+from the network, so the same tree gives the same document.  Run as `python -m osbuild_oci.store.sbom TREE
 TREE_ID EPOCH` it prints the document: the orchestrator runs it where the tree
 is mounted (inside podman's user namespace when rootless).  The tree is hostile
 input, so its files are read through `safefiles` (no links, regular files only,
@@ -21,6 +22,9 @@ from .. import safefiles
 from ..errors import OsbuildOciError
 
 STATUS = "var/lib/dpkg/status"
+# What org.osbuild.apt records of packages that did not come from the distribution's archive.
+ORIGINS = "var/lib/osbuild-oci/origins.json"
+ORIGINS_LIMIT = 4 << 20
 # Far above a large desktop's status file (about 8 MB) and any copyright file Debian ships.
 STATUS_LIMIT = 64 << 20
 COPYRIGHT_LIMIT = 4 << 20
@@ -35,6 +39,8 @@ SPDX_NAMES = {
     "mpl-1.1": "MPL-1.1", "mpl-2.0": "MPL-2.0", "curl": "curl", "x11": "X11", "openssl": "OpenSSL",
     "python-2.0": "Python-2.0", "psf-2": "PSF-2.0", "ftl": "FTL", "unicode-dfs-2016": "Unicode-DFS-2016",
 }
+_DEB = re.compile(r"^sha256:[0-9a-f]{64}\Z")
+_URL = re.compile(r"^https?://[^\s]+\Z")
 GNU = re.compile(r"^(a?gpl|lgpl|gfdl)-?v?(\d(?:\.\d)?)(\+?)$", re.I)
 # The GNU licenses SPDX has an -only and an -or-later id for.
 GNU_VERSIONS = {"GPL": ("1.0", "2.0", "3.0"), "LGPL": ("2.0", "2.1", "3.0"), "AGPL": ("1.0", "3.0"),
@@ -115,8 +121,45 @@ def declared_license(copyright_text: str | None, extracted: dict[str, str]) -> s
     return " AND ".join(found) if found else "NOASSERTION"
 
 
-def purl(name: str, version: str, arch: str) -> str:
-    return f"pkg:deb/debian/{name}@{urllib.parse.quote(version, safe='.+~-_:')}?arch={arch}"
+def purl(name: str, version: str, arch: str, qualifiers: dict[str, str] | None = None) -> str:
+    """The package URL; extra qualifiers (a checksum, a repository_url) sorted after arch, as purl's canonical
+    form has them."""
+    extra = "".join(f"&{key}={urllib.parse.quote(value, safe=':/')}"
+                    for key, value in sorted((qualifiers or {}).items()))
+    return f"pkg:deb/debian/{name}@{urllib.parse.quote(version, safe='.+~-_:')}?arch={arch}{extra}"
+
+
+def _origin(package: dict, origin: dict | None) -> dict:
+    """What the SBOM says of where a package came from: Debian by default; a local .deb (its digest as the
+    package's checksum) or a third-party repository (its URL as purl's repository_url) where org.osbuild.apt
+    recorded that version."""
+    name, version, arch = package["Package"], package.get("Version", ""), package.get("Architecture", "all")
+    if origin is None or origin.get("version") != version:
+        return {"supplier": "Organization: Debian", "purl": purl(name, version, arch)}
+    if "deb" in origin:
+        digest = origin["deb"].removeprefix("sha256:")
+        return {"supplier": "NOASSERTION", "purl": purl(name, version, arch, {"checksum": f"sha256:{digest}"}),
+                "checksums": [{"algorithm": "SHA256", "checksumValue": digest}],
+                "comment": f"installed from a local .deb file, sha256:{digest}"}
+    # Not as downloadLocation: spdx-tools refuses a URL whose host is an address (a mirror on the LAN).
+    return {"supplier": "NOASSERTION", "purl": purl(name, version, arch, {"repository_url": origin["repository"]}),
+            "comment": f"installed from the apt repository {origin['repository']}"}
+
+
+def origins(text: str) -> dict[str, dict]:
+    """NAME:ARCH -> {"version", "deb": "sha256:..."} or {"version", "repository": URL}, as org.osbuild.apt writes
+    them (ORIGINS); anything else is refused (safefiles.Refused): a package's origin must not be guessed."""
+    try:
+        packages = json.loads(text).get("packages")
+        if not isinstance(packages, dict):
+            raise ValueError("no packages object")
+        for key, value in packages.items():
+            if not (isinstance(value, dict) and isinstance(value.get("version"), str) and
+                    (_DEB.match(str(value.get("deb", ""))) or _URL.match(str(value.get("repository", ""))))):
+                raise ValueError(f"{str(key)[:80]!r} has no version and deb digest or repository URL")
+    except (ValueError, AttributeError, RecursionError) as err:
+        raise safefiles.Refused(f"the tree's {ORIGINS} is not what org.osbuild.apt writes: {err}") from None
+    return packages
 
 
 def _spdx_id(name: str, arch: str) -> str:
@@ -142,9 +185,11 @@ def _dependencies(package: dict[str, str], provided: dict[str, list[str]]) -> li
     return names
 
 
-def document(status_text: str, copyrights: dict[str, str | None], tree_id: str, epoch: int) -> dict:
+def document(status_text: str, copyrights: dict[str, str | None], tree_id: str, epoch: int,
+             recorded: dict[str, dict] | None = None) -> dict:
     """The SPDX 2.3 document: the tree as a package that CONTAINS every installed Debian package,
-    DEPENDS_ON between them from Depends and Pre-Depends (an alternative counts when it is installed)."""
+    DEPENDS_ON between them from Depends and Pre-Depends (an alternative counts when it is installed);
+    recorded: the origins of packages that are not Debian's (`origins`)."""
     packages = installed(status_text)
     ids = {}
     for package in packages:
@@ -165,14 +210,17 @@ def document(status_text: str, copyrights: dict[str, str | None], tree_id: str, 
         name, version, arch = package["Package"], package.get("Version", ""), package.get("Architecture", "all")
         source = package.get("Source", name).split()
         source_version = source[1].strip("()") if len(source) > 1 else version
+        origin = _origin(package, (recorded or {}).get(f"{name}:{arch}"))
+        debian = origin["supplier"] == "Organization: Debian"
         spdx_packages.append({
             "SPDXID": ids[name], "name": name, "versionInfo": version, "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": False, "supplier": "Organization: Debian",
-            "sourceInfo": f"built from Debian source package {source[0]} {source_version}",
+            "filesAnalyzed": False, "supplier": origin.pop("supplier"),
+            "sourceInfo": f"built from {'Debian ' if debian else ''}source package {source[0]} {source_version}",
             "licenseConcluded": "NOASSERTION", "licenseDeclared": declared_license(copyrights.get(name), extracted),
             "copyrightText": "NOASSERTION",
             "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
-                              "referenceLocator": purl(name, version, arch)}],
+                              "referenceLocator": origin.pop("purl")}],
+            **origin,
         })
         relationships.append({"spdxElementId": root, "relationshipType": "CONTAINS", "relatedSpdxElement": ids[name]})
         relationships.extend({"spdxElementId": ids[name], "relationshipType": "DEPENDS_ON",
@@ -224,7 +272,9 @@ def of_tree(tree: str, tree_id: str, epoch: int) -> dict:
             raise safefiles.Refused(f"the tree's {STATUS} lists a package named {package['Package'][:80]!r}, "
                                     "which is no Debian package name (dpkg would refuse this status file too)")
     copyrights = {p["Package"]: _copyright(tree, p["Package"]) for p in packages}
-    return document(status, copyrights, tree_id, epoch)
+    recorded = safefiles.read(tree, ORIGINS, ORIGINS_LIMIT)
+    return document(status, copyrights, tree_id, epoch,
+                    origins(recorded.decode("utf-8", errors="replace")) if recorded is not None else None)
 
 
 def dumps(doc: dict) -> str:

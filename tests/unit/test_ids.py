@@ -53,3 +53,13 @@ def test_source_digest_follows_bytes_modes_and_paths(tmp_path):
 
     (folder / "sub" / "schema.json").write_text('{"type": "object"}')
     assert source_digest(folder, "base") != moved
+
+
+def test_inputs_enter_the_id_only_of_a_stage_that_reads_some():
+    plain = stage_id("p" * 64, IMAGE, {"a": 1}, 0, "amd64")
+    assert stage_id("p" * 64, IMAGE, {"a": 1}, 0, "amd64", {}) == plain, "no inputs: the id it always had"
+    read = stage_id("p" * 64, IMAGE, {"a": 1}, 0, "amd64", {"context:app": "sha256:" + "1" * 64})
+    canonical = ('{"arch":"amd64","image":"%s","inputs":{"context:app":"sha256:%s"},"options":{"a":1},"parent":"%s",'
+                 '"source_epoch":0}' % (IMAGE, "1" * 64, "p" * 64))
+    assert read == hashlib.sha256(canonical.encode()).hexdigest()
+    assert stage_id("p" * 64, IMAGE, {"a": 1}, 0, "amd64", {"context:app": "sha256:" + "2" * 64}) != read

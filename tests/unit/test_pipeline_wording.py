@@ -15,7 +15,7 @@ CASES = [
     ({"stages": []}, "'name' is a required property; add it"),
     ({"name": "x", "stages": "org.osbuild.noop"}, "stages: expected array, got string 'org.osbuild.noop'"),
     ({"name": "x", "stages": [], "stagse": []},
-     "stagse: unknown property; allowed here: arch, assembler, base, name, source_epoch, stages"),
+     "stagse: unknown property; allowed here: arch, assembler, base, name, source_epoch, sources, stages"),
     ({"name": "x", "stages": [], "source_epoch": "2024"}, "source_epoch: expected integer, got string '2024'"),
     ({"name": "x", "stages": [], "source_epoch": -1}, "source_epoch: -1 is less than the minimum of 0"),
     ({"name": "x", "stages": [{"options": {}}]}, "stages[0]: 'name' is a required property; add it"),

@@ -154,3 +154,40 @@ def test_a_status_file_that_is_a_link_or_endless_is_refused(tmp_path):
 
 def test_a_paragraph_without_a_package_name_is_no_package():
     assert sbom.installed("Status: install ok installed\nVersion: 1\n\n" + STATUS)[0]["Package"] == "base-files"
+
+
+def test_packages_from_a_local_deb_or_a_third_party_repository_carry_their_origin(tmp_path):
+    tree = _tree(tmp_path)
+    (tree / "var/lib/osbuild-oci").mkdir(parents=True)
+    (tree / "var/lib/osbuild-oci/origins.json").write_text(json.dumps({"packages": {
+        "mawk:amd64": {"version": "1.3.4.20200120-3.1", "deb": "sha256:" + "ab" * 32},
+        "libc6:amd64": {"version": "2.36-9+deb12u4", "repository": "https://vendor.example/apt/"},
+        "base-files:amd64": {"version": "12.4+deb12u5", "repository": "http://10.88.0.2:8080/"},
+        "bsdutils:amd64": {"version": "1:2.38.1-5", "repository": "https://vendor.example/apt/"}}}))
+    text = sbom.dumps(sbom.of_tree(str(tree), "e" * 64, 0))
+    assert spdx_problems(text) == []
+    packages = {p["name"]: p for p in json.loads(text)["packages"]}
+    assert packages["mawk"]["checksums"] == [{"algorithm": "SHA256", "checksumValue": "ab" * 32}]
+    assert packages["mawk"]["comment"] == "installed from a local .deb file, sha256:" + "ab" * 32
+    assert packages["mawk"]["supplier"] == "NOASSERTION"
+    assert packages["mawk"]["externalRefs"][0]["referenceLocator"] == \
+        "pkg:deb/debian/mawk@1.3.4.20200120-3.1?arch=amd64&checksum=sha256:" + "ab" * 32
+    assert packages["libc6"]["externalRefs"][0]["referenceLocator"] == \
+        "pkg:deb/debian/libc6@2.36-9+deb12u4?arch=amd64&repository_url=https://vendor.example/apt/"
+    assert packages["libc6"]["comment"] == "installed from the apt repository https://vendor.example/apt/"
+    assert packages["libc6"]["sourceInfo"] == "built from source package glibc 2.36-9+deb12u4"
+    assert packages["bsdutils"]["supplier"] == "Organization: Debian", \
+        "a recorded origin counts only for the version it was recorded for (a later stage replaced it)"
+    assert packages["base-files"]["comment"] == "installed from the apt repository http://10.88.0.2:8080/"
+    assert "comment" not in packages["bsdutils"]
+
+
+@pytest.mark.parametrize("origins", ['{"packages": []}', '{"packages": {"mawk:amd64": {"version": "1"}}}',
+                                     '{"packages": {"mawk:amd64": {"version": "1", "repository": "file:/etc"}}}',
+                                     "not json"])
+def test_an_origins_file_that_is_not_what_the_apt_stage_writes_is_refused(tmp_path, origins):
+    tree = _tree(tmp_path)
+    (tree / "var/lib/osbuild-oci").mkdir(parents=True)
+    (tree / "var/lib/osbuild-oci/origins.json").write_text(origins)
+    with pytest.raises(safefiles.Refused, match="origins.json is not what org.osbuild.apt writes"):
+        sbom.of_tree(str(tree), "e" * 64, 0)

@@ -14,6 +14,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import urllib.parse
 from typing import Callable, Iterator, Sequence
 
 DEBOOTSTRAP_HINT = "start the pipeline with org.osbuild.debootstrap"
@@ -124,14 +126,8 @@ def tar_flags() -> list[str]:
 SNAPSHOT_MIRROR = "http://snapshot.debian.org/archive"
 
 
-def snapshot_line(line: str, stamp: str) -> str:
-    """A one-line apt source with its archive replaced by that archive on snapshot.debian.org at stamp.
-
-    "deb URL/debian bookworm main" becomes "deb [check-valid-until=no]
-    http://snapshot.debian.org/archive/debian/STAMP/ bookworm main": the archive's
-    name is the URL's last path part, and a snapshot's Release file is past its
-    Valid-Until date by design.  As mkosi's Snapshot=, one stamp always gives the same packages.
-    """
+def source_parts(line: str) -> tuple:
+    """A one-line apt source as (type, [options], [URI, suite, components...])."""
     words = line.split()
     options = []
     if len(words) > 1 and words[1].startswith("["):
@@ -140,9 +136,25 @@ def snapshot_line(line: str, stamp: str) -> str:
         words = [words[0], *words[end + 1:]]
     if len(words) < 3:
         raise StageError(f"apt source {line!r} is not 'deb URL SUITE [COMPONENTS]'")
-    archive = words[1].rstrip("/").rsplit("/", 1)[-1] or "debian"
+    return words[0], options, words[1:]
+
+
+def source_line(kind: str, options: list, rest: list) -> str:
+    return " ".join([kind, *([f"[{' '.join(options)}]"] if options else []), *rest])
+
+
+def snapshot_line(line: str, stamp: str) -> str:
+    """A one-line apt source with its archive replaced by that archive on snapshot.debian.org at stamp.
+
+    "deb URL/debian bookworm main" becomes "deb [check-valid-until=no]
+    http://snapshot.debian.org/archive/debian/STAMP/ bookworm main": the archive's
+    name is the URL's last path part, and a snapshot's Release file is past its
+    Valid-Until date by design.  As mkosi's Snapshot=, one stamp always gives the same packages.
+    """
+    kind, options, rest = source_parts(line)
+    archive = rest[0].rstrip("/").rsplit("/", 1)[-1] or "debian"
     options = [o for o in options if not o.startswith("check-valid-until=")] + ["check-valid-until=no"]
-    return " ".join([words[0], f"[{' '.join(options)}]", f"{SNAPSHOT_MIRROR}/{archive}/{stamp}/", *words[2:]])
+    return source_line(kind, options, [f"{SNAPSHOT_MIRROR}/{archive}/{stamp}/", *rest[1:]])
 
 
 # Where the orchestrator takes what a stage reports about its tree (see record_release_date).
@@ -173,6 +185,26 @@ def secret(reference: dict) -> str:
     if not os.path.isfile(path):
         raise StageError(f"secret {reference['secret']!r} is not mounted; build with --secret "
                          f"{reference['secret']}=FILE")
+    return path
+
+
+# Where the orchestrator mounts, read-only, the inputs a stage's options name (build --context, sources, images).
+INPUTS = "/run/osbuild/inputs"
+
+
+def input_path(reference: dict) -> str:
+    """Where the input an option names as {"from": "context"|"source"|"image", "source": ..., "image": ...} is:
+    a file or folder, read-only, holding exactly what the stage id names (the orchestrator checked the path)."""
+    source = "/".join(part for part in reference["source"].split("/") if part not in ("", "."))
+    if reference["from"] == "source":
+        path = os.path.join(INPUTS, "sources", "sha256", source.removeprefix("sha256:"))
+    elif reference["from"] == "image":
+        path = os.path.join(INPUTS, "images", urllib.parse.quote(reference["image"], safe=""), source)
+    else:
+        path = os.path.join(INPUTS, "context", source)
+    if not os.path.lexists(path):
+        raise StageError(f"input {reference['from']} {reference['source']} is not mounted at {path}; it is given "
+                         "only to the stage whose options name it")
     return path
 
 
@@ -218,6 +250,60 @@ def require(tree: str, path: str, hint: str = DEBOOTSTRAP_HINT) -> str:
     if not os.path.lexists(place):
         raise StageError(f"the tree has no {path}; {hint}")
     return place
+
+
+def account_ids(tree: str, database: str) -> dict:
+    """Names to ids from the tree's /etc/passwd or /etc/group (empty when the tree has none)."""
+    path = in_tree(tree, f"/etc/{database}")
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return {fields[0]: int(fields[2]) for fields in (line.split(":") for line in f)
+                if len(fields) > 3 and fields[2].isdigit()}
+
+
+def account_id(names: dict, name: str, database: str, path: str) -> int:
+    """The id of an owner or group an option names: a number, or a name of the tree's (root always is 0)."""
+    if name.isdigit():
+        return int(name)
+    if name in names:
+        return names[name]
+    if name == "root":
+        return 0
+    raise StageError(f"{path}: {name!r} is not in the tree's /etc/{database}; create it first (org.osbuild.users)")
+
+
+def place_in_tree(tree: str, path: str) -> tuple:
+    """Where path goes: its folder resolved inside the tree (created 0755 if missing) and its own name."""
+    parent = in_tree(tree, os.path.dirname(path))
+    os.makedirs(parent, mode=0o755, exist_ok=True)
+    return parent, os.path.basename(path)
+
+
+def rename_into(tmp: str, parent: str, name: str) -> None:
+    """Put a file made next to its place under its name: an existing file or link there is replaced, never
+    written through."""
+    try:
+        os.rename(tmp, os.path.join(parent, name))
+    except OSError:
+        os.unlink(tmp)
+        raise
+
+
+def put_file(tree: str, path: str, write: Callable, uid: int, gid: int, mode: int) -> None:
+    """Make the file at path in the tree: write(file) fills it under a temporary name beside its place, then it
+    gets its owner, then its mode (chown clears setuid and setgid bits), then its name."""
+    parent, name = place_in_tree(tree, path)
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".osbuild-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            os.fchown(f.fileno(), uid, gid)
+            os.fchmod(f.fileno(), mode)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    rename_into(tmp, parent, name)
 
 
 def note(message: str) -> None:
