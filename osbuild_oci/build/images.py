@@ -97,7 +97,7 @@ def find(store: ObjectStore, ref: str, remote: Remote, where: str) -> ImageInfo:
         info = _pull_for(store, ref, remote, where)
     elif not registry.is_remote(ref) and not ref.startswith(LOCAL_PREFIX + "/") and \
             localstorage.adopt_user_image(ref, info):
-        info = store.image(ref)
+        info = store.image_again(ref)
     if info is None:
         raise UserError(f"no image {ref} in this store or in this user's podman storage (`podman images`); build "
                         "it with podman, or give a registry reference to pull it", where)

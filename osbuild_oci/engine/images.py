@@ -51,6 +51,10 @@ class ImagesMixin:
                 raise self.service_died() from None
             raise EngineError(f"cannot inspect image {ref}: {getattr(err, 'explanation', None) or err}") from None
 
+    def forget(self, ref: str) -> None:
+        """Drop what prefetch read of ref: the stage storage, outside this store, has just changed it."""
+        self._known.pop(ref, None)
+
     def prefetch(self, refs: list[str]) -> None:
         """Read these images in one CLI call, for `image` to answer from until the service starts.
 

@@ -45,6 +45,11 @@ class ObjectStore:
     def image(self, ref: str) -> ImageInfo | None:
         return self.engine.image(ref)
 
+    def image_again(self, ref: str) -> ImageInfo | None:
+        """The image under ref as podman sees it now, after its stage storage changed behind the store."""
+        self.engine.forget(ref)
+        return self.engine.image(ref)
+
     def prefetch(self, refs: list[str]) -> None:
         """Ask podman about these images in one go, before they are needed one by one."""
         self.engine.prefetch(refs)
