@@ -58,14 +58,24 @@ def _services(store: Path) -> list[str]:
 _SHARED_ONCE = ("test_user", "flagship")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items) -> None:
     """Whatever needs the stage images runs containers: slow, whether or not its module says so.  Each test
-    gets its xdist group (`--dist loadgroup`): the first of _SHARED_ONCE it needs, or else its module."""
+    gets its xdist group (`--dist loadgroup`): the first of _SHARED_ONCE it needs, or else its module.
+    First among the hooks: xdist reads the groups in its own, and a group marked after it is ignored."""
     for item in items:
         if "stage_images" in item.fixturenames:
             item.add_marker(pytest.mark.slow)
         group = next((name for name in _SHARED_ONCE if name in item.fixturenames), item.module.__name__)
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_collection_finish(session) -> None:
+    """A worker whose tests lost their groups would build every shared fixture again (three flagships, three
+    times the disk): pytest 9.2 did that to xdist 3.8 without a word.  Refuse to run rather than run that way."""
+    if session.config.getvalue("dist") == "loadgroup" and any("@" not in item.nodeid for item in session.items):
+        raise pytest.UsageError("--dist loadgroup did not group the tests (is pytest newer than pyproject.toml "
+                                "allows?); run scripts/setup-host to install the pinned versions")
 
 
 @contextmanager
