@@ -145,7 +145,15 @@ def describe_validation_error(error: jsonschema.ValidationError, base: str = "")
     if error.validator == "enum":
         return UserError(f"{_short(error.instance)} is not one of {', '.join(map(repr, error.validator_value))}",
                          where)
+    if error.validator in EXPLAINED and "description" in schema:
+        # A rule across fields (this option only with that one, exactly one item of a kind) that says itself why.
+        return UserError(schema["description"], where)
     return UserError(error.message, where)
+
+
+# Validators whose own message only repeats the schema ("... should not be valid under {}"): a schema that
+# uses them for a rule explains the rule in its description.
+EXPLAINED = ("not", "contains", "minContains", "maxContains")
 
 
 def _schema_summary(schema) -> str:
