@@ -9,7 +9,7 @@ import osbuild_boot
 import osbuild_stage
 
 from . import grub, repart, secureboot, uki
-from .common import write_file
+from .common import at_epoch, write_file
 from .layout import Layout
 
 GROW_HINT = "install systemd-repart (trixie: the systemd-repart package) for a partition that grows"
@@ -73,6 +73,7 @@ def grub_files(tree: str, options: dict, arch: dict, layout: Layout, cmdline: st
         else:
             efi_binary = os.path.join(tmp, arch["efi_file"])
             grub.image(arch["efi"], early, efi_binary, modules)
+            at_epoch(efi_binary)
             files.copy(f"{esp}/EFI/BOOT/{arch['efi_file']}", efi_binary)
     if layout.by_type("bios-boot") is None:
         return None
