@@ -53,6 +53,7 @@ class Partition:
     max_size: int | None
     subvolumes: tuple[tuple[str, str], ...]
     key: str | None
+    empty_slot: bool
     grow: bool
     uuid: uuidlib.UUID
 
@@ -108,9 +109,10 @@ def _partition(index: int, entry: dict, seed: str) -> Partition:
     size = parse_size(entry["size"]) if "size" in entry else BIOS_BOOT_SIZE if kind == "bios-boot" else None
     bounds = [parse_size(entry[key]) if key in entry else None for key in ("min_size", "max_size")]
     subvolumes = tuple((sub["name"], sub["mountpoint"]) for sub in entry.get("subvolumes", ()))
-    key = entry["encrypt"]["key"]["secret"] if "encrypt" in entry else None
+    encrypt = entry.get("encrypt", {})
     return Partition(index, kind, label, entry.get("filesystem", filesystem), mountpoint, size, *bounds, subvolumes,
-                     key, entry.get("grow", False), derived(seed, f"partition-{label}"))
+                     encrypt["key"]["secret"] if encrypt else None, encrypt.get("empty_slot", False),
+                     entry.get("grow", False), derived(seed, f"partition-{label}"))
 
 
 class Layout:

@@ -23,6 +23,8 @@ from .layout import Layout
 
 # A tmpfs: the passphrase, without its newline, is never written to a disk.
 KEY_DIR = "/dev/shm"
+# What systemd-repart puts before the encrypted data: the LUKS2 headers and keyslots (its LUKS2_METADATA_SIZE).
+LUKS2_METADATA = 16 * 1024 * 1024
 
 
 @contextlib.contextmanager
@@ -61,13 +63,38 @@ def make(layout: Layout, tree: str, generated: dict[str, str], image: str, size:
         # 512-byte sectors, as the disks these images land on have (qemu's, the clouds'): with repart's default
         # of 4096 for the filesystems, an ESP under 260 MiB gets a FAT32 of too few clusters, which OVMF ignores.
         proc = run(["systemd-repart", "--offline=yes", "--sector-size=512", "--empty=create", f"--size={size}",
-                    "--dry-run=no",
-                    "--no-pager", f"--definitions={definitions}", f"--seed={derived(root_fs_uuid, 'repart-seed')}",
-                    f"--architecture={systemd_arch}", "--json=short", *([f"--key-file={key_file}"] if key_file else []),
-                    image], env=environment(root_fs_uuid), stdout=subprocess.PIPE, text=True)
-    made = {entry["label"]: entry for entry in json.loads(proc.stdout)}
+                    "--dry-run=no", "--no-pager", f"--definitions={definitions}",
+                    f"--seed={derived(root_fs_uuid, 'repart-seed')}", f"--architecture={systemd_arch}", "--json=short",
+                    *([f"--key-file={key_file}"] if key_file else []), image],
+                   env=environment(root_fs_uuid), stdout=subprocess.PIPE, text=True)
+        made = {entry["label"]: entry for entry in json.loads(proc.stdout)}
+        for part in layout.partitions:
+            if part.empty_slot:
+                add_empty_slot(image, made[part.label]["offset"], key_file, tmp)
     check_identifiers(layout, made, image)
     return made
+
+
+def add_empty_slot(image: str, offset: int, key_file: str, tmp: str) -> None:
+    """A second keyslot with an empty passphrase, for systemd-cryptenroll to enroll a TPM2 (or any key) with on
+    the target machine and then remove (--wipe-slot=empty).  cryptsetup changes the LUKS2 metadata in a copy of
+    it, which goes back in place; the encrypted data is not touched.  The empty passphrase protects nothing, so
+    its key derivation is the cheapest (PBKDF2, 1000 iterations): unlocking it costs no memory at boot."""
+    header = os.path.join(tmp, "luks-header")
+    with open(image, "rb") as disk, open(header, "wb") as out:
+        disk.seek(offset)
+        out.write(disk.read(LUKS2_METADATA))
+    dump = run(["cryptsetup", "luksDump", "--dump-json-metadata", header], stdout=subprocess.PIPE, text=True).stdout
+    segments = json.loads(dump)["segments"]
+    if any(int(segment["offset"]) != LUKS2_METADATA for segment in segments.values()):
+        raise StageError(f"the LUKS2 header systemd-repart wrote does not end at {LUKS2_METADATA} bytes; the "
+                         "assembler image needs fixing")
+    run(["cryptsetup", "luksAddKey", "--batch-mode", f"--key-file={key_file}", "--pbkdf=pbkdf2",
+         "--pbkdf-force-iterations=1000", header], input="\n", text=True)
+    with open(header, "rb") as new, open(image, "r+b") as disk:
+        disk.seek(offset)
+        disk.write(new.read())
+    os.unlink(header)
 
 
 def check_identifiers(layout: Layout, made: dict[str, dict], image: str) -> None:
