@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shlex
 import shutil
 import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,84 +26,8 @@ from helpers import (MINBASE, REPO, LineReader, boot_to_login, podman, qcow2_fil
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="makes its own unprivileged user: run the suite as root")]
 
-# Another name lets two checkouts on one machine run their rootless tests side by side.
-USER = os.environ.get("OSBUILD_OCI_TEST_USER", "osbuild-oci-test")
 TREE_PIPELINE = REPO / "pipelines" / "debian-bookworm-tree.json"
 QCOW2_PIPELINE = REPO / "pipelines" / "debian-bookworm-qcow2.json"
-
-
-@dataclass
-class Rootless:
-    """An unprivileged user with a checkout of its own, prepared by scripts/setup-host."""
-
-    name: str
-    home: Path
-
-    @property
-    def src(self) -> Path:
-        return self.home / "src"
-
-    def argv(self, *cmd: str) -> list[str]:
-        """CMD as the user runs it: through runuser, with a login's environment and the checkout's .venv."""
-        env = {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name, "LANG": "C.UTF-8",
-               "PATH": f"{self.src}/.venv/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
-        return ["runuser", "-u", self.name, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *map(str, cmd)]
-
-    def run(self, *cmd: str, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess:
-        proc = subprocess.run(self.argv(*cmd), capture_output=True, text=True, cwd=self.src, timeout=timeout)
-        if check:
-            assert proc.returncode == 0, f"{' '.join(map(str, cmd))} as {self.name}: {proc.stderr[-3000:]!r}"
-        return proc
-
-    def build(self, pipeline: Path | str, store: Path, *extra: str, output: Path | None = None) -> dict:
-        """`osbuild-oci build --json` as the user; the events and the process."""
-        args = ["osbuild-oci", "build", pipeline, "--store", store, "--json", *extra]
-        if output is not None:
-            args += ["-o", output]
-        proc = self.run(*args, check=False)
-        events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        return {"proc": proc, "events": events,
-                "ran": [e["stage"] for e in events if e["event"] == "stage-done" and not e["cached"]],
-                "tree": next((e["tree"] for e in events if e["event"] == "build-done"), None)}
-
-    def remove(self, path: Path) -> None:
-        """Remove what the user made, files of its subordinate ids included."""
-        subprocess.run(["sh", "-c", f'grep -o " {path}/[^ ]*" /proc/self/mounts | xargs -r -n1 umount -l'],
-                       check=False)
-        shutil.rmtree(path, ignore_errors=True)
-
-    def podman_args(self, store: Path) -> list[str]:
-        """The flags `osbuild-oci store podman-args` gives the user for a store."""
-        return shlex.split(self.run("osbuild-oci", "store", "podman-args", "--store", store).stdout)
-
-    def podman(self, store: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return self.run("podman", *self.podman_args(store), *args, check=check)
-
-
-@pytest.fixture(scope="session")
-def rootless(tmp_path_factory) -> Rootless:
-    """The user, its subordinate ids and overlay storage, its checkout, .venv and stage images."""
-    if subprocess.run(["id", USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", USER], check=True)
-    home = Path(pwd.getpwnam(USER).pw_dir)
-    prepared = subprocess.run(["sh", "scripts/setup-host", "--user", USER], cwd=REPO, capture_output=True, text=True)
-    assert prepared.returncode == 0, prepared.stderr
-    user = Rootless(USER, home)
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, check=True).stdout.split(b"\0")
-    shutil.rmtree(user.src, ignore_errors=True)
-    for name in filter(None, files):
-        source, target = REPO / name.decode(), user.src / name.decode()
-        if source.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    subprocess.run(["chown", "-R", f"{USER}:{USER}", str(user.src)], check=True)
-    setup = user.run("sh", "scripts/setup-host", timeout=3000)
-    assert "Traceback" not in setup.stderr
-    info = json.loads(user.run("podman", "info", "--format", "json").stdout)
-    assert info["host"]["security"]["rootless"] is True
-    assert info["store"]["graphDriverName"] == "overlay", "rootless storage must not be vfs"
-    return user
 
 
 @pytest.fixture(scope="session")
