@@ -120,6 +120,9 @@ def test_the_encrypted_btrfs_layout_gives_its_booted_system_fstab_crypttab_and_c
     layout = Layout(ENCRYPTED, SEED)
     root = layout.root
     assert root.uuid == common.derived(SEED, "partition-root"), "partition GUIDs follow root_fs_uuid"
+    # The names repart gives its filesystems and LUKS headers, as the test above measured them.
+    assert root.fs_uuid == common.repart_derived(root.uuid, "file-system-uuid")
+    assert root.luks_uuid == common.repart_derived(root.uuid, "luks-uuid")
     assert layout.fstab().splitlines()[2:] == [
         "/dev/mapper/root / btrfs defaults,subvol=@ 0 0",
         f"UUID={layout.by_type('xbootldr').fs_uuid} /boot ext4 defaults 0 2",
