@@ -152,7 +152,8 @@ def test_repart_definitions_put_each_file_where_its_mountpoint_is(tmp_path):
                                          f"UUID={common.derived(SEED, 'partition-bios')}",
                                          "SizeMinBytes=1048576", "SizeMaxBytes=1048576"]
     assert "CopyFiles=/staged/BOOTX64.EFI:/EFI/BOOT/BOOTX64.EFI" in lines["01-esp.conf"]
-    assert lines["02-boot.conf"][-4:] == [f"CopyFiles={tree}/boot:/", "CopyFiles=/staged/boot/grub/grub.cfg:/grub/grub.cfg",
+    assert lines["02-boot.conf"][-4:] == [f"CopyFiles={tree}/boot:/",
+                                          "CopyFiles=/staged/boot/grub/grub.cfg:/grub/grub.cfg",
                                           "ExcludeFilesTarget=/efi/", "MakeDirectories=/efi"]
     assert lines["04-root.conf"][4:] == [
         "Format=btrfs", "GrowFileSystem=no", "Encrypt=key-file", "Subvolumes=/@ /@home", f"CopyFiles={tree}:/@",
