@@ -187,7 +187,9 @@ def test_a_growing_last_partition_gets_repart_d_and_growfs():
      "GRUB cannot read /boot on an encrypted partition; add an xbootldr partition"),
     ([{"type": "root", "size": "1G", "encrypt": {"key": {"secret": "a"}}},
       {"type": "home", "encrypt": {"key": {"secret": "b"}}}], "grub", "they share one passphrase"),
-    ([{"type": "root"}], "systemd-boot", "systemd-boot is a UEFI boot loader; add an esp partition"),
+    ([{"type": "root"}], "systemd-boot", "systemd-boot is a UEFI boot loader: it needs an esp partition"),
+    ([{"type": "bios-boot"}, {"type": "esp", "size": "100M"}, {"type": "root"}], "systemd-boot",
+     "and no bios-boot partition"),
     ([{"type": "esp", "size": "100M"}, {"type": "xbootldr", "size": "1G"}, {"type": "root"}], "systemd-boot",
      "give it filesystem vfat"),
 ])

@@ -7,6 +7,7 @@ import os
 
 import osbuild_boot
 import osbuild_stage
+from osbuild_stage import StageError
 
 from . import grub, repart, secureboot, uki
 from .common import at_epoch, write_file
@@ -86,6 +87,8 @@ def build(tree: str, options: dict, arch: dict, size: int, image: str, tmp: str)
     """The described layout into image, a new file of size bytes."""
     bootloader = options.get("bootloader", "grub")
     layout = Layout(options["partitions"], options["root_fs_uuid"], bootloader)
+    if options.get("secure_boot") and layout.esp is None:
+        raise StageError("secure_boot: Secure Boot is a UEFI boot; add an esp partition")
     files = Files(os.path.join(tmp, "generated"))
     files.write("/etc/fstab", layout.fstab())
     if layout.encrypted:

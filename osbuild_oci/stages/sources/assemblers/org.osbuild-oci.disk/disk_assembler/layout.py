@@ -173,8 +173,9 @@ class Layout:
 
     def _check_boot(self) -> None:
         if self.bootloader == "systemd-boot":
-            if self.esp is None:
-                raise StageError("partitions: systemd-boot is a UEFI boot loader; add an esp partition")
+            if self.esp is None or self.by_type("bios-boot") is not None:
+                raise StageError("partitions: systemd-boot is a UEFI boot loader: it needs an esp partition and "
+                                 "no bios-boot partition")
             boot = self.by_type("xbootldr")
             if boot is not None and boot.filesystem != "vfat":
                 raise StageError("partitions: systemd-boot reads the xbootldr partition through the firmware, "
