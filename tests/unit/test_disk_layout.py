@@ -162,6 +162,21 @@ def test_repart_definitions_put_each_file_where_its_mountpoint_is(tmp_path):
         "MakeDirectories=/@ /@/boot /@home /@/home"]
 
 
+@pytest.mark.parametrize("link", ["srv", "srv/data"])
+def test_a_mountpoint_that_is_a_symlink_in_the_tree_is_refused(tmp_path, link):
+    """A symlink on the way (/srv -> /var/srv) or at the end would send the copy outside the tree's directory."""
+    tree = tmp_path / "tree"
+    (tree / "var" / "srv" / "data").mkdir(parents=True)
+    if link == "srv":
+        (tree / "srv").symlink_to("/var/srv")
+    else:
+        (tree / "srv").mkdir()
+        (tree / "srv" / "data").symlink_to("/var/srv/data")
+    layout = Layout([{"type": "root", "size": "1G"}, {"type": "linux-generic", "mountpoint": "/srv/data"}], SEED)
+    with pytest.raises(StageError, match=re.escape("the tree's /srv/data is not a directory (a symlink")):
+        layout.definitions(str(tree), {})
+
+
 def test_a_growing_last_partition_gets_repart_d_and_growfs():
     layout = Layout([{"type": "esp", "size": "512M"}, {"type": "root", "grow": True}], SEED, "systemd-boot")
     growth = layout.growth()

@@ -13,7 +13,7 @@ import posixpath
 import uuid as uuidlib
 from dataclasses import dataclass
 
-from osbuild_stage import StageError
+from osbuild_stage import StageError, in_tree
 
 from .common import MIB, derived, parse_size, repart_derived
 
@@ -271,12 +271,14 @@ class Layout:
         excludes: dict[int, list[str]] = {part.index: [] for part in self.partitions}
         directories: dict[int, list[str]] = {part.index: [] for part in self.partitions}
         for mount in self.mounts:
-            source = os.path.join(tree, mount.mountpoint.lstrip("/"))
-            if os.path.isdir(source) and not os.path.islink(source):
-                copies[mount.partition.index].append(f"{source.rstrip('/')}:{mount.inner}")
-            elif os.path.lexists(source):
-                raise StageError(f"partitions: the tree's {mount.mountpoint} is not a directory (a symlink or a "
-                                 "file), so nothing can be mounted there; mount the place it points to")
+            source = os.path.join(tree, mount.mountpoint.lstrip("/")).rstrip("/")
+            if in_tree(tree, mount.mountpoint).rstrip("/") != source or (os.path.lexists(source)
+                                                                        and not os.path.isdir(source)):
+                raise StageError(f"partitions: the tree's {mount.mountpoint} is not a directory (a symlink, on the "
+                                 "way or at the end, or a file), so nothing can be mounted there; mount the place "
+                                 "it points to")
+            if os.path.isdir(source):
+                copies[mount.partition.index].append(f"{source}:{mount.inner}")
             if mount.subvolume:
                 directories[mount.partition.index].append(mount.inner)
             if mount.mountpoint == "/":
