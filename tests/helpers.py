@@ -562,17 +562,21 @@ BOOT_TIMEOUT = 240
 
 
 def boot_to_login(image: Path, firmware: str, tmp: Path, cli: list[str] | tuple[str, ...] = tuple(CLI),
-                  hostname: str = "debian-oci", then: str | None = None, disk_arch: str | None = None) -> str:
-    """`osbuild-oci boot IMAGE --FIRMWARE [--arch DISK_ARCH]` until the serial console (its stdout) shows the
-    login prompt; the console text.  cli: how to run osbuild-oci (e.g. through runuser, for rootless boots).
+                  hostname: str = "debian-oci", then: str | None = None, disk_arch: str | None = None,
+                  boot_args: Sequence[str] = (), answers: Sequence[tuple[bytes, str]] = (),
+                  expect: bytes | None = None) -> str:
+    """`osbuild-oci boot IMAGE --FIRMWARE [--arch DISK_ARCH] [BOOT_ARGS]` until the serial console (its stdout)
+    shows the login prompt; the console text.  cli: how to run osbuild-oci (e.g. through runuser, for rootless
+    boots).  answers: (pattern, line) to type when the pattern shows, in order, before the login (a LUKS
+    passphrase).  expect: a pattern to wait for instead of the login prompt (a boot that must be refused).
     then: a shell command to run after logging in as the README's user (debian/debian); the console text then
     ends with its output, between ==> and <== lines.  On a busy machine the kernel's late messages can land
     between the host name and "login:"."""
     log = tmp / f"serial-{firmware}.log"
     with open(log, "wb") as console:
         # A group of its own: killing it ends osbuild-oci, qemu and runuser alike.
-        vm = subprocess.Popen([*cli, "boot", str(image), f"--{firmware}", *(["--arch", disk_arch] if disk_arch else [])],
-                              stdin=subprocess.PIPE, stdout=console,
+        vm = subprocess.Popen([*cli, "boot", str(image), f"--{firmware}", *(["--arch", disk_arch] if disk_arch else []),
+                               *boot_args], stdin=subprocess.PIPE, stdout=console,
                               stderr=subprocess.PIPE, start_new_session=True, cwd=REPO)
     deadline = time.monotonic() + BOOT_TIMEOUT
 
@@ -588,6 +592,12 @@ def boot_to_login(image: Path, firmware: str, tmp: Path, cli: list[str] | tuple[
         vm.stdin.flush()
 
     try:
+        for prompt, line in answers:
+            wait_for(prompt, f"{prompt!r} prompt")
+            type_line(line)
+        if expect is not None:
+            wait_for(expect, f"{expect!r}")
+            return log.read_text(errors="replace")
         wait_for(re.escape(hostname.encode()) + rb" (?:\[[^\n]*\n)*login:", "login prompt")
         if then is not None:
             type_line("debian")

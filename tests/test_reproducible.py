@@ -99,3 +99,26 @@ def test_the_flagship_built_in_two_stores_gives_the_same_layers_and_the_same_qco
         assert result.returncode == 0 and result.ran == [], result.stderr[-3000:]
         digests.append(sha256(tmp_path / name / "disk.raw"))
     assert digests[0] == digests[1], "raw disks of the same tree from two stores"
+
+
+DESCRIBED = {"filename": "described.raw", "format": "raw", "size": "3G", "kernel_opts": "console=ttyS0,115200",
+             "partitions": [{"type": "bios-boot"}, {"type": "esp", "size": "100M"},
+                            {"type": "xbootldr", "size": "300M"}, {"type": "swap", "size": "64M"}, {"type": "root"}]}
+
+
+def test_a_described_layout_of_the_same_tree_from_two_stores_is_byte_identical(builds, flagship, shared_store,
+                                                                                tmp_path):
+    """systemd-repart's seed, its clock (the epoch), ext4's hash seed and the times of every file the assembler
+    writes onto the disk follow the tree and the options: an unencrypted described disk (GPT, BIOS boot code,
+    ESP, ext4 /boot and root, swap) comes out the same from a store that never saw the other's run."""
+    pipeline = json.loads(FLAGSHIP.read_text())
+    pipeline["assembler"]["options"] = {"root_fs_uuid": pipeline["assembler"]["options"]["root_fs_uuid"], **DESCRIBED}
+    digests = []
+    for name, where in (("fresh", builds["c"][0]), ("shared", shared_store)):
+        result = run_build(pipeline, where, tmp_path / name)
+        assert result.returncode == 0 and result.ran == [], result.stderr[-3000:]
+        digests.append(sha256(tmp_path / name / "described.raw"))
+    assert digests[0] == digests[1], "described raw disks of the same tree from two stores"
+    with open(tmp_path / "fresh" / "described.raw", "rb") as disk:
+        mbr = disk.read(512)
+    assert int.from_bytes(mbr[0x5C:0x64], "little") == 2048, "GRUB's boot code points at core.img in bios-boot"

@@ -145,7 +145,13 @@ def describe_validation_error(error: jsonschema.ValidationError, base: str = "")
         return UserError(f"{_short(error.instance)} is not of the form allowed here: {_in_words(schema)}", where)
     if error.validator == "not":
         refused = error.validator_value if isinstance(error.validator_value, dict) else {}
+        if "description" not in refused and "description" in schema:
+            # A rule across fields (this option only with that one) whose schema says it whole.
+            return UserError(schema["description"], where)
         return UserError(f"{_short(error.instance)} is refused here: {_in_words(refused)}", where)
+    if error.validator in ("contains", "minContains", "maxContains") and "description" in schema:
+        # A rule over a list's items (exactly one item of a kind) that says itself why.
+        return UserError(schema["description"], where)
     return UserError(error.message, where)
 
 

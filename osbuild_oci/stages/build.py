@@ -2,10 +2,12 @@
 
 No registry is reachable on the machines we build on, so the chain starts from
 mmdebstrap: a Debian minbase tarball imported as an image, then the top-level
-Containerfile (the common base), then one image per folder.  Every image
-carries a digest of its sources (and of its base) in a label; an image whose
-sources did not change is not rebuilt, so its id, and every tree built with
-it, stays valid.
+Containerfile (the common base), then one image per folder.  The base is
+bookworm's (stage-base:latest); a folder that builds FROM stage-base:trixie
+gets a second minbase and base of that suite, made only when one asks for it.
+Every image carries a digest of its sources (and of its base) in a label; an
+image whose sources did not change is not rebuilt, so its id, and every tree
+built with it, stays valid.
 """
 
 from __future__ import annotations
@@ -28,10 +30,24 @@ from . import SOURCES
 from .image import (LABEL_CAPABILITIES, LABEL_KIND, LABEL_NAME, LABEL_NETWORK, LABEL_SCHEMA, LABEL_SOURCE,
                     LOCAL_PREFIX, Kind, empty_ref, local_ref)
 
-SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-MINBASE = f"{LOCAL_PREFIX}/debian-minbase:{SUITE}"
+# The suite of stage-base:latest, which every stage builds FROM; an image that needs a newer suite's tools
+# (the disk assembler: systemd-repart --offline, ukify) builds FROM stage-base:SUITE instead.
+SUITE = "bookworm"
+SUITES = ("bookworm", "trixie")
 STAGE_BASE = f"{LOCAL_PREFIX}/stage-base:latest"
+
+
+def minbase_ref(suite: str) -> str:
+    """The mmdebstrap minbase of a suite: the root of its stage base, and of the osbuild-oci image (bookworm)."""
+    return f"{LOCAL_PREFIX}/debian-minbase:{suite}"
+
+
+def stage_base_ref(suite: str) -> str:
+    """stage-base:latest stays bookworm's name, so stage folders written before trixie build unchanged."""
+    return STAGE_BASE if suite == SUITE else f"{LOCAL_PREFIX}/stage-base:{suite}"
+
+
 KINDS = {"stages": Kind.STAGE, "assemblers": Kind.ASSEMBLER}
 
 
@@ -80,20 +96,21 @@ def _image_id(ref: str) -> str:
     return info.id
 
 
-def ensure_minbase(log: Callable[[str], None]) -> str:
-    """Import a Debian minbase made by mmdebstrap, once; it is the root of every stage image."""
-    info = localstorage.image(MINBASE)
+def ensure_minbase(log: Callable[[str], None], suite: str = SUITE) -> str:
+    """Import a Debian minbase of the suite made by mmdebstrap, once; it is the root of the stage images."""
+    ref = minbase_ref(suite)
+    info = localstorage.image(ref)
     if info:
         return info.id
-    log(f"creating {MINBASE} with mmdebstrap (once, about 15 s)")
+    log(f"creating {ref} with mmdebstrap (once, about 15 s)")
     with tempfile.TemporaryDirectory() as tmp:
         tarball = Path(tmp) / "minbase.tar"
-        proc = subprocess.run(["mmdebstrap", "--variant=minbase", "--include=python3", "--quiet", SUITE,
+        proc = subprocess.run(["mmdebstrap", "--variant=minbase", "--include=python3", "--quiet", suite,
                                str(tarball), MIRROR])
         if proc.returncode != 0:
-            raise BuildError(f"mmdebstrap could not create the {SUITE} base (exit {proc.returncode})")
-        localstorage.import_tarball(tarball, MINBASE)
-    return _image_id(MINBASE)
+            raise BuildError(f"mmdebstrap could not create the {suite} base (exit {proc.returncode})")
+        localstorage.import_tarball(tarball, ref)
+    return _image_id(ref)
 
 
 def ensure_empty() -> None:
@@ -117,15 +134,35 @@ def ensure_empty() -> None:
             localstorage.copy_in(f"oci:{layout}", ref)
 
 
-def _local_parent(source: Source, by_name: dict[str, Source]) -> Source | None:
-    """The folder whose image this one starts FROM, if any (it must be built, and hashed, first)."""
+def _local_from(source: Source) -> list[str]:
+    """The local images (name:tag after LOCAL_PREFIX/) the Containerfile starts FROM."""
+    found = []
     for line in (source.path / "Containerfile").read_text().splitlines():
         words = line.split()
         if len(words) >= 2 and words[0].upper() == "FROM" and words[1].startswith(LOCAL_PREFIX + "/"):
-            parent = by_name.get(words[1][len(LOCAL_PREFIX) + 1:].split(":", 1)[0])
-            if parent is not None and parent != source:
-                return parent
+            found.append(words[1][len(LOCAL_PREFIX) + 1:])
+    return found
+
+
+def _local_parent(source: Source, by_name: dict[str, Source]) -> Source | None:
+    """The folder whose image this one starts FROM, if any (it must be built, and hashed, first)."""
+    for image in _local_from(source):
+        parent = by_name.get(image.split(":", 1)[0])
+        if parent is not None and parent != source:
+            return parent
     return None
+
+
+def _base_suite(source: Source) -> str:
+    """The suite of the stage base the folder builds FROM: stage-base:latest is SUITE, stage-base:SUITE another."""
+    for image in _local_from(source):
+        name, _, tag = image.partition(":")
+        if name == "stage-base" and tag not in ("", "latest"):
+            if tag not in SUITES:
+                raise UserError(f"{source.path / 'Containerfile'}: FROM {LOCAL_PREFIX}/{image}: the stage base "
+                                f"is built for {', '.join(SUITES)} (stage-base:latest is {SUITE})")
+            return tag
+    return SUITE
 
 
 def describe(root: Path) -> list[dict]:
@@ -156,23 +193,31 @@ def build_all(root: Path, only: list[str] | None, log: Callable[[str], None],
         if unknown:
             raise UserError(f"no stage or assembler folder named {', '.join(unknown)} under {root}")
     ensure_empty()
-    minbase_id = ensure_minbase(log)
     # A source tree of one's own stages needs no base/ of its own: they build FROM the installed one.
     base = root / "base" if (root / "base").is_dir() else SOURCES / "base"
-    base_digest = source_digest(base, minbase_id)
-    if not _up_to_date(STAGE_BASE, base_digest):
-        if verbose:
-            log(f"building {STAGE_BASE}")
-        localstorage.build(base, base / "Containerfile", STAGE_BASE, {LABEL_SOURCE: base_digest}, {"BASE": MINBASE},
-                           verbose)
-    base_id = _image_id(STAGE_BASE)
+    base_ids: dict[str, str] = {}
+
+    def stage_base(suite: str) -> str:
+        """The id of the stage base of the suite, built first if its sources or its minbase changed."""
+        if suite not in base_ids:
+            ref = stage_base_ref(suite)
+            base_digest = source_digest(base, ensure_minbase(log, suite))
+            if not _up_to_date(ref, base_digest):
+                if verbose:
+                    log(f"building {ref}")
+                localstorage.build(base, base / "Containerfile", ref, {LABEL_SOURCE: base_digest},
+                                   {"BASE": minbase_ref(suite)}, verbose)
+            base_ids[suite] = _image_id(ref)
+        return base_ids[suite]
+
+    stage_base(SUITE)
     built: dict[str, bool] = {}
 
     def build(source: Source) -> str:
         if source.name not in built:
             parent = _local_parent(source, by_name)
             schema = _load_schema(source)
-            digest = source_digest(source.path, build(parent) if parent else base_id)
+            digest = source_digest(source.path, build(parent) if parent else stage_base(_base_suite(source)))
             built[source.name] = not _up_to_date(source.ref, digest)
             if built[source.name]:
                 if verbose:

@@ -41,15 +41,16 @@ def build(tag: str, with_stages: bool, checkout: Path, log: Callable[[str], None
     if not (folder / "Containerfile").is_file() or not (checkout / "pyproject.toml").is_file():
         raise UserError(f"{checkout} is no checkout of osbuild-oci (no image/Containerfile and pyproject.toml); "
                         "give --source CHECKOUT")
+    minbase = stagebuild.minbase_ref(stagebuild.SUITE)
     stagebuild.ensure_minbase(log)
-    localstorage.to_user_storage(stagebuild.MINBASE)  # the image is the user's: built in the user's storage
+    localstorage.to_user_storage(minbase)  # the image is the user's: built in the user's storage
     # A disk, not /tmp's tmpfs: the context holds a hundred megabytes of wheels, and the stage images.
     with tempfile.TemporaryDirectory(prefix="osbuild-oci-image-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
         context = Path(tmp)
         shutil.copytree(folder, context, dirs_exist_ok=True)
         _wheels(checkout, context / "wheels", log)
         log(f"building {tag}")
-        localstorage.build(context, context / "Containerfile", tag, {}, {"BASE": stagebuild.MINBASE},
+        localstorage.build(context, context / "Containerfile", tag, {}, {"BASE": minbase},
                            user_storage=True)
         if with_stages:
             _bake_stages(checkout / "osbuild_oci" / "stages" / "sources", context, tag, log)

@@ -1,0 +1,1 @@
+"""The disk assembler's parts: the default layout, described layouts, boot loaders, output formats."""
