@@ -319,10 +319,10 @@ class Engine:
 
     def sbom(self, tree: str, tree_id: str, epoch: int) -> str:
         """The SPDX document of a mounted tree: read here as root, rootless where the mount is visible
-        (`python -m osbuild_oci.sbom` in podman's user namespace)."""
+        (`python -m osbuild_oci.tools.sbom` in podman's user namespace)."""
         if os.geteuid() == 0:
             return sbom.dumps(sbom.of_tree(tree, tree_id, epoch))
-        return self._on_mounted_tree([sys.executable, "-m", "osbuild_oci.sbom", tree, tree_id, str(epoch)],
+        return self._on_mounted_tree([sys.executable, "-m", "osbuild_oci.tools.sbom", tree, tree_id, str(epoch)],
                                      f"read the packages of tree {tree_id}")
 
     def _on_mounted_tree(self, cmd: list[str], action: str) -> str:

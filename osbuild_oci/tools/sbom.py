@@ -2,7 +2,7 @@
 
 Everything comes from the tree's own files (dpkg's status file and each
 package's /usr/share/doc/NAME/copyright), never from the network, so the same
-tree gives the same document.  Run as `python -m osbuild_oci.sbom TREE TREE_ID
+tree gives the same document.  Run as `python -m osbuild_oci.tools.sbom TREE TREE_ID
 EPOCH` it prints the document: the orchestrator runs it where the tree is
 mounted (inside podman's user namespace when rootless).
 """
