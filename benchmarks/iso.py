@@ -12,7 +12,6 @@ Run as root after scripts/setup-host, from the checkout, with the baseline's too
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,6 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from daytwo import CLI, REPO, to_login
+
+sys.path.insert(0, str(REPO / "tests"))
+from helpers import sha256  # noqa: E402
 
 LIVE = REPO / "pipelines" / "debian-bookworm-live-iso.json"
 CLOUD = REPO / "pipelines" / "debian-bookworm-cloud-qcow2.json"
@@ -55,11 +57,6 @@ def squashfs_size(iso: Path) -> int:
     listing = subprocess.run(["xorriso", "-indev", str(iso), "-find", "/live/filesystem.squashfs", "-exec", "lsdl"],
                              capture_output=True, text=True, check=True).stdout
     return int(listing.split()[4])
-
-
-def sha256(path: Path) -> str:
-    with open(path, "rb") as data:
-        return hashlib.file_digest(data, "sha256").hexdigest()
 
 
 def report_build(name: str, wall: float, steps: list[tuple[str, float]]) -> None:
