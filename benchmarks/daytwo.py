@@ -30,14 +30,15 @@ def timed(*args: str) -> float:
     return time.monotonic() - start
 
 
-def to_login(argv: list[str], console: Path) -> float:
-    """Seconds from start until the serial console (argv's stdout, kept in console) shows the login prompt."""
+def to_login(argv: list[str], console: Path, prompt: re.Pattern = PROMPT) -> float:
+    """Seconds from start until the serial console (argv's stdout, kept in console) shows the login prompt (or
+    whatever else `prompt` matches)."""
     with open(console, "wb") as out:
         start = time.monotonic()
         vm = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
-        while not PROMPT.search(console.read_bytes()):
+        while not prompt.search(console.read_bytes()):
             if vm.poll() is not None or time.monotonic() - start > 600:
                 raise RuntimeError(f"{argv[0]} ended or took too long; see {console}")
             time.sleep(0.2)

@@ -26,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 FLAGSHIP = REPO / "pipelines" / "debian-bookworm-qcow2.json"
@@ -564,14 +564,14 @@ BOOT_TIMEOUT = 240
 def boot_to_login(image: Path, firmware: str, tmp: Path, cli: list[str] | tuple[str, ...] = tuple(CLI),
                   hostname: str = "debian-oci", then: str | None = None, disk_arch: str | None = None,
                   boot_args: Sequence[str] = (), answers: Sequence[tuple[bytes, str]] = (),
-                  expect: bytes | None = None) -> str:
+                  expect: bytes | None = None, while_up: Callable[[], None] | None = None) -> str:
     """`osbuild-oci boot IMAGE --FIRMWARE [--arch DISK_ARCH] [BOOT_ARGS]` until the serial console (its stdout)
     shows the login prompt; the console text.  cli: how to run osbuild-oci (e.g. through runuser, for rootless
     boots).  answers: (pattern, line) to type when the pattern shows, in order, before the login (a LUKS
     passphrase).  expect: a pattern to wait for instead of the login prompt (a boot that must be refused).
     then: a shell command to run after logging in as the README's user (debian/debian); the console text then
-    ends with its output, between ==> and <== lines.  On a busy machine the kernel's late messages can land
-    between the host name and "login:"."""
+    ends with its output, between ==> and <== lines.  while_up: called after that, while the guest still runs
+    (e.g. to ssh in).  On a busy machine the kernel's late messages can land between the host name and "login:"."""
     log = tmp / f"serial-{firmware}.log"
     with open(log, "wb") as console:
         # A group of its own: killing it ends osbuild-oci, qemu and runuser alike.
@@ -606,6 +606,8 @@ def boot_to_login(image: Path, firmware: str, tmp: Path, cli: list[str] | tuple[
             wait_for(rb"debian@" + re.escape(hostname.encode()) + rb":~\$", "shell prompt")
             type_line(f"echo '==''>'; {then}; echo '<''=='")
             wait_for(rb"[\r\n]==>\r?\n(?:.*\n)*?<==", f"output of {then!r}")
+        if while_up is not None:
+            while_up()
     finally:
         # SIGTERM first, so osbuild-oci boot removes its copy of the disk as it does for a user.
         os.killpg(vm.pid, signal.SIGTERM)
