@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Rootless against root, in the same run, on every row of issue 15: stage images from scratch, the
+"""Rootless against root, in the same run, on every row that decided rootless is the normal case: stage images from scratch, the
 flagship qcow2 cold with an empty and with a warm package cache, rebuilt unchanged, one trivial stage,
 a fully cached 5-stage no-op pipeline, `--help`, and the store's size.
 

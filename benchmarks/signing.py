@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What signing and verifying cost for the Debian qcow2 pipeline's trees (issue 10), in one run.
+"""What signing and verifying cost for the Debian qcow2 pipeline's trees, in one run.
 
 The pipeline (without its assembler, so only trees move) is built once; then every
 tree is pushed with --cache-to to one registry unsigned and to a second one signed

@@ -1,4 +1,4 @@
-"""Trust in what comes from a registry (issue 10): signed trees and stage images, --trust-key, the lock file.
+"""Trust in what comes from a registry: signed trees and stage images, --trust-key, the lock file.
 
 Everything runs against the real registry on 127.0.0.1 with keys made by
 `osbuild-oci key generate`; the stages are cheap ones on the minbase base.
