@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Rootless against root, in the same run, on every row that decided rootless is the normal case: stage images from scratch, the
-flagship qcow2 cold with an empty and with a warm package cache, rebuilt unchanged, one trivial stage,
+"""Rootless against root, in the same run, on every row that made rootless the normal case: stage images
+from scratch, the flagship qcow2 cold with an empty and with a warm package cache, rebuilt unchanged, one trivial stage,
 a fully cached 5-stage no-op pipeline, `--help`, and the store's size.
 
 Each side gets a podman storage and a home of its own (so the package cache starts empty),
