@@ -23,7 +23,7 @@ for folder in (DISK, DISK.parent.parent / "base"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from disk_assembler import classic, common, formats, secureboot  # noqa: E402
+from disk_assembler import classic, common, described, formats, secureboot  # noqa: E402
 from disk_assembler.layout import Layout  # noqa: E402
 from osbuild_stage import StageError  # noqa: E402
 
@@ -130,12 +130,27 @@ def test_the_encrypted_btrfs_layout_gives_its_booted_system_fstab_crypttab_and_c
         "/dev/mapper/root /home btrfs defaults,subvol=@home 0 0",
         f"UUID={layout.by_type('swap').fs_uuid} none swap sw 0 0"]
     assert layout.crypttab().splitlines()[2:] == [f"root UUID={root.luks_uuid} none luks,discard,initramfs"]
-    assert layout.kernel_cmdline("console=ttyS0") == (
+    assert layout.kernel_cmdline(["console=ttyS0"]) == (
         f"root=UUID={root.fs_uuid} ro rootflags=subvol=@ cryptopts=target=root,source=UUID={root.luks_uuid},luks,"
         "discard console=ttyS0")
     assert layout.esp.fs_id == layout.esp.fs_uuid.hex[:8].upper()[:4] + "-" + layout.esp.fs_uuid.hex[4:8].upper()
     assert (layout.boot_mount.partition.type, layout.boot_path()) == ("xbootldr", "")
     assert layout.growth() == {}, "nothing grows unless asked"
+
+
+def test_the_trees_kernel_cmdline_follows_the_layouts_root_then_kernel_opts(tmp_path):
+    """What org.osbuild.kernel-cmdline wrote reaches a described layout's kernel too, but its root= named another
+    disk's filesystem: the layout's root stays, and a word given twice counts in its last place."""
+    layout = Layout([{"type": "esp", "size": "100M"}, {"type": "root"}], SEED)
+    (tmp_path / "etc" / "kernel").mkdir(parents=True)
+    (tmp_path / "etc" / "kernel" / "cmdline").write_text("root=UUID=76a22bf4-f153-4541-b6c7-0332c0dfaeac ro quiet "
+                                                         "console=ttyS0\n")
+    root = layout.holder("/")[0].partition
+    assert described.command_line(str(tmp_path), layout, {"kernel_opts": "console=ttyS0 splash"}) == \
+        f"root=UUID={root.fs_id} ro quiet console=ttyS0 splash"
+    (tmp_path / "etc" / "kernel" / "cmdline").write_text("quiet; reboot")
+    with pytest.raises(StageError, match="holds characters GRUB's script would interpret"):
+        described.command_line(str(tmp_path), layout, {})
 
 
 def test_repart_definitions_put_each_file_where_its_mountpoint_is(tmp_path):

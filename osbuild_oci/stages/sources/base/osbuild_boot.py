@@ -9,9 +9,14 @@ Both menus come from here, so they list the same kernels the same way.
 import os
 import re
 
+import osbuild_stage
 from osbuild_stage import StageError
 
 GRUB_TERMINALS = ("terminal_input", "terminal_output")
+# Where org.osbuild.kernel-cmdline leaves the kernel's options.
+CMDLINE = "/etc/kernel/cmdline"
+# What kernel_opts' schema allows: nothing GRUB's script language would read as quoting or syntax.
+SAFE_OPTIONS = re.compile(r"[^\n\r'\"\\{};$`]*")
 
 
 def version_key(version: str) -> list:
@@ -25,6 +30,29 @@ def kernels(boot: str) -> list[str]:
     if not found:
         raise StageError("the tree's /boot has no vmlinuz-VERSION: install a kernel (e.g. linux-image-amd64) first")
     return sorted(found, key=version_key, reverse=True)
+
+
+def tree_cmdline(tree: str) -> list[str]:
+    """The words org.osbuild.kernel-cmdline left in the tree's /etc/kernel/cmdline, none without the file.
+
+    The file is the tree's, so it is checked as kernel_opts is: it lands inside GRUB's script or a UKI.
+    """
+    path = osbuild_stage.in_tree(tree, CMDLINE)
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        text = f.read().strip()
+    if not SAFE_OPTIONS.fullmatch(text):
+        raise StageError(f"the tree's {CMDLINE} holds characters GRUB's script would interpret (newline, quote, "
+                         "braces, backslash, ';', '$' or '`'): write it with org.osbuild.kernel-cmdline")
+    return text.split()
+
+
+def last_of_each(words: list[str]) -> str:
+    """The command line with a word that comes again kept only in its last place: osbuild pipelines give
+    kernel-cmdline and the bootloader the same options, the kernel takes the last of a repeated option, and the
+    last console= is /dev/console."""
+    return " ".join(word for i, word in enumerate(words) if word not in words[i + 1:])
 
 
 def grub_menu(boot: str, settings: dict, search_uuid: str, boot_path: str, cmdline: str, name: str) -> str:

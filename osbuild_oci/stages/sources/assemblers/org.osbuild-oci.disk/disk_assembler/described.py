@@ -52,6 +52,13 @@ class Files:
         self.paths[path] = local
 
 
+def command_line(tree: str, layout: Layout, options: dict) -> str:
+    """The layout's root, then the tree's /etc/kernel/cmdline (org.osbuild.kernel-cmdline) and kernel_opts.  The
+    layout decides the root: a root= that stage wrote names a filesystem of another disk, and is dropped."""
+    from_tree = [word for word in osbuild_boot.tree_cmdline(tree) if not word.startswith("root=")]
+    return layout.kernel_cmdline(from_tree + options.get("kernel_opts", "").split())
+
+
 def grub_files(tree: str, options: dict, arch: dict, layout: Layout, cmdline: str, files: Files,
                tmp: str) -> str | None:
     """grub.cfg on the filesystem holding /boot and GRUB's EFI files on the ESP; the BIOS core.img, if any."""
@@ -98,7 +105,7 @@ def build(tree: str, options: dict, arch: dict, size: int, image: str, tmp: str)
         osbuild_stage.require(tree, "/usr/bin/systemd-repart", GROW_HINT)
     for name, text in growth.items():
         files.write(f"/etc/repart.d/{name}", text)
-    cmdline = layout.kernel_cmdline(options.get("kernel_opts", ""))
+    cmdline = command_line(tree, layout, options)
     core_img = None
     if layout.bootable and bootloader == "systemd-boot":
         secure = options.get("secure_boot") or None

@@ -13,6 +13,7 @@ import posixpath
 import uuid as uuidlib
 from dataclasses import dataclass
 
+import osbuild_boot
 from osbuild_stage import StageError, in_tree
 
 from .common import MIB, derived, parse_size, repart_derived
@@ -214,8 +215,9 @@ class Layout:
         inside = self.holder("/boot")[1]
         return "" if inside == "/" else inside
 
-    def kernel_cmdline(self, extra: str = "") -> str:
-        """What the booted kernel needs to find its root, then the pipeline's own options."""
+    def kernel_cmdline(self, extra: list[str]) -> str:
+        """What the booted kernel needs to find its root, then the pipeline's own options (the tree's
+        /etc/kernel/cmdline, then kernel_opts), a repeated word kept in its last place."""
         root_mount = self.holder("/")[0]
         root = root_mount.partition
         words = [f"root=UUID={root.fs_id}", "ro"]
@@ -224,7 +226,7 @@ class Layout:
         if root.key:
             # Debian's initramfs (cryptsetup-initramfs) unlocks it and asks for the passphrase on the console.
             words.append(f"cryptopts=target={root.label},source=UUID={root.luks_uuid},luks,discard")
-        return " ".join(words + extra.split())
+        return osbuild_boot.last_of_each(words + extra)
 
     def fstab(self) -> str:
         lines = [HEADER.rstrip("\n"), "# <file system> <mount point> <type> <options> <dump> <pass>"]
