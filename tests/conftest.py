@@ -73,7 +73,7 @@ def pytest_collection_modifyitems(items) -> None:
 def pytest_collection_finish(session) -> None:
     """A worker whose tests lost their groups would build every shared fixture again (three flagships, three
     times the disk): pytest 9.2 did that to xdist 3.8 without a word.  Refuse to run rather than run that way."""
-    if session.config.getvalue("dist") == "loadgroup" and any("@" not in item.nodeid for item in session.items):
+    if session.config.getoption("dist", None) == "loadgroup" and any("@" not in item.nodeid for item in session.items):
         raise pytest.UsageError("--dist loadgroup did not group the tests (is pytest newer than pyproject.toml "
                                 "allows?); run scripts/setup-host to install the pinned versions")
 
