@@ -297,6 +297,10 @@ class Layout:
             # repart copies a file only where none is: the tree's own (an unconfigured fstab) stays out.
             if os.path.lexists(os.path.join(tree, path.lstrip("/"))):
                 replaced[mount.partition.index].append(os.path.join(tree, path.lstrip("/")))
+        # A tree built as root has device nodes in /dev, which repart could copy only with CAP_MKNOD, withheld from
+        # assemblers: the booted system mounts devtmpfs there, and a rootless tree's /dev is empty anyway.
+        if os.path.isdir(os.path.join(tree, "dev")):
+            replaced[self.holder("/")[0].partition.index].append(os.path.join(tree, "dev") + "/")
         return {f"{part.index:02d}-{part.label}.conf": self._definition(part, copies[part.index], excludes[part.index],
                                                                         replaced[part.index], directories[part.index])
                 for part in self.partitions}
