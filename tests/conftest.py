@@ -54,8 +54,9 @@ def _services(store: Path) -> list[str]:
 
 
 # Session fixtures too costly to make twice: under pytest-xdist (scripts/test), every test needing one runs
-# on the same worker.  Anything else stays with its module, whose module-scoped fixtures are built once.
-_SHARED_ONCE = ("test_user", "flagship")
+# on the same worker.  Anything else stays with its module, whose module-scoped fixtures are built once.  The
+# test user is made once per run for every worker (one_worker_at_a_time), so its tests spread over them.
+_SHARED_ONCE = ("flagship",)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -81,12 +82,13 @@ def pytest_collection_finish(session) -> None:
 @contextmanager
 def one_worker_at_a_time(tmp_path_factory, name: str):
     """Held while a fixture changes what every worker shares (root's stage images, the test user's set-up):
-    the other workers wait, then find it done.  The lock lives in the run's base directory, above the workers'."""
+    the other workers wait, then find it done.  The lock lives in the run's base directory, above the workers';
+    yields the path of a file that marks the work done for this run, for work no second worker may redo."""
     base = tmp_path_factory.getbasetemp()
     root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+        yield root / f"{name}.done"
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
@@ -172,10 +174,13 @@ def test_user(tmp_path_factory) -> str:
 def rootless(test_user, tmp_path_factory) -> Rootless:
     """The test user with its own checkout, .venv and stage images."""
     user = Rootless(test_user, Path(pwd.getpwnam(test_user).pw_dir))
-    with one_worker_at_a_time(tmp_path_factory, "test-user"):
-        user.give_checkout()
-        setup = user.run("sh", "scripts/setup-host", timeout=3000)
-    assert "Traceback" not in setup.stderr
+    # Once per run: another worker's tests may be running the user's checkout and .venv already.
+    with one_worker_at_a_time(tmp_path_factory, "rootless") as done:
+        if not done.exists():
+            user.give_checkout()
+            setup = user.run("sh", "scripts/setup-host", timeout=3000)
+            assert "Traceback" not in setup.stderr
+            done.touch()
     info = json.loads(user.run("podman", "info", "--format", "json").stdout)
     assert info["host"]["security"]["rootless"] is True
     assert info["store"]["graphDriverName"] == "overlay", "rootless storage must not be vfs"
