@@ -23,7 +23,7 @@ for folder in (DISK, DISK.parent.parent / "base"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from disk_assembler import classic, common, described, formats, secureboot  # noqa: E402
+from disk_assembler import classic, common, described, formats, repart, secureboot  # noqa: E402
 from disk_assembler.layout import Layout  # noqa: E402
 from osbuild_stage import StageError  # noqa: E402
 
@@ -162,7 +162,7 @@ def test_repart_definitions_put_each_file_where_its_mountpoint_is(tmp_path):
     (tree / "etc" / "fstab").write_text("# UNCONFIGURED FSTAB FOR BASE SYSTEM\n")
     generated = {"/etc/fstab": "/staged/etc/fstab", "/boot/grub/grub.cfg": "/staged/boot/grub/grub.cfg",
                  "/boot/efi/EFI/BOOT/BOOTX64.EFI": "/staged/BOOTX64.EFI"}
-    found = Layout(ENCRYPTED, SEED).definitions(str(tree), generated)
+    found = repart.definitions(Layout(ENCRYPTED, SEED), str(tree), generated)
     assert list(found) == ["00-bios.conf", "01-esp.conf", "02-boot.conf", "03-swap.conf", "04-root.conf"]
     lines = {name: text.splitlines()[1:] for name, text in found.items()}
     assert lines["00-bios.conf"][1:] == ["Type=21686148-6E49-704E-6564-65654E656564", "Label=bios",
@@ -191,7 +191,7 @@ def test_a_mountpoint_that_is_a_symlink_in_the_tree_is_refused(tmp_path, link):
         (tree / "srv" / "data").symlink_to("/var/srv/data")
     layout = Layout([{"type": "root", "size": "1G"}, {"type": "linux-generic", "mountpoint": "/srv/data"}], SEED)
     with pytest.raises(StageError, match=re.escape("the tree's /srv/data is not a directory (a symlink")):
-        layout.definitions(str(tree), {})
+        repart.definitions(layout, str(tree), {})
 
 
 def test_a_growing_last_partition_gets_repart_d_and_growfs():

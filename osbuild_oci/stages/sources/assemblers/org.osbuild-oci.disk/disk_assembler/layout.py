@@ -2,19 +2,18 @@
 
 From the one description come the identifiers (every GUID and UUID derived from root_fs_uuid), where each
 of the tree's files goes (the partition or btrfs subvolume whose mountpoint holds it), the booted system's
-/etc/fstab and /etc/crypttab, the kernel command line, the /etc/repart.d that grows the last partition at
-first boot, and the partition definitions systemd-repart makes the disk from.  Nothing here runs a tool.
+/etc/fstab and /etc/crypttab, the kernel command line and the /etc/repart.d that grows the last partition at
+first boot.  Nothing here runs a tool; repart.py turns a layout into systemd-repart's definitions.
 """
 
 from __future__ import annotations
 
-import os
 import posixpath
 import uuid as uuidlib
 from dataclasses import dataclass
 
 import osbuild_boot
-from osbuild_stage import StageError, in_tree
+from osbuild_stage import StageError
 
 from .common import MIB, derived, parse_size, repart_derived
 
@@ -265,67 +264,3 @@ class Layout:
         return {f"{part.index:02d}-{part.label}.conf":
                 f"{HEADER}[Partition]\nType={TYPES[part.type][0]}\n" + ("" if part.grow else "Weight=0\n")
                 for part in self.partitions}
-
-    def definitions(self, tree: str, generated: dict[str, str]) -> dict[str, str]:
-        """systemd-repart's partition definitions, by file name: tree is the tree's directory as repart sees it,
-        generated maps a path of the booted system to a file the assembler wrote (fstab, boot loader files)."""
-        copies: dict[int, list[str]] = {part.index: [] for part in self.partitions}
-        excludes: dict[int, list[str]] = {part.index: [] for part in self.partitions}
-        directories: dict[int, list[str]] = {part.index: [] for part in self.partitions}
-        for mount in self.mounts:
-            source = os.path.join(tree, mount.mountpoint.lstrip("/")).rstrip("/")
-            if in_tree(tree, mount.mountpoint).rstrip("/") != source or (os.path.lexists(source)
-                                                                        and not os.path.isdir(source)):
-                raise StageError(f"partitions: the tree's {mount.mountpoint} is not a directory (a symlink, on the "
-                                 "way or at the end, or a file), so nothing can be mounted there; mount the place "
-                                 "it points to")
-            if os.path.isdir(source):
-                copies[mount.partition.index].append(f"{source}:{mount.inner}")
-            if mount.subvolume:
-                directories[mount.partition.index].append(mount.inner)
-            if mount.mountpoint == "/":
-                continue
-            parent = self.holder(posixpath.dirname(mount.mountpoint))[0]
-            inside = parent.inside(mount.mountpoint)
-            # Its files are this mount's: the parent keeps the directory, empty, to mount it on.
-            excludes[parent.partition.index].append(inside + "/")
-            directories[parent.partition.index].append(inside)
-        replaced: dict[int, list[str]] = {part.index: [] for part in self.partitions}
-        for path, local in sorted(generated.items()):
-            mount, inside = self.holder(path)
-            copies[mount.partition.index].append(f"{local}:{inside}")
-            # repart copies a file only where none is: the tree's own (an unconfigured fstab) stays out.
-            if os.path.lexists(os.path.join(tree, path.lstrip("/"))):
-                replaced[mount.partition.index].append(os.path.join(tree, path.lstrip("/")))
-        # A tree built as root has device nodes in /dev, which repart could copy only with CAP_MKNOD, withheld from
-        # assemblers: the booted system mounts devtmpfs there, and a rootless tree's /dev is empty anyway.
-        if os.path.isdir(os.path.join(tree, "dev")):
-            replaced[self.holder("/")[0].partition.index].append(os.path.join(tree, "dev") + "/")
-        return {f"{part.index:02d}-{part.label}.conf": self._definition(part, copies[part.index], excludes[part.index],
-                                                                        replaced[part.index], directories[part.index])
-                for part in self.partitions}
-
-    def _definition(self, part: Partition, copies: list[str], excludes: list[str], replaced: list[str],
-                    directories: list[str]) -> str:
-        lines = [HEADER.rstrip("\n"), "[Partition]", f"Type={TYPES[part.type][0]}", f"Label={part.label}",
-                 f"UUID={part.uuid}"]
-        if part.filesystem:
-            lines.append(f"Format={part.filesystem}")
-        if part.size is not None:
-            lines += [f"SizeMinBytes={part.size}", f"SizeMaxBytes={part.size}"]
-        lines += [f"{name}={value}" for name, value in (("SizeMinBytes", part.min_size),
-                                                        ("SizeMaxBytes", part.max_size)) if value is not None]
-        if part.filesystem in GROWABLE:
-            lines.append(f"GrowFileSystem={'yes' if part.grow else 'no'}")
-        if part.key:
-            lines.append("Encrypt=key-file")
-        if part.subvolumes:
-            lines.append("Subvolumes=" + " ".join(f"/{name}" for name, _ in part.subvolumes))
-        lines += [f"CopyFiles={copy}" for copy in copies]
-        if excludes:
-            lines.append("ExcludeFilesTarget=" + " ".join(excludes))
-        if replaced:
-            lines.append("ExcludeFiles=" + " ".join(replaced))
-        if directories:
-            lines.append("MakeDirectories=" + " ".join(directories))
-        return "\n".join(lines) + "\n"

@@ -11,15 +11,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import posixpath
 import subprocess
 import tempfile
 from typing import Iterator
 
 import osbuild_stage
-from osbuild_stage import StageError, run
+from osbuild_stage import StageError, in_tree, run
 
 from .common import EXT4_FEATURES, derived
-from .layout import Layout
+from .layout import GROWABLE, HEADER, TYPES, Layout, Partition
 
 # A tmpfs: the passphrase, without its newline, is never written to a disk.
 KEY_DIR = "/dev/shm"
@@ -51,12 +52,77 @@ def environment(root_fs_uuid: str) -> dict:
     return {**os.environ, "SYSTEMD_REPART_MKFS_OPTIONS_EXT4": ext4}
 
 
+def definitions(layout: Layout, tree: str, generated: dict[str, str]) -> dict[str, str]:
+    """systemd-repart's partition definitions, by file name: tree is the tree's directory as repart sees it,
+    generated maps a path of the booted system to a file the assembler wrote (fstab, boot loader files)."""
+    copies: dict[int, list[str]] = {part.index: [] for part in layout.partitions}
+    excludes: dict[int, list[str]] = {part.index: [] for part in layout.partitions}
+    directories: dict[int, list[str]] = {part.index: [] for part in layout.partitions}
+    for mount in layout.mounts:
+        source = os.path.join(tree, mount.mountpoint.lstrip("/")).rstrip("/")
+        if in_tree(tree, mount.mountpoint).rstrip("/") != source or (os.path.lexists(source)
+                                                                    and not os.path.isdir(source)):
+            raise StageError(f"partitions: the tree's {mount.mountpoint} is not a directory (a symlink, on the "
+                             "way or at the end, or a file), so nothing can be mounted there; mount the place "
+                             "it points to")
+        if os.path.isdir(source):
+            copies[mount.partition.index].append(f"{source}:{mount.inner}")
+        if mount.subvolume:
+            directories[mount.partition.index].append(mount.inner)
+        if mount.mountpoint == "/":
+            continue
+        parent = layout.holder(posixpath.dirname(mount.mountpoint))[0]
+        inside = parent.inside(mount.mountpoint)
+        # Its files are this mount's: the parent keeps the directory, empty, to mount it on.
+        excludes[parent.partition.index].append(inside + "/")
+        directories[parent.partition.index].append(inside)
+    replaced: dict[int, list[str]] = {part.index: [] for part in layout.partitions}
+    for path, local in sorted(generated.items()):
+        mount, inside = layout.holder(path)
+        copies[mount.partition.index].append(f"{local}:{inside}")
+        # repart copies a file only where none is: the tree's own (an unconfigured fstab) stays out.
+        if os.path.lexists(os.path.join(tree, path.lstrip("/"))):
+            replaced[mount.partition.index].append(os.path.join(tree, path.lstrip("/")))
+    # A tree built as root has device nodes in /dev, which repart could copy only with CAP_MKNOD, withheld from
+    # assemblers: the booted system mounts devtmpfs there, and a rootless tree's /dev is empty anyway.
+    if os.path.isdir(os.path.join(tree, "dev")):
+        replaced[layout.holder("/")[0].partition.index].append(os.path.join(tree, "dev") + "/")
+    return {f"{part.index:02d}-{part.label}.conf": _definition(part, copies[part.index], excludes[part.index],
+                                                                    replaced[part.index], directories[part.index])
+            for part in layout.partitions}
+
+def _definition(part: Partition, copies: list[str], excludes: list[str], replaced: list[str],
+            directories: list[str]) -> str:
+    lines = [HEADER.rstrip("\n"), "[Partition]", f"Type={TYPES[part.type][0]}", f"Label={part.label}",
+             f"UUID={part.uuid}"]
+    if part.filesystem:
+        lines.append(f"Format={part.filesystem}")
+    if part.size is not None:
+        lines += [f"SizeMinBytes={part.size}", f"SizeMaxBytes={part.size}"]
+    lines += [f"{name}={value}" for name, value in (("SizeMinBytes", part.min_size),
+                                                    ("SizeMaxBytes", part.max_size)) if value is not None]
+    if part.filesystem in GROWABLE:
+        lines.append(f"GrowFileSystem={'yes' if part.grow else 'no'}")
+    if part.key:
+        lines.append("Encrypt=key-file")
+    if part.subvolumes:
+        lines.append("Subvolumes=" + " ".join(f"/{name}" for name, _ in part.subvolumes))
+    lines += [f"CopyFiles={copy}" for copy in copies]
+    if excludes:
+        lines.append("ExcludeFilesTarget=" + " ".join(excludes))
+    if replaced:
+        lines.append("ExcludeFiles=" + " ".join(replaced))
+    if directories:
+        lines.append("MakeDirectories=" + " ".join(directories))
+    return "\n".join(lines) + "\n"
+
+
 def make(layout: Layout, tree: str, generated: dict[str, str], image: str, size: int, root_fs_uuid: str,
          systemd_arch: str, key: dict | None, tmp: str) -> dict[str, dict]:
     """Make the disk; its partitions as repart reports them (offset and raw_size in bytes), by label."""
     definitions = os.path.join(tmp, "repart.d")
     os.makedirs(definitions)
-    for name, text in layout.definitions(tree, generated).items():
+    for name, text in definitions(layout, tree, generated).items():
         with open(os.path.join(definitions, name), "w", encoding="utf-8") as f:
             f.write(text)
     with passphrase(key) as key_file:
