@@ -237,6 +237,8 @@ def repository(world):
                                                   capture_output=True).stdout)
     subprocess.run([*gpg, "--local-user", "repo@example.org", "--clearsign", "-o", "InRelease", "Release"],
                    cwd=pool, check=True)
+    # gpg started an agent for the home directory; it would outlive the run.
+    subprocess.run(["gpgconf", "--homedir", str(gnupg), "--kill", "gpg-agent"], check=True)
     container = subprocess.run(["podman", *stage_podman_args(), "run", "-d", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit",
                                 "nproc=1024:1024", "-v", f"{pool}:/srv:ro", "localhost/osbuild-oci/stage-base:latest",
                                 "python3", "-m", "http.server", "8080", "-d", "/srv"],
