@@ -12,10 +12,20 @@ Builds go through the CLI because it streams their output as it happens (and
 builds through the API service left buildah's working containers mounted);
 pushes go through it because it writes the digest it pushed.  skopeo copies in
 what no Containerfile can make (an image with no layers).
+
+podman 4.3's containers-storage takes an additional image store's locks in the
+opposite order of a write in that store (a reader: images, then layers; a commit
+or a removal: layers, then images), and a build reading the stage images beside
+a `podman rmi` of one of them hung both for good.  So a command on a store holds
+the stage storage in use (`in_use`), and whoever writes it here waits until no
+such command runs (`changing`); a waiting writer holds back new commands, so it
+is never starved.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -24,7 +34,9 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Iterator
 
 from ..errors import EngineError
 from .host import native_overlay, runtime_dir
@@ -77,6 +89,60 @@ class StageStorage:
         return f"containers-storage:[overlay@{self.graph_root}+{self.run_root}{options}]{ref}"
 
 
+# The lock this process holds on the stage storage: ("shared" or "exclusive", its open file), innermost last.
+_held: list[tuple[str, IO]] = []
+
+
+def _lock_file(name: str) -> IO:
+    folder = StageStorage.get().graph_root.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return open(folder / f"storage.{name}.lock", "a")
+
+
+@contextmanager
+def in_use() -> Iterator[None]:
+    """Held while a command works on a store, whose podman reads the stage images: no writer runs meanwhile."""
+    if _held:
+        yield
+        return
+    with _lock_file("intent") as intent, _lock_file("use") as use:
+        fcntl.flock(intent, fcntl.LOCK_SH)  # waits while a writer waits or writes
+        fcntl.flock(use, fcntl.LOCK_SH)
+        fcntl.flock(intent, fcntl.LOCK_UN)
+        _held.append(("shared", use))
+        try:
+            yield
+        finally:
+            _held.pop()
+
+
+@contextmanager
+def changing() -> Iterator[None]:
+    """Held while this process writes the stage storage: waits, saying so, until no other command uses it.
+    Within a command that holds it in use (a build adopting a local image), its own hold becomes exclusive."""
+    if _held and _held[-1][0] == "exclusive":
+        yield
+        return
+    own = _held[-1][1] if _held else None
+    if own is not None:  # two commands turning exclusive at once must not each wait for the other's hold
+        fcntl.flock(own, fcntl.LOCK_UN)
+    with _lock_file("intent") as intent, (contextlib.nullcontext(own) if own else _lock_file("use")) as use:
+        fcntl.flock(intent, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(use, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("waiting for the osbuild-oci commands that use the stage images to end", file=sys.stderr,
+                  flush=True)
+            fcntl.flock(use, fcntl.LOCK_EX)
+        fcntl.flock(intent, fcntl.LOCK_UN)
+        _held.append(("exclusive", use))
+        try:
+            yield
+        finally:
+            _held.pop()
+            fcntl.flock(use, fcntl.LOCK_SH if own else fcntl.LOCK_UN)
+
+
 def stage_podman(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
     """The podman CLI on the stage images' storage."""
     return podman_cli(*StageStorage.get().args(), *args, check=check, capture=capture)
@@ -93,10 +159,11 @@ def build(context: Path, containerfile: Path, tag: str, labels: dict[str, str],
     for key, value in (build_args or {}).items():
         args += ["--build-arg", f"{key}={value}"]
     storage = [] if user_storage else StageStorage.get().args()
-    if verbose:  # the steps go to stderr: stdout says what was built, one line an image
-        proc = subprocess.run(["podman", *storage, *args, str(context)], stdout=sys.stderr)
-    else:
-        proc = podman_cli(*storage, *args, str(context), check=False)
+    with contextlib.nullcontext() if user_storage else changing():
+        if verbose:  # the steps go to stderr: stdout says what was built, one line an image
+            proc = subprocess.run(["podman", *storage, *args, str(context)], stdout=sys.stderr)
+        else:
+            proc = podman_cli(*storage, *args, str(context), check=False)
     if proc.returncode != 0:
         tail = "\n".join(f"    {line}" for line in ((proc.stdout or "") + (proc.stderr or "")).splitlines()[-20:])
         raise EngineError(f"podman build of {tag} failed (exit {proc.returncode})" + (f"; its last lines:\n{tail}"
@@ -104,7 +171,8 @@ def build(context: Path, containerfile: Path, tag: str, labels: dict[str, str],
 
 
 def import_tarball(tarball: Path, tag: str) -> None:
-    stage_podman("import", str(tarball), tag)
+    with changing():
+        stage_podman("import", str(tarball), tag)
 
 
 def to_user_storage(ref: str) -> None:
@@ -121,7 +189,8 @@ def copy(source: str, destination: str) -> None:
 
 def copy_in(source: str, tag: str) -> None:
     """Copy an image from a skopeo transport (e.g. `oci:DIR`) into the stage images' storage."""
-    copy(source, StageStorage.get().transport(tag))
+    with changing():
+        copy(source, StageStorage.get().transport(tag))
 
 
 def adopt_user_image(ref: str, known: ImageInfo | None) -> bool:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from ..engine import localstorage
 from ..engine.client import Engine
 from ..engine.host import unmount_below
 from ..engine.service import Service
@@ -57,7 +58,7 @@ def open_store(path: Path, lock_timeout: float = 3600.0, look_only: bool = False
     try:
         with open(path / ".lock", "w") as lock:
             _wait_for_lock(lock, path, lock_timeout)
-            with Engine(path) as engine:
+            with localstorage.in_use(), Engine(path) as engine:
                 objects = ObjectStore(engine)
                 outputs.remove_partial(objects)
                 yield objects
