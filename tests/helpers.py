@@ -6,6 +6,7 @@ internals, so a test fails when the behaviour a user sees breaks.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import importlib.machinery
@@ -21,12 +22,15 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
+
+from osbuild_oci.engine import localstorage
 
 REPO = Path(__file__).resolve().parent.parent
 FLAGSHIP = REPO / "pipelines" / "debian-bookworm-qcow2.json"
@@ -136,8 +140,28 @@ def stage_podman_args() -> tuple[str, ...]:
 
 
 def stage_podman(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    """Plain podman on the stage images' storage (`podman $(osbuild-oci stages podman-args) ARGS`)."""
-    return subprocess.run(["podman", *stage_podman_args(), *args], capture_output=True, **kwargs)
+    """Plain podman changing the stage images' storage (`podman $(osbuild-oci stages podman-args) ARGS`), under
+    its lock: while other workers build, a write there otherwise risks podman 4.3's lock-order deadlock."""
+    with localstorage.changing():
+        return subprocess.run(["podman", *stage_podman_args(), *args], capture_output=True, **kwargs)
+
+
+@functools.cache
+def _tools_store() -> Path:
+    """This process's store for the tests' own containers; removed, mounts and all, when the process ends."""
+    folder = Path(tempfile.mkdtemp(prefix="osbuild-oci-test-tools-", dir="/var/tmp"))
+    atexit.register(lambda: (subprocess.run(["umount", "-R", "-l", str(folder / "store" / "storage" / "overlay")],
+                                            capture_output=True), shutil.rmtree(folder, ignore_errors=True)))
+    return folder / "store"
+
+
+def tool_podman(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Plain podman running a stage image as a tool (a disk's partition table, a file of the image) in a store
+    of the tests' own: it only reads the stage images' storage, so it waits for no build."""
+    flags = subprocess.run([*CLI, "store", "podman-args", "--store", str(_tools_store())], capture_output=True,
+                           text=True, check=True).stdout
+    with localstorage.in_use():
+        return subprocess.run(["podman", *shlex.split(flags), *args], **kwargs)
 
 
 def run_dir(args: Sequence[str]) -> Path:
@@ -507,9 +531,9 @@ GPT = {"bios": "21686148-6E49-704E-6564-65654E656564", "esp": "C12A7328-F81F-11D
 
 def disk_tool(image: Path, *cmd: str) -> str:
     """Run a disk tool from the assembler image on IMAGE (mounted read-only at /d/NAME)."""
-    proc = subprocess.run(["podman", *stage_podman_args(), "run", "--rm", "--network=none", "-v", f"{image.parent}:/d:ro",
-                           "--entrypoint", cmd[0], DISK_TOOLS, *[c.replace("IMG", f"/d/{image.name}") for c in cmd[1:]]],
-                          capture_output=True, text=True)
+    proc = tool_podman("run", "--rm", "--network=none", "-v", f"{image.parent}:/d:ro", "--entrypoint", cmd[0],
+                       DISK_TOOLS, *[c.replace("IMG", f"/d/{image.name}") for c in cmd[1:]], capture_output=True,
+                       text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)}: {proc.stderr}"
     return proc.stdout
 
@@ -533,8 +557,8 @@ def esp_listing(image: Path, start_sector: int) -> str:
 
 def boot_img() -> bytes:
     """GRUB's boot.img, as the assembler image has it."""
-    return subprocess.run(["podman", *stage_podman_args(), "run", "--rm", "--network=none", "--entrypoint", "cat", DISK_TOOLS,
-                           "/usr/lib/grub/i386-pc/boot.img"], capture_output=True, check=True).stdout
+    return tool_podman("run", "--rm", "--network=none", "--entrypoint", "cat", DISK_TOOLS,
+                       "/usr/lib/grub/i386-pc/boot.img", capture_output=True, check=True).stdout
 
 
 def check_gpt_disk(image: Path, uuid_: str, size: int) -> dict:

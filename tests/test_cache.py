@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from helpers import (LineReader, MINBASE, REPO, STAGE_BASE, TESTING_STAGE, build_stage, make_testing_stage,
-                     mkdir_stage, osbuild, osbuild_popen, podman, stage_podman_args, stage_ref, store_state,
+                     mkdir_stage, osbuild, osbuild_popen, podman, tool_podman, stage_ref, store_state,
                      tree_run, tree_tags)
 
 
@@ -196,8 +196,8 @@ def test_image_built_from_another_stage_image_follows_its_changes(tmp_path, stag
     build_stage(tmp_path, child)
     (tmp_path / "stages" / parent / "stage").write_text(TESTING_STAGE.replace("VERSION", "parent-two"))
     assert f"{stage_ref(child)}  built" in build_stage(tmp_path, child).stdout
-    script = subprocess.run(["podman", *stage_podman_args(), "run", "--rm", "--network=none", "--entrypoint", "cat", stage_ref(child),
-                             "/usr/libexec/osbuild-oci/stage"], capture_output=True, text=True)
+    script = tool_podman("run", "--rm", "--network=none", "--entrypoint", "cat", stage_ref(child),
+                         "/usr/libexec/osbuild-oci/stage", capture_output=True, text=True)
     assert "parent-two" in script.stdout
 
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from helpers import build_stage, stage_podman_args, store_state, write_stage
+from helpers import build_stage, stage_podman, store_state, write_stage
 
 GREEDY = '''#!/usr/bin/python3
 import osbuild_stage
@@ -272,9 +272,9 @@ def test_a_stage_image_with_a_runtime_annotation_is_refused_before_anything_runs
     name = new_stage_names("test.annotated")
     folder = write_stage(tmp_path / "source", name, GREEDY)
     schema = json.dumps(json.loads((folder / "schema.json").read_text()), separators=(",", ":"))
-    subprocess.run(["podman", *stage_podman_args(), "build", "--quiet", "--annotation", annotation, "--label", "org.osbuild-oci.kind=stage",
-                    "--label", f"org.osbuild-oci.schema={schema}", "-t", f"localhost/osbuild-oci/{name}:latest",
-                    str(folder)], check=True, capture_output=True)
+    assert stage_podman("build", "--quiet", "--annotation", annotation, "--label", "org.osbuild-oci.kind=stage",
+                        "--label", f"org.osbuild-oci.schema={schema}", "-t", f"localhost/osbuild-oci/{name}:latest",
+                        str(folder)).returncode == 0
     warm = build({"name": "warm", "stages": [{"name": "org.osbuild.noop", "options": {"warm": 1}}]})
     assert warm.returncode == 0, warm.stderr
     before = store_state(shared_store)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from helpers import (FLAGSHIP, REPO, FileServer, boot_to_login, osbuild, podman, remove_default_images, run_build,
-                     sbom_of, stage_podman_args, store_state, tree_entry, unique_name)
+                     sbom_of, tool_podman, store_state, tree_entry, unique_name)
 
 DEBOOTSTRAP = json.loads(FLAGSHIP.read_text())["stages"][0]
 EXAMPLE = REPO / "pipelines" / "debian-bookworm-app-qcow2.json"
@@ -239,14 +239,14 @@ def repository(world):
                    cwd=pool, check=True)
     # gpg started an agent for the home directory; it would outlive the run.
     subprocess.run(["gpgconf", "--homedir", str(gnupg), "--kill", "gpg-agent"], check=True)
-    container = subprocess.run(["podman", *stage_podman_args(), "run", "-d", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit",
-                                "nproc=1024:1024", "-v", f"{pool}:/srv:ro", "localhost/osbuild-oci/stage-base:latest",
-                                "python3", "-m", "http.server", "8080", "-d", "/srv"],
-                               check=True, capture_output=True, text=True).stdout.strip()
-    address = subprocess.run(["podman", *stage_podman_args(), "inspect", container, "--format", "{{.NetworkSettings.IPAddress}}"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    container = tool_podman("run", "-d", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                            "-v", f"{pool}:/srv:ro", "localhost/osbuild-oci/stage-base:latest",
+                            "python3", "-m", "http.server", "8080", "-d", "/srv",
+                            check=True, capture_output=True, text=True).stdout.strip()
+    address = tool_podman("inspect", container, "--format", "{{.NetworkSettings.IPAddress}}",
+                          check=True, capture_output=True, text=True).stdout.strip()
     yield f"http://{address}:8080/"
-    subprocess.run(["podman", *stage_podman_args(), "rm", "--force", "--time", "0", container], capture_output=True)
+    tool_podman("rm", "--force", "--time", "0", container, capture_output=True)
 
 
 def apt_pipeline(repository: str, key: str, keep: bool) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import stage_podman_args
+from helpers import tool_podman
 
 UUID = "0b6c3a5e-1f2d-4c8b-9a7e-5d4c3b2a1f00"
 PREFIX = "localhost/osbuild-oci"
@@ -25,9 +25,8 @@ DEBOOTSTRAP = {"name": "org.osbuild.debootstrap", "options": {"suite": "bookworm
 def run_stage(name: str, stdin: str, tree: Path | None = None) -> subprocess.CompletedProcess:
     """Run a stage image directly, as the orchestrator does: document on stdin, tree (optional) bind-mounted."""
     mount = ["-v", f"{tree}:/run/osbuild/tree"] if tree else []
-    return subprocess.run(["podman", *stage_podman_args(), "run", "--rm", "-i", "--network=none", "-e", f"OSBUILD_STAGE={name}", *mount,
-                           f"{PREFIX}/{name}:latest"],
-                          input=stdin, capture_output=True, text=True)
+    return tool_podman("run", "--rm", "-i", "--network=none", "-e", f"OSBUILD_STAGE={name}", *mount,
+                       f"{PREFIX}/{name}:latest", input=stdin, capture_output=True, text=True)
 
 
 def document(options: dict) -> str:
@@ -280,9 +279,8 @@ def disk_ids(build, out: Path, root_fs_uuid: str) -> tuple[dict, str, str]:
     pipeline["stages"][0]["options"]["files"].append({"path": "/boot/grub/grub.cfg", "content": "set timeout=0\n"})
     result = build(pipeline, output=out)
     assert result.returncode == 0, result.stderr
-    proc = subprocess.run(["podman", *stage_podman_args(), "run", "--rm", "--network=none", "-v", f"{out}:/d:ro", "--entrypoint", "sh",
-                           f"{PREFIX}/org.osbuild-oci.disk:latest", "-c", IDS_SCRIPT],
-                          capture_output=True, text=True)
+    proc = tool_podman("run", "--rm", "--network=none", "-v", f"{out}:/d:ro", "--entrypoint", "sh",
+                       f"{PREFIX}/org.osbuild-oci.disk:latest", "-c", IDS_SCRIPT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     table, end = json.JSONDecoder().raw_decode(proc.stdout)
     volume_id, seed = proc.stdout[end:].split("\n", 2)[1:]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from helpers import REPO, osbuild, remove_default_images, stage_podman_args, stage_ref, store_state, unique_name
+from helpers import REPO, osbuild, remove_default_images, stage_podman, stage_ref, store_state, unique_name
 
 GOOD_STAGE = {"name": "org.osbuild.noop", "options": {}}
 UUID = "76a22bf4-f153-4541-b6c7-0332c0dfaeac"
@@ -114,8 +113,8 @@ def invalid_schema_images(stage_images, tmp_path_factory):
     images = {}
     for value in ('{"type": 12}', "{not json"):
         name = unique_name("test.invalid-schema")
-        subprocess.run(["podman", *stage_podman_args(), "build", "-q", "-t", stage_ref(name), "--label", f"org.osbuild-oci.schema={value}",
-                        str(context)], check=True, capture_output=True)
+        assert stage_podman("build", "-q", "-t", stage_ref(name), "--label", f"org.osbuild-oci.schema={value}",
+                            str(context)).returncode == 0
         images[value] = name
     yield images
     remove_default_images(*map(stage_ref, images.values()))
