@@ -57,18 +57,26 @@ def _services(store: Path) -> list[str]:
 # on the same worker.  Anything else stays with its module, whose module-scoped fixtures are built once.  The
 # test user is made once per run for every worker (one_worker_at_a_time), so its tests spread over them.
 _SHARED_ONCE = ("flagship",)
+# The groups that take longest, longest first (from --durations): scripts/test runs them before the rest, so no
+# worker starts a long group when the others are about done.  Every other group keeps its collection order.
+_LONGEST_FIRST = ("flagship", "test_disks", "test_rootless", "test_iso", "test_deep", "test_boot_arm64",
+                  "test_ci_containers", "test_debian_stages", "test_faults", "test_reproducible", "test_boot")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items) -> None:
     """Whatever needs the stage images runs containers: slow, whether or not its module says so.  Each test
-    gets its xdist group (`--dist loadgroup`): the first of _SHARED_ONCE it needs, or else its module.
-    First among the hooks: xdist reads the groups in its own, and a group marked after it is ignored."""
+    gets its xdist group (`--dist loadgroup`): the first of _SHARED_ONCE it needs, or else its module; the
+    longest groups come first.  First among the hooks: xdist reads the groups in its own, and a group marked after
+    it is ignored (pytest-randomly, when it runs, shuffles the order again: scripts/test turns it off)."""
+    groups = {}
     for item in items:
         if "stage_images" in item.fixturenames:
             item.add_marker(pytest.mark.slow)
-        group = next((name for name in _SHARED_ONCE if name in item.fixturenames), item.module.__name__)
-        item.add_marker(pytest.mark.xdist_group(group))
+        groups[item] = next((name for name in _SHARED_ONCE if name in item.fixturenames), item.module.__name__)
+        item.add_marker(pytest.mark.xdist_group(groups[item]))
+    rank = {name: index for index, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(groups[item], len(rank)))
 
 
 def pytest_collection_finish(session) -> None:

@@ -1,7 +1,7 @@
 """The cloud image: pipelines/debian-bookworm-cloud-qcow2.json, proven by cloud-init with a NoCloud seed.
 
-The image is built once in the shared store (its first stages are the
-flagship's, so they are cache hits there) and booted once, on a disk grown to
+The image is built once in the shared store after the flagship (its first
+stages are the flagship's, so they are cache hits there) and booted once, on a disk grown to
 6 GiB, with a seed that names the host, adds a user with the test's own ssh
 key and runs one command.  The test then logs in over ssh, on a port of
 127.0.0.1 only, and checks what a user of a cloud would.
@@ -24,7 +24,7 @@ GIB = 1024 ** 3
 HOSTNAME = "seeded-by-test"
 
 
-def test_cloud_init_names_the_host_adds_the_key_runs_the_command_and_grows_the_root(shared_store, stage_images,
+def test_cloud_init_names_the_host_adds_the_key_runs_the_command_and_grows_the_root(flagship, shared_store,
                                                                                      tmp_path):
     pipeline = json.loads(CLOUD.read_text())
     built = run_build(pipeline, shared_store, tmp_path / "out")

@@ -41,7 +41,9 @@ def test_failed_stage_keeps_its_tree_for_a_shell_and_never_as_a_cache_hit(store,
     plain = subprocess.run(shlex.split(podman_line.replace(" -it ", " ").removesuffix("/bin/sh")) + ["cat", "/half"],
                            capture_output=True, text=True)
     assert plain.stdout == "half-built\n", plain.stderr
-    listed = json.loads(osbuild("store", "list", "--store", store, "--json").stdout)
+    listing = osbuild("store", "list", "--store", store, "--json")
+    assert listing.returncode == 0, listing.stderr
+    listed = json.loads(listing.stdout)
     assert failed_id not in [t["tree"] for t in listed if not t.get("failed")]
 
     again = run_build(FAILS, store, tmp_path / "o2")
