@@ -68,7 +68,8 @@ def pytest_collection_modifyitems(items) -> None:
     """Whatever needs the stage images runs containers: slow, whether or not its module says so.  Each test
     gets its xdist group (`--dist loadgroup`): the first of _SHARED_ONCE it needs, or else its module; the
     longest groups come first.  First among the hooks: xdist reads the groups in its own, and a group marked after
-    it is ignored (pytest-randomly, when it runs, shuffles the order again: scripts/test turns it off)."""
+    it is ignored (pytest-randomly and xdist's reordering by test count would undo the order: scripts/test turns
+    both off)."""
     groups = {}
     for item in items:
         if "stage_images" in item.fixturenames:
