@@ -120,16 +120,16 @@ def _definition(part: Partition, copies: list[str], excludes: list[str], replace
 def make(layout: Layout, tree: str, generated: dict[str, str], image: str, size: int, root_fs_uuid: str,
          systemd_arch: str, key: dict | None, tmp: str) -> dict[str, dict]:
     """Make the disk; its partitions as repart reports them (offset and raw_size in bytes), by label."""
-    definitions = os.path.join(tmp, "repart.d")
-    os.makedirs(definitions)
+    folder = os.path.join(tmp, "repart.d")
+    os.makedirs(folder)
     for name, text in definitions(layout, tree, generated).items():
-        with open(os.path.join(definitions, name), "w", encoding="utf-8") as f:
+        with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
             f.write(text)
     with passphrase(key) as key_file:
         # 512-byte sectors, as the disks these images land on have (qemu's, the clouds'): with repart's default
         # of 4096 for the filesystems, an ESP under 260 MiB gets a FAT32 of too few clusters, which OVMF ignores.
         proc = run(["systemd-repart", "--offline=yes", "--sector-size=512", "--empty=create", f"--size={size}",
-                    "--dry-run=no", "--no-pager", f"--definitions={definitions}",
+                    "--dry-run=no", "--no-pager", f"--definitions={folder}",
                     f"--seed={derived(root_fs_uuid, 'repart-seed')}", f"--architecture={systemd_arch}", "--json=short",
                     *([f"--key-file={key_file}"] if key_file else []), image],
                    env=environment(root_fs_uuid), stdout=subprocess.PIPE, text=True)
