@@ -73,7 +73,8 @@ def test_assembling_the_same_tree_again_gives_the_same_iso(live_iso, rootless):
     ({}, {"volid": "debian live"}, "assembler.options.volid: 'debian live' is not of the form allowed here"),
     ({}, {"volid": "X" * 33}, "assembler.options.volid:"),
     ({}, {"kernel_opts": "quiet\nset root=(hd0)"}, "assembler.options.kernel_opts:"),
-    ({}, {"kernel_opts": "quiet; reboot"}, "assembler.options.kernel_opts: 'quiet; reboot' is not of the form allowed here"),
+    ({}, {"kernel_opts": "quiet; reboot"},
+     "assembler.options.kernel_opts: 'quiet; reboot' is not of the form allowed here"),
     ({}, {"compression": {"method": "bzip2"}}, "assembler.options.compression: {'method': 'bzip2'} matches none "
                                                "of the allowed forms: {\"method\": \"zstd\", \"level\": 1 to 22"),
     ({}, {"compression": {"method": "xz", "level": 6}}, "assembler.options.compression: {'method': 'xz', 'level': 6} "
