@@ -53,8 +53,11 @@ def main(work: Path, only: list[str]) -> None:
         if only and disk_format not in only:
             continue
         variant = json.loads(CLOUD.read_text())
-        variant["assembler"]["options"].update(format=disk_format, filename=filename,
-                                               **({"subformat": "streamOptimized"} if disk_format == "vmdk" else {}))
+        # A name of this run's own: an output cached by an earlier run would not run the assembler.
+        options = {"format": disk_format, "filename": filename.replace("disk", f"disk-{os.getpid()}")}
+        if disk_format == "vmdk":
+            options["subformat"] = "streamOptimized"
+        variant["assembler"]["options"].update(options)
         _, steps, made = build(variant, work, f"format-{disk_format}")
         out = shell / ("out-" + filename)
         start = time.monotonic()
