@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -99,7 +98,7 @@ def _lock_file(name: str) -> IO:
     return open(folder / f"storage.{name}.lock", "a")
 
 
-@contextmanager
+@contextlib.contextmanager
 def in_use() -> Iterator[None]:
     """Held while a command works on a store, whose podman reads the stage images: no writer runs meanwhile."""
     if _held:
@@ -116,7 +115,7 @@ def in_use() -> Iterator[None]:
             _held.pop()
 
 
-@contextmanager
+@contextlib.contextmanager
 def changing() -> Iterator[None]:
     """Held while this process writes the stage storage: waits, saying so, until no other command uses it.
     Within a command that holds it in use (a build adopting a local image), its own hold becomes exclusive."""
