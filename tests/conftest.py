@@ -21,8 +21,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from helpers import (CLI, FLAGSHIP, REPO, Result, Rootless, make_testing_stage, podman, remove_default_images, run_build,
-                     stage_ref, start_registry, stop, touched_rootless, touched_stores, unique_name)
+from helpers import (CLI, FLAGSHIP, REPO, TOOLS_STORE, Result, Rootless, make_testing_stage, podman,
+                     remove_default_images, run_build, stage_ref, start_registry, stop, touched_rootless, touched_stores,
+                     unique_name)
 
 
 def _mounts() -> list[tuple[str, str]]:
@@ -153,6 +154,12 @@ def nothing_left_behind(request):
     if own is not None and request.node.stash.get(_passed, False):
         _unmount_under(str(own.resolve()) + "/")
         shutil.rmtree(own, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tools_store(tmp_path_factory) -> None:
+    """Where helpers.tool_podman runs the tests' own containers, in this worker's temporary directory."""
+    TOOLS_STORE[:] = [tmp_path_factory.mktemp("tools") / "store"]
 
 
 @pytest.fixture(scope="session", autouse=True)

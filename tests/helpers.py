@@ -6,7 +6,6 @@ internals, so a test fails when the behaviour a user sees breaks.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import hashlib
 import importlib.machinery
@@ -22,7 +21,6 @@ import socket
 import subprocess
 import sys
 import tarfile
-import tempfile
 import threading
 import time
 import uuid
@@ -146,19 +144,15 @@ def stage_podman(*args: str, **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(["podman", *stage_podman_args(), *args], capture_output=True, **kwargs)
 
 
-@functools.cache
-def _tools_store() -> Path:
-    """This process's store for the tests' own containers; removed, mounts and all, when the process ends."""
-    folder = Path(tempfile.mkdtemp(prefix="osbuild-oci-test-tools-", dir="/var/tmp"))
-    atexit.register(lambda: (subprocess.run(["umount", "-R", "-l", str(folder / "store" / "storage" / "overlay")],
-                                            capture_output=True), shutil.rmtree(folder, ignore_errors=True)))
-    return folder / "store"
+# The store the tests' own containers run in, one per worker: conftest's tools_store puts it in the run's
+# temporary directory, whose mounts and files the run removes with the rest.
+TOOLS_STORE: list[Path] = []
 
 
 def tool_podman(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """Plain podman running a stage image as a tool (a disk's partition table, a file of the image) in a store
     of the tests' own: it only reads the stage images' storage, so it waits for no build."""
-    flags = subprocess.run([*CLI, "store", "podman-args", "--store", str(_tools_store())], capture_output=True,
+    flags = subprocess.run([*CLI, "store", "podman-args", "--store", str(TOOLS_STORE[0])], capture_output=True,
                            text=True, check=True).stdout
     with localstorage.in_use():
         return subprocess.run(["podman", *shlex.split(flags), *args], **kwargs)
