@@ -154,6 +154,12 @@ def nothing_left_behind(request):
     if own is not None and request.node.stash.get(_passed, False):
         _unmount_under(str(own.resolve()) + "/")
         shutil.rmtree(own, ignore_errors=True)
+    elif own is not None:
+        _kept_for_reading.add(own.resolve())
+
+
+# The directories of tests that failed: what a run keeps of itself for a person to read.
+_kept_for_reading: set[Path] = set()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -165,9 +171,15 @@ def tools_store(tmp_path_factory) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def release_store_mounts(tmp_path_factory):
     """containers-storage keeps each store's overlay directory bind-mounted for good; release it, and
-    whatever a failed test leaked (which nothing_left_behind reported), so the next run can remove the stores."""
+    whatever a failed test leaked (which nothing_left_behind reported).  Then only the failed tests' own
+    directories stay: the session's shared stores, builds and disks are tens of gigabytes, and CI's disk is
+    the machine's."""
     yield
-    _unmount_under(str(tmp_path_factory.getbasetemp().resolve()) + "/")
+    base = tmp_path_factory.getbasetemp().resolve()
+    _unmount_under(str(base) + "/")
+    for entry in base.iterdir():
+        if entry.is_dir() and entry not in _kept_for_reading:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 # The suite's unprivileged user; another name lets two checkouts on one machine run their rootless tests side by side.
