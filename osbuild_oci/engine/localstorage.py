@@ -99,6 +99,15 @@ def _lock_file(name: str) -> IO:
 
 
 @contextlib.contextmanager
+def _holding(kind: str, lock: IO) -> Iterator[None]:
+    _held.append((kind, lock))
+    try:
+        yield
+    finally:
+        _held.pop()
+
+
+@contextlib.contextmanager
 def in_use() -> Iterator[None]:
     """Held while a command works on a store, whose podman reads the stage images: no writer runs meanwhile."""
     if _held:
@@ -108,11 +117,8 @@ def in_use() -> Iterator[None]:
         fcntl.flock(intent, fcntl.LOCK_SH)  # waits while a writer waits or writes
         fcntl.flock(use, fcntl.LOCK_SH)
         fcntl.flock(intent, fcntl.LOCK_UN)
-        _held.append(("shared", use))
-        try:
+        with _holding("shared", use):
             yield
-        finally:
-            _held.pop()
 
 
 @contextlib.contextmanager
@@ -134,11 +140,10 @@ def changing() -> Iterator[None]:
                   flush=True)
             fcntl.flock(use, fcntl.LOCK_EX)
         fcntl.flock(intent, fcntl.LOCK_UN)
-        _held.append(("exclusive", use))
         try:
-            yield
+            with _holding("exclusive", use):
+                yield
         finally:
-            _held.pop()
             fcntl.flock(use, fcntl.LOCK_SH if own else fcntl.LOCK_UN)
 
 
