@@ -1,4 +1,5 @@
-"""What org.osbuild.grub2 and the disk assembler share: the tree's kernels, newest first, and GRUB's menu of them.
+"""What org.osbuild.grub2 and the disk assembler share: the tree's kernels, newest first, its kernel command line
+from org.osbuild.kernel-cmdline, and GRUB's menu of them.
 
 The grub2 stage writes the default layout's /boot/grub/grub.cfg into the tree;
 the disk assembler writes the one a described layout needs (its /boot may be a
