@@ -149,13 +149,18 @@ def stage_podman(*args: str, **kwargs) -> subprocess.CompletedProcess:
 TOOLS_STORE: list[Path] = []
 
 
+@functools.cache
+def _tools_flags(store: Path) -> tuple[str, ...]:
+    """`osbuild-oci store podman-args` for the tools' store, asked once a worker rather than at every tool run."""
+    return tuple(shlex.split(subprocess.run([*CLI, "store", "podman-args", "--store", str(store)],
+                                            capture_output=True, text=True, check=True).stdout))
+
+
 def tool_podman(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """Plain podman running a stage image as a tool (a disk's partition table, a file of the image) in a store
     of the tests' own: it only reads the stage images' storage, so it waits for no build."""
-    flags = subprocess.run([*CLI, "store", "podman-args", "--store", str(TOOLS_STORE[0])], capture_output=True,
-                           text=True, check=True).stdout
     with localstorage.in_use():
-        return subprocess.run(["podman", *shlex.split(flags), *args], **kwargs)
+        return subprocess.run(["podman", *_tools_flags(TOOLS_STORE[0]), *args], **kwargs)
 
 
 def run_dir(args: Sequence[str]) -> Path:
