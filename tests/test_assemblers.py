@@ -116,6 +116,16 @@ def test_working_containers_are_removed_while_the_assembler_runs(build, tmp_path
     assert all(removed[cid] > assembler_start for cid in working), events
 
 
+def test_an_output_directory_in_folders_that_do_not_exist_yet_is_made_with_them(build, tmp_path):
+    """`-o output/debian` on a fresh clone, as scripts/build-example does: the folders on the way are made too."""
+    output, pipeline = tmp_path / "new" / "nested" / "out", tmp_path / "p.json"
+    pipeline.write_text(json.dumps(small_tree({"name": "org.osbuild.tar", "options": {"filename": "t.tar"}})))
+    result = build(pipeline, output=output)
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in output.iterdir()) == ["t.tar", "t.tar.spdx.json"]
+    assert oct((tmp_path / "new").stat().st_mode & 0o777) == oct(0o755)
+
+
 def test_oci_archive_round_trip(build, tmp_path):
     result = build(small_tree({"name": "org.osbuild.oci-archive", "options": {
         "filename": "image.tar", "ref": "localhost/small:1", "cmd": ["/bin/true"], "env": {"A": "b c"},

@@ -93,13 +93,18 @@ def invoking_user() -> tuple[int, int] | None:
 
 
 def open_target(directory: Path) -> int:
-    """-o, created if new (mode 0755, for the invoking user), opened by handle; it must be empty now, not only
-    when the build was planned."""
-    try:
-        os.mkdir(directory, 0o755)
-        created = True
-    except FileExistsError:
-        created = False
+    """-o, created if new with the folders it needs (mode 0755, for the invoking user), opened by handle; it
+    must be empty now, not only when the build was planned."""
+    owner = invoking_user()
+    for folder in reversed([folder for folder in (directory, *directory.parents) if not folder.exists()]):
+        try:
+            os.mkdir(folder, 0o755)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise BuildError(f"cannot create the output directory {folder}: {err.strerror}") from None
+        if owner is not None:
+            os.chown(folder, *owner, follow_symlinks=False)
     try:
         fd = os.open(directory, _DIR)
     except OSError as err:
@@ -108,9 +113,6 @@ def open_target(directory: Path) -> int:
     if os.listdir(fd):
         os.close(fd)
         raise BuildError(f"output directory {directory} is not empty any more; give a new or empty directory")
-    owner = invoking_user()
-    if created and owner is not None:
-        os.fchown(fd, *owner)
     return fd
 
 
