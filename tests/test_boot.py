@@ -112,12 +112,16 @@ def test_tar_and_oci_archive_of_the_debian_tree(flagship, pipeline, shared_store
     assert loaded.stdout == os_release, loaded.stderr
 
 
-def test_trixie_builds_and_boots_to_serial_login(shared_store, stage_images, tmp_path):
-    """Debian 13, the README's first example: the same stages, only the suite differs."""
-    pipeline = json.loads((REPO / "pipelines" / "debian-trixie-qcow2.json").read_text())
-    result = run_build(pipeline, shared_store, tmp_path / "out")
-    assert result.returncode == 0, result.stderr[-3000:]
-    qcow2 = tmp_path / "out" / pipeline["assembler"]["options"]["filename"]
-    assert tree_run(shared_store, result.image, "cat", "/etc/debian_version").startswith("13.")
+def test_the_readmes_first_command_on_a_fresh_clone_builds_debian_13_and_it_boots(stage_images, tmp_path):
+    """The README's quick start as a new user runs it: scripts/build-example in a fresh clone (no .venv, no store,
+    no output/), then the disk it names boots.  Debian 13: the flagship's stages, only the suite differs."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+    example = subprocess.run(["sh", "scripts/build-example"], cwd=clone, capture_output=True, text=True, timeout=2400)
+    assert example.returncode == 0, example.stderr[-3000:]
+    qcow2 = clone / "output" / "debian-trixie-qcow2" / "debian-trixie.qcow2"
+    assert f".venv/bin/osbuild-oci boot {qcow2.relative_to(clone)}" in example.stdout
     console = boot_to_login(qcow2, "bios", tmp_path)
     assert "Debian GNU/Linux 13" in console
+    subprocess.run([str(clone / ".venv" / "bin" / "osbuild-oci"), "store", "delete", "--store", str(clone / "store")],
+                   check=True, capture_output=True)
