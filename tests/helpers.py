@@ -35,6 +35,12 @@ FLAGSHIP = REPO / "pipelines" / "debian-bookworm-qcow2.json"
 CLI = [sys.executable, "-m", "osbuild_oci"]
 MINBASE = "localhost/osbuild-oci/debian-minbase:bookworm"
 TREES = "localhost/osbuild-oci/trees:"
+
+
+def stage_images_home() -> dict[str, str]:
+    """The environment that keeps a command on this run's stage images when a test moves HOME: they live under
+    $XDG_DATA_HOME, else ~/.local/share, and a test's own HOME holds none."""
+    return {"XDG_DATA_HOME": os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")}
 STAGE_BASE = REPO / "osbuild_oci" / "stages" / "sources" / "base"
 
 # Every store a command named since the last leftover check (conftest checks them after each test), and
@@ -169,9 +175,12 @@ def run_dir(args: Sequence[str]) -> Path:
 
 
 def podman(store: Path, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-    """Plain podman pointed at a store's storage."""
-    proc = subprocess.run(["podman", *podman_args(Path(store).resolve()), *args], capture_output=True, text=True,
-                          input=input)
+    """Plain podman pointed at a store's storage.  It reads the stage images too (the store's additional image
+    store), so it holds them in use as osbuild-oci does: a listing beside another worker's `rmi` there
+    otherwise fails ("image not known")."""
+    with localstorage.in_use():
+        proc = subprocess.run(["podman", *podman_args(Path(store).resolve()), *args], capture_output=True,
+                              text=True, input=input)
     if check and proc.returncode != 0:
         raise AssertionError(f"podman {' '.join(args)} failed: {proc.stderr}")
     return proc
@@ -222,8 +231,9 @@ def tree_entry(store: Path, image: str, path: str) -> tuple[tarfile.TarInfo, byt
     wanted = path.lstrip("/")
     found = None
     try:
-        with subprocess.Popen(["podman", *podman_args(Path(store).resolve()), "export", container],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        with localstorage.in_use(), subprocess.Popen(["podman", *podman_args(Path(store).resolve()), "export",
+                                                      container], stdout=subprocess.PIPE,
+                                                     stderr=subprocess.PIPE) as proc:
             with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
                 for info in tar:
                     if info.name.lstrip("./") == wanted:

@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 
 from helpers import (CLI, REPO, LineReader, Terminal, osbuild, osbuild_popen, podman, podman_args, run_dir,
-                     stage_ref, write_stage)
+                     stage_images_home, stage_ref, write_stage)
 
 NOOP = REPO / "pipelines" / "noop.json"
 
@@ -97,9 +97,7 @@ def trees_in(store) -> list[dict]:
 @pytest.mark.parametrize("where", ["XDG_CACHE_HOME", "HOME", "OSBUILD_OCI_STORE"])
 def test_where_the_store_is_without_store(build, tmp_path, where):
     """--store defaults to $XDG_CACHE_HOME/osbuild-oci/store, ~/.cache/... without it, or $OSBUILD_OCI_STORE."""
-    # The stage images stay where they are ($XDG_DATA_HOME, else ~/.local/share): only the store moves.
-    env = {"XDG_CACHE_HOME": None, "OSBUILD_OCI_STORE": None,
-           "XDG_DATA_HOME": os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")}
+    env = {"XDG_CACHE_HOME": None, "OSBUILD_OCI_STORE": None, **stage_images_home()}
     expected = {"XDG_CACHE_HOME": tmp_path / "cache" / "osbuild-oci" / "store",
                 "HOME": tmp_path / "home" / ".cache" / "osbuild-oci" / "store",
                 "OSBUILD_OCI_STORE": tmp_path / "env" / "store"}[where]

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from helpers import (CLI, MINBASE, REPO, TREES, Terminal, osbuild, podman, run_build, stage_podman_args, store_state,
+from helpers import (CLI, MINBASE, REPO, TREES, Terminal, osbuild, podman, run_build, stage_podman, store_state,
                      tree_tags)
 
 pytestmark = pytest.mark.slow
@@ -138,6 +138,5 @@ def test_inspect_marks_exactly_the_missing_trees_and_finds_them_in_a_cache_regis
 
 def stage_image_id(name: str) -> str:
     """The id of a stage image in the stage images' storage, where `stages build` put it."""
-    proc = subprocess.run(["podman", *stage_podman_args(), "image", "inspect", "--format", "{{.Id}}", f"localhost/osbuild-oci/{name}"],
-                          capture_output=True, text=True)
+    proc = stage_podman("image", "inspect", "--format", "{{.Id}}", f"localhost/osbuild-oci/{name}", text=True)
     return proc.stdout.strip()

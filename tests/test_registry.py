@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (MINBASE, osbuild, podman, run_build, sbom_of, sha256, skopeo_inspect, start_registry, stop,
-                     store_state, tree_tags)
+from helpers import (MINBASE, osbuild, podman, run_build, sbom_of, sha256, skopeo_inspect, stage_images_home,
+                     start_registry, stop, store_state, tree_tags)
 
 HTTP = "--no-tls-verify"
 
@@ -391,7 +391,7 @@ def test_default_auth_file_locations_for_root(private, tmp_path, build, location
     home.mkdir()
     runtime.mkdir()
     login(address, Path(location.replace("$XDG_RUNTIME_DIR", str(runtime)).replace("~", str(home))))
-    env = {"REGISTRY_AUTH_FILE": None, "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)}
+    env = {"REGISTRY_AUTH_FILE": None, "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), **stage_images_home()}
     small = {"name": "default-auth", "stages": [{"name": "org.osbuild.noop", "options": {"where": location}}]}
     result = build(small, tmp_path / "store", None, "--cache-to", f"{address}/private/default", HTTP, env=env)
     assert result.returncode == 0, result.stderr

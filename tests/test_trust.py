@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from helpers import (MINBASE, make_testing_stage, osbuild, podman, remove_default_images, run_build, skopeo_inspect,
-                     stage_podman_args, stage_ref, tree_run, unique_name)
+                     stage_podman, stage_ref, tree_run, unique_name)
 
 HTTP = "--no-tls-verify"
 
@@ -176,8 +176,7 @@ def test_a_stage_image_retagged_after_signing_is_refused(keys, registry, own_sta
 
     # The attacker moves :latest to another image; the store still holds the signed one.
     make_testing_stage(root, name, "evil")
-    subprocess.run(["podman", *stage_podman_args(), "push", "--tls-verify=false", stage_ref(name), f"docker://{namespace}/{name}:latest"],
-                   check=True, capture_output=True)
+    stage_podman("push", "--tls-verify=false", stage_ref(name), f"docker://{namespace}/{name}:latest", check=True)
     blind = run_build(stages, store, tmp_path / "out3", "--stages-from", namespace, HTTP)
     assert blind.returncode == 0, blind.stderr  # without --trust-key, whatever :latest names now runs
     assert tree_run(store, blind.image, "cat", "/version") == "evil"
