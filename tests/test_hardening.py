@@ -78,6 +78,102 @@ def test_an_assembler_cannot_open_host_files_by_handle(build, tmp_path, new_stag
     assert (tmp_path / "out" / "result").read_text() == "EPERM"
 
 
+# -- nothing written through: a hostile assembler's output -------------------------------------
+
+LEAVE = '''#!/usr/bin/python3
+import os, socket, stat, osbuild_stage
+
+def leave(tree, options, output):
+    case, victim = options["case"], options["victim"]
+    def at(*parts):
+        return os.path.join(output, *parts)
+    with open(at("x.img"), "w") as f:
+        f.write("image")
+    if case == "link-as-the-sbom":
+        os.symlink(victim, at("x.img.spdx.json"))
+    elif case == "link-below":
+        os.mkdir(at("sub"))
+        os.symlink(victim, at("sub", "inner"))
+    elif case == "fifo":
+        os.mkfifo(at("pipe"))
+    elif case == "socket":
+        socket.socket(socket.AF_UNIX).bind(at("sock"))
+    elif case == "device":
+        os.mknod(at("sda"), 0o666 | stat.S_IFBLK, os.makedev(8, 0))
+    elif case == "special-bits":
+        os.chmod(at("x.img"), 0o4755)
+        os.mkdir(at("shared"))
+        os.chmod(at("shared"), 0o3777)
+        with open(at("shared", "tool"), "w") as f:
+            f.write("tool")
+        os.chmod(at("shared", "tool"), 0o2750)
+
+osbuild_stage.main(leave)
+'''
+
+
+@pytest.fixture(scope="module")
+def leaving_assembler(tmp_path_factory, stage_images):
+    """An assembler that leaves in its output what the case asks (a link to the host's VICTIM, a FIFO, a socket,
+    a device node, setuid and sticky bits), with CAP_MKNOD for the node: a user must grant that by name."""
+    from helpers import remove_default_images, stage_ref, unique_name
+    name = unique_name("test.leave")
+    root = tmp_path_factory.mktemp("leave")
+    write_stage(root / "source", name, LEAVE, kind="assemblers", labels={"org.osbuild-oci.capabilities": "CAP_MKNOD"})
+    build_stage(root / "source", name)
+    victim = root / "victim"
+    victim.write_text("the host's own file\n")
+    yield name, victim
+    remove_default_images(stage_ref(name))
+
+
+def _leave(leaving_assembler, case: str) -> dict:
+    name, victim = leaving_assembler
+    return {"name": f"leave-{case}", "stages": [{"name": "org.osbuild.noop", "options": {"leave": 1}}],
+            "assembler": {"name": name, "options": {"filename": "x.img", "case": case, "victim": str(victim)}}}
+
+
+@pytest.mark.parametrize("case, named", [("link-as-the-sbom", "'x.img.spdx.json', a symbolic link"),
+                                         ("link-below", "'sub/inner', a symbolic link"),
+                                         ("fifo", "'pipe', a FIFO"), ("socket", "'sock', a socket"),
+                                         ("device", "'sda', a device")])
+def test_an_output_holding_anything_but_files_and_folders_fails_naming_it_and_writes_nothing_through(
+        build, tmp_path, leaving_assembler, case, named):
+    _, victim = leaving_assembler
+    result = build(_leave(leaving_assembler, case), None, tmp_path / "out", "--allow-capability", "CAP_MKNOD")
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: the output holds {named}: an assembler's output may only be regular files and "
+                      "directories"], result.stderr
+    assert victim.read_text() == "the host's own file\n", "the host wrote through the assembler's link"
+    assert list((tmp_path / "out").iterdir()) == [], "nothing of a refused output reaches -o"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="SUDO_UID is root's: an ordinary user's outputs are already theirs")
+def test_an_output_reaches_o_without_special_bits_and_owned_by_the_sudo_user_built_or_cached(
+        build, tmp_path, leaving_assembler):
+    """Under sudo, every file and every folder made for -o belongs to the user who ran sudo, whether the
+    assembler ran or its kept output was copied; setuid, setgid and sticky bits never arrive."""
+    sudo = {"SUDO_UID": "4242", "SUDO_GID": "4343"}
+    pipeline = tmp_path / "special-bits.json"
+    pipeline.write_text(json.dumps(_leave(leaving_assembler, "special-bits")))
+    seen = {}
+    for run in ("built", "cached"):
+        result = build(pipeline, None, tmp_path / run / "new" / "out", "--allow-capability", "CAP_MKNOD", env=sudo)
+        assert result.returncode == 0, result.stderr
+        assert result.of("assembler-done")[0]["source"] == ("store" if run == "cached" else "built")
+        seen[run] = {str(path.relative_to(tmp_path / run)): (oct(path.stat().st_mode), path.stat().st_uid,
+                                                             path.stat().st_gid)
+                     for path in [tmp_path / run / "new", *sorted((tmp_path / run / "new").rglob("*"))]}
+    assert seen["built"] == seen["cached"], seen
+    umask = os.umask(0)
+    os.umask(umask)
+    assert seen["built"] == {  # what reaches -o is made under the user's umask, as cp makes it
+        "new": (oct(0o40755 & ~umask), 4242, 4343), "new/out": (oct(0o40755 & ~umask), 4242, 4343),
+        "new/out/shared": (oct(0o40777 & ~umask), 4242, 4343), "new/out/shared/tool": ("0o100750", 4242, 4343),
+        "new/out/x.img": ("0o100755", 4242, 4343), "new/out/x.img.spdx.json": ("0o100644", 4242, 4343)}, seen
+
+
 # -- nothing read through: a hostile tree's dpkg database ---------------------------------------
 
 PLANT = '''#!/usr/bin/python3

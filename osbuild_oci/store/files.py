@@ -38,7 +38,7 @@ def _entries(dir_fd: int, where: str) -> list[tuple[str, os.stat_result]]:
             kind = ("a symbolic link" if stat.S_ISLNK(info.st_mode) else "a device" if
                     stat.S_ISBLK(info.st_mode) or stat.S_ISCHR(info.st_mode) else "a FIFO" if
                     stat.S_ISFIFO(info.st_mode) else "a socket")
-            raise BuildError(f"the output holds {where}{name!r}, {kind}: an assembler's output may only be "
+            raise BuildError(f"the output holds {where + name!r}, {kind}: an assembler's output may only be "
                              "regular files and directories")
         out.append((name, info))
     return sorted(out)
