@@ -280,12 +280,14 @@ def test_what_a_killed_build_or_a_deleted_store_leaves_is_cleaned_up_by_the_next
 @pytest.mark.parametrize("who", ["root", "rootless"])
 def test_a_stage_granted_the_network_reaches_the_mirror_but_not_this_host(who, request, tmp_path, stage_images):
     """Its own namespace: the Debian mirror answers (the positive control), while this host's loopback, its own
-    address and link-local addresses (a cloud's metadata service) refuse it.  Without the grant, nothing runs."""
+    address and link-local addresses (a cloud's metadata service) refuse it.  Without the grant, nothing runs.
+    A user without slirp4netns is refused unless --allow-host-network, which reaches loopback (the control)."""
     name = f"test.netprobe-{who}"
     loopback, own = Listener("127.0.0.1"), Listener("0.0.0.0")
     targets = {"mirror": ["deb.debian.org", 80], "loopback": ["127.0.0.1", loopback.port],
                "own address": [host_address(), own.port], "link-local": ["169.254.169.254", 80]}
     pipeline = {"name": "probe", "base": MINBASE, "stages": [{"name": name, "options": {"targets": targets}}]}
+    user = request.getfixturevalue("rootless") if who == "rootless" else None
     try:
         if who == "root":
             source = tmp_path / "source"
@@ -301,7 +303,6 @@ def test_a_stage_granted_the_network_reaches_the_mirror_but_not_this_host(who, r
             found = json.loads(tree_run(tmp_path / "store", result.image, "cat", "/probe.json"))
             remove_default_images(stage_ref(name))
         else:
-            user = request.getfixturevalue("rootless")
             source = user.home / "probe-source"
             user.remove(source)
             write_probe_stage(tmp_path / "probe", name)
@@ -317,16 +318,54 @@ def test_a_stage_granted_the_network_reaches_the_mirror_but_not_this_host(who, r
             assert "share this host's network namespace" not in result["proc"].stderr
             found = json.loads(user.podman(store, "run", "--rm", "--network=none",
                                            f"localhost/osbuild-oci/trees:{result['tree']}", "cat", "/probe.json").stdout)
-            user.run("podman", "rmi", stage_ref(name), check=False)
             user.run("osbuild-oci", "store", "delete", "--store", store)
         time.sleep(0.5)
         assert found["mirror"] == "connected", found
         assert all(found[target].startswith("refused") for target in ("loopback", "own address")), found
         assert "Connection refused" in found["link-local"], f"refused at once, not timed out: {found}"
         assert not loopback.connected and not own.connected
+        if user is not None:
+            shared = without_slirp4netns(user, path, name)
+            assert shared["loopback"] == "connected", f"--allow-host-network shares this host's: {shared}"
     finally:
         loopback.close()
         own.close()
+        if user is not None:
+            user.run("podman", "rmi", stage_ref(name), check=False)
+
+
+def without_slirp4netns(user, pipeline: Path, name: str) -> dict:
+    """Where the user has no slirp4netns (PATH without it), a stage granted the network is refused before
+    anything runs, naming both ways out; --allow-host-network runs it in this host's namespace, said aloud.
+    What the probe found there."""
+    bin_dir = user.home / "bin-without-slirp4netns"
+    user.remove(bin_dir)
+    bin_dir.mkdir()
+    for folder in (Path("/usr/bin"), Path("/usr/sbin")):
+        for program in folder.iterdir():
+            if program.name != "slirp4netns" and not (bin_dir / program.name).exists():
+                (bin_dir / program.name).symlink_to(program)
+    store = user.home / "probe-host-store"
+    user.remove(store)
+    path = f"PATH={user.src}/.venv/bin:{bin_dir}"
+    grant = ("--allow-network", name)
+    try:
+        refused = user.run("env", path, "osbuild-oci", "build", pipeline, "--store", store, "--json", *grant,
+                           check=False)
+        assert refused.returncode == 2, refused.stderr
+        assert f"error: {pipeline}: stages[0].name: {name} needs the network, and no network namespace of its own " \
+               "can be made here: install slirp4netns" in refused.stderr and "--allow-host-network" in refused.stderr
+        assert '"stage-start"' not in refused.stdout
+        shared = user.run("env", path, "osbuild-oci", "build", pipeline, "--store", store, "--json", *grant,
+                          "--allow-host-network", check=False)
+        assert shared.returncode == 0, shared.stderr
+        assert "note: --allow-host-network: stages with network share this host's network namespace" in shared.stderr
+        tree = next(json.loads(line)["tree"] for line in shared.stdout.splitlines() if '"build-done"' in line)
+        return json.loads(user.podman(store, "run", "--rm", "--network=none", f"localhost/osbuild-oci/trees:{tree}",
+                                      "cat", "/probe.json").stdout)
+    finally:
+        user.run("osbuild-oci", "store", "delete", "--store", store, check=False)
+        user.remove(bin_dir)
 
 
 def test_inputs_as_an_ordinary_user_a_context_a_local_deb_and_an_image(rootless):
