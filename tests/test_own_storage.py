@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,28 @@ def test_a_user_who_never_ran_setup_host_builds_on_overlay_and_keeps_the_tree_af
     again = newcomer.build("pipelines/noop.json", store, output=newcomer.home / "out2")
     assert again["proc"].returncode == 0, again["proc"].stderr
     assert again["ran"] == [] and again["tree"] == first["tree"], "the tree built before setup-host is still a hit"
+
+
+def test_a_podman_command_on_a_store_leaves_its_folder_and_the_stage_images_folder_unmounted(tmp_path,
+                                                                                             stage_images):
+    """podman 4.3 bind-mounts an overlay storage's folder onto itself while a command runs, and detaches it when
+    the command ends: a build whose layer path crossed the folder just then had its overlay mount refused with
+    EINVAL (record 042).  osbuild-oci's podman flags turn that off, for a store and the stage images alike."""
+    from helpers import MINBASE, podman_args, stage_podman_args
+    store = tmp_path / "store"
+    args = podman_args(store)
+    folders = {Path(args[args.index("--root") + 1]) / "overlay",
+               Path(stage_podman_args()[stage_podman_args().index("--root") + 1]) / "overlay"}
+    with subprocess.Popen(["podman", *args, "run", "--rm", "--network=none", MINBASE, "sleep", "5"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as running:
+        mounted: set[Path] = set()
+        for _ in range(100):
+            points = {Path(line.split()[4]) for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+            mounted |= points & folders
+            if any(str(point).startswith(f"{store}/storage/overlay/") for point in points):
+                break  # the container's root is mounted: the command is well under way
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"no container of the store was ever mounted: {running.stderr.read()}")
+        assert mounted == set(), "podman mounted the storage's own folder onto itself"
+    assert running.returncode == 0, running.stderr.read()

@@ -74,8 +74,12 @@ class StageStorage:
         return cls(root, runtime_dir() / "stages", mount_program)
 
     def options(self) -> list[str]:
-        """The storage driver's options, as podman's --storage-opt takes them."""
-        return [f"overlay.mount_program={self.mount_program}"] if self.mount_program else []
+        """The storage driver's options, as podman's --storage-opt takes them; a store's podman takes them too.
+        skip_mount_home: podman 4.3 bind-mounts an overlay storage's folder onto itself while a command runs and
+        detaches it when the command ends, and a build whose layer path crossed that folder just then had its
+        overlay mount refused with EINVAL (record 042)."""
+        return ["overlay.skip_mount_home=true", *([f"overlay.mount_program={self.mount_program}"]
+                                                  if self.mount_program else [])]
 
     def args(self) -> list[str]:
         """podman's global flags for this storage (`osbuild-oci stages podman-args`)."""
@@ -84,8 +88,7 @@ class StageStorage:
 
     def transport(self, ref: str) -> str:
         """skopeo's name of ref in this storage."""
-        options = "".join(f":{option}" for option in self.options())
-        return f"containers-storage:[overlay@{self.graph_root}+{self.run_root}{options}]{ref}"
+        return f"containers-storage:[overlay@{self.graph_root}+{self.run_root}:{','.join(self.options())}]{ref}"
 
 
 # The lock this process holds on the stage storage: ("shared" or "exclusive", its open file), innermost last.
