@@ -342,10 +342,20 @@ class User:
         if pause.exists():
             os.kill(int(pause.read_text()), 15)
             time.sleep(0.2)
-        subprocess.run(["userdel", "--remove", self.name], capture_output=True)
-        # podman's runtime directory, and the run root c/storage picks without a storage.conf.
-        for leftover in f"/tmp/podman-run-{self.uid}", f"/tmp/containers-user-{self.uid}":
-            shutil.rmtree(leftover, ignore_errors=True)
+        remove_user(self.name, self.uid)
+
+
+def remove_user(name: str, uid: int) -> None:
+    """Remove a throwaway user, its home, and what its podman and osbuild-oci kept outside it: users without
+    a session keep their runtime files under /tmp (podman's, the run root c/storage picks without a
+    storage.conf, osbuild-oci's) and osbuild-oci its scratch under /var/tmp."""
+    subprocess.run(["pkill", "-u", name], check=False)
+    subprocess.run(["userdel", "--remove", name], capture_output=True)
+    for leftover in (f"/tmp/podman-run-{uid}", f"/tmp/containers-user-{uid}", f"/tmp/osbuild-oci-{uid}",
+                     f"/var/tmp/osbuild-oci-{uid}"):
+        subprocess.run(["sh", "-c", f'grep -o " {leftover}/[^ ]*" /proc/self/mounts | xargs -r -n1 umount -l'],
+                       check=False)
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 @dataclass

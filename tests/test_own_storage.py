@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, Rootless
+from helpers import REPO, Rootless, remove_user
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="makes its own unprivileged user: run the suite as root")]
@@ -34,8 +34,7 @@ def newcomer():
         user.run(".venv/bin/pip", "install", "-q", "-e", ".", timeout=600)
         yield user
     finally:
-        subprocess.run(["pkill", "-u", name], check=False)
-        subprocess.run(["userdel", "--remove", name], capture_output=True)
+        remove_user(name, pwd.getpwnam(name).pw_uid)
 
 
 def test_a_user_who_never_ran_setup_host_builds_on_overlay_and_keeps_the_tree_after_it(newcomer):
