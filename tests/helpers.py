@@ -35,18 +35,18 @@ FLAGSHIP = REPO / "pipelines" / "debian-bookworm-qcow2.json"
 CLI = [sys.executable, "-m", "osbuild_oci"]
 MINBASE = "localhost/osbuild-oci/debian-minbase:bookworm"
 TREES = "localhost/osbuild-oci/trees:"
-
-
-def stage_images_home() -> dict[str, str]:
-    """The environment that keeps a command on this run's stage images when a test moves HOME: they live under
-    $XDG_DATA_HOME, else ~/.local/share, and a test's own HOME holds none."""
-    return {"XDG_DATA_HOME": os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")}
 STAGE_BASE = REPO / "osbuild_oci" / "stages" / "sources" / "base"
 
 # Every store a command named since the last leftover check (conftest checks them after each test), and
 # (user, home, store) of every store a rootless user's command named.
 touched_stores: set[Path] = set()
 touched_rootless: set[tuple[str, str, str]] = set()
+
+
+def stage_images_home() -> dict[str, str]:
+    """The environment that keeps a command on this run's stage images when a test moves HOME: they live under
+    $XDG_DATA_HOME, else ~/.local/share, and a test's own HOME holds none."""
+    return {"XDG_DATA_HOME": os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")}
 
 
 def _note_store(args: list[str], env: dict | None) -> None:
@@ -353,9 +353,13 @@ def remove_user(name: str, uid: int) -> None:
     subprocess.run(["userdel", "--remove", name], capture_output=True)
     for leftover in (f"/tmp/podman-run-{uid}", f"/tmp/containers-user-{uid}", f"/tmp/osbuild-oci-{uid}",
                      f"/var/tmp/osbuild-oci-{uid}"):
-        subprocess.run(["sh", "-c", f'grep -o " {leftover}/[^ ]*" /proc/self/mounts | xargs -r -n1 umount -l'],
-                       check=False)
-        shutil.rmtree(leftover, ignore_errors=True)
+        remove_mounted(Path(leftover))
+
+
+def remove_mounted(path: Path) -> None:
+    """Remove a folder a user's podman made, whatever it left mounted below it or owned by subordinate ids."""
+    subprocess.run(["sh", "-c", f'grep -o " {path}/[^ ]*" /proc/self/mounts | xargs -r -n1 umount -l'], check=False)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass
@@ -397,9 +401,7 @@ class Rootless:
 
     def remove(self, path: Path) -> None:
         """Remove what the user made, files of its subordinate ids included."""
-        subprocess.run(["sh", "-c", f'grep -o " {path}/[^ ]*" /proc/self/mounts | xargs -r -n1 umount -l'],
-                       check=False)
-        shutil.rmtree(path, ignore_errors=True)
+        remove_mounted(path)
 
     def podman_args(self, store: Path) -> list[str]:
         """The flags `osbuild-oci store podman-args` gives the user for a store."""
