@@ -357,7 +357,11 @@ def remove_user(name: str, uid: int) -> None:
 
 
 def remove_mounted(path: Path) -> None:
-    """Remove a folder a user's podman made, whatever it left mounted below it or owned by subordinate ids."""
+    """Remove what a user's podman made, whatever it left mounted below it or owned by subordinate ids; a file
+    too (rmtree leaves a file, without a word)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+        return
     subprocess.run(["sh", "-c", f'grep -o " {path}/[^ ]*" /proc/self/mounts | xargs -r -n1 umount -l'], check=False)
     shutil.rmtree(path, ignore_errors=True)
 

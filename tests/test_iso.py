@@ -67,6 +67,7 @@ def test_assembling_the_same_tree_again_gives_the_same_iso(live_iso, rootless):
     assert again["ran"] == [] and [e["cached"] for e in again["events"] if e["event"] == "assembler-done"] == [False]
     assert sha256(output / "again.iso") == sha256(live_iso["iso"])
     rootless.remove(output)
+    rootless.remove(path)
 
 
 @pytest.mark.parametrize("top, options, error", [

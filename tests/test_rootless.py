@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -32,13 +33,15 @@ QCOW2_PIPELINE = Path("pipelines") / "debian-bookworm-qcow2.json"
 
 
 @pytest.fixture(scope="session")
-def rootless_tree(rootless) -> dict:
+def rootless_tree(rootless) -> Iterator[dict]:
     """The Debian tree pipeline built by the user in a fresh store, once."""
     store = rootless.home / "tree-store"
     rootless.remove(store)
     first = rootless.build(TREE_PIPELINE, store)
     assert first["proc"].returncode == 0, first["proc"].stderr[-3000:]
-    return {"store": store, **first}
+    yield {"store": store, **first}
+    rootless.run("osbuild-oci", "store", "delete", "--store", store, check=False)
+    rootless.remove(store)
 
 
 def listing(podman, image: str, tarball: Path) -> set[tuple[str, str, str]]:
@@ -120,20 +123,24 @@ def test_rootless_registry_round_trip_runs_no_stage(rootless, rootless_tree, reg
 
 def test_rootless_qcow2_keeps_owners_and_boots(rootless, tmp_path):
     store, output = rootless.home / "qcow2-store", rootless.home / "qcow2-out"
-    rootless.remove(store)
-    rootless.remove(output)
-    built = rootless.build(QCOW2_PIPELINE, store, output=output)
-    assert built["proc"].returncode == 0, built["proc"].stderr[-3000:]
-    qcow2 = output / json.loads((REPO / QCOW2_PIPELINE).read_text())["assembler"]["options"]["filename"]
-    assert qcow2_file_stat(qcow2, tmp_path, "/usr/bin/passwd") == (0o104755, 0, 0)
-    assert qcow2_file_stat(qcow2, tmp_path, "/home/debian") == (0o40755, 1000, 1000)
     again_output = rootless.home / "qcow2-again"
-    rootless.remove(again_output)
-    again = rootless.build(QCOW2_PIPELINE, store, output=again_output)
-    assert again["ran"] == [] and [e["cached"] for e in again["events"] if e["event"] == "assembler-done"] == [True]
-    assert sha256(again_output / qcow2.name) == sha256(qcow2), "the user's store kept the output as it was written"
-    console = boot_to_login(qcow2, "bios", tmp_path, cli=rootless.argv("osbuild-oci"))
-    assert "Debian GNU/Linux 12 debian-oci ttyS0" in console
+    for made in (store, output, again_output):
+        rootless.remove(made)
+    try:
+        built = rootless.build(QCOW2_PIPELINE, store, output=output)
+        assert built["proc"].returncode == 0, built["proc"].stderr[-3000:]
+        qcow2 = output / json.loads((REPO / QCOW2_PIPELINE).read_text())["assembler"]["options"]["filename"]
+        assert qcow2_file_stat(qcow2, tmp_path, "/usr/bin/passwd") == (0o104755, 0, 0)
+        assert qcow2_file_stat(qcow2, tmp_path, "/home/debian") == (0o40755, 1000, 1000)
+        again = rootless.build(QCOW2_PIPELINE, store, output=again_output)
+        assert again["ran"] == [] and [e["cached"] for e in again["events"] if e["event"] == "assembler-done"] == [True]
+        assert sha256(again_output / qcow2.name) == sha256(qcow2), "the user's store kept the output as written"
+        console = boot_to_login(qcow2, "bios", tmp_path, cli=rootless.argv("osbuild-oci"))
+        assert "Debian GNU/Linux 12 debian-oci ttyS0" in console
+    finally:
+        rootless.run("osbuild-oci", "store", "delete", "--store", store, check=False)
+        for made in (store, output, again_output):
+            rootless.remove(made)
 
 
 class Listener:
@@ -275,6 +282,7 @@ def test_what_a_killed_build_or_a_deleted_store_leaves_is_cleaned_up_by_the_next
         running = False
     assert not running, "and so does its pause process"
     rootless.run("osbuild-oci", "store", "delete", "--store", other)
+    rootless.remove(pipeline)
 
 
 @pytest.mark.parametrize("who", ["root", "rootless"])
@@ -332,6 +340,8 @@ def test_a_stage_granted_the_network_reaches_the_mirror_but_not_this_host(who, r
         own.close()
         if user is not None:
             user.run("podman", "rmi", stage_ref(name), check=False)
+            for made in ("probe-source", "probe.json"):
+                user.remove(user.home / made)
 
 
 def without_slirp4netns(user, pipeline: Path, name: str) -> dict:
