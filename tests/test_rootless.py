@@ -339,7 +339,7 @@ def test_a_stage_granted_the_network_reaches_the_mirror_but_not_this_host(who, r
         loopback.close()
         own.close()
         if user is not None:
-            user.run("podman", "rmi", stage_ref(name), check=False)
+            user.run("sh", "-c", f"podman $(osbuild-oci stages podman-args) rmi --force --ignore {stage_ref(name)}")
             for made in ("probe-source", "probe.json"):
                 user.remove(user.home / made)
 
