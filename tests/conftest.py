@@ -34,7 +34,8 @@ def _mounts() -> list[tuple[str, str]]:
 
 
 def _store_mounts(store: Path) -> list[tuple[str, str]]:
-    """Mounts under a store other than the one containers-storage keeps on its own overlay directory."""
+    """Mounts under a store other than the bind mount of its own overlay directory, which plain podman without
+    osbuild-oci's flags still makes (record 042)."""
     prefix = str(store) + "/"
     own = str(store / "storage" / "overlay")
     return [(point, kind) for point, kind in _mounts() if point.startswith(prefix) and point != own]
@@ -123,7 +124,8 @@ def pytest_runtest_makereport(item, call):
 
 
 def _unmount_under(base: str) -> None:
-    """Innermost first, so a store's own overlay bind mount goes after whatever a failure leaked inside it."""
+    """Innermost first, so a store's own overlay bind mount (plain podman's, record 042) goes after whatever a
+    failure leaked inside it."""
     for point, _ in sorted(_mounts(), key=lambda m: len(m[0]), reverse=True):
         if point.startswith(base):
             subprocess.run(["umount", point], capture_output=True)
@@ -170,8 +172,8 @@ def tools_store(tmp_path_factory) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def release_store_mounts(tmp_path_factory):
-    """containers-storage keeps each store's overlay directory bind-mounted for good; release it, and
-    whatever a failed test leaked (which nothing_left_behind reported).  Then only the failed tests' own
+    """Release what a failed test leaked (which nothing_left_behind reported), and a store folder's bind mount
+    that plain podman left (record 042).  Then only the failed tests' own
     directories stay: the session's shared stores, builds and disks are tens of gigabytes, and CI's disk is
     the machine's."""
     yield

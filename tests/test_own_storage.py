@@ -65,9 +65,8 @@ def test_a_podman_command_on_a_store_leaves_its_folder_and_the_stage_images_fold
     EINVAL (record 042).  osbuild-oci's podman flags turn that off, for a store and the stage images alike."""
     from helpers import MINBASE, podman_args, stage_podman_args
     store = tmp_path / "store"
-    args = podman_args(store)
-    folders = {Path(args[args.index("--root") + 1]) / "overlay",
-               Path(stage_podman_args()[stage_podman_args().index("--root") + 1]) / "overlay"}
+    args, stage_args = podman_args(store), stage_podman_args()
+    folders = {Path(flags[flags.index("--root") + 1]) / "overlay" for flags in (args, stage_args)}
     with subprocess.Popen(["podman", *args, "run", "--rm", "--network=none", MINBASE, "sleep", "5"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as running:
         mounted: set[Path] = set()
