@@ -138,7 +138,8 @@ def test_a_killed_podman_service_fails_the_build_in_one_line_and_the_next_build_
     proc = osbuild_popen("build", pipeline, "--store", store, "-o", tmp_path / "o", "--json")
     reader = LineReader(proc)
     reader.wait_for(event("stage-start"), timeout=120)
-    service = subprocess.run(["pgrep", "-f", "--", f"--root {store.resolve()}/storage .*system service"],
+    # The oldest match: a process the service has just forked, before it execs, has the service's command line too.
+    service = subprocess.run(["pgrep", "--oldest", "-f", "--", f"--root {store.resolve()}/storage .*system service"],
                              capture_output=True, text=True).stdout.split()
     assert len(service) == 1, service
     os.kill(int(service[0]), signal.SIGKILL)
