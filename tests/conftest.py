@@ -61,8 +61,14 @@ def _services(store: Path) -> list[str]:
 _SHARED_ONCE = ("flagship",)
 # The groups that take longest, longest first (from --durations): scripts/test runs them before the rest, so no
 # worker starts a long group when the others are about done.  Every other group keeps its collection order.
-_LONGEST_FIRST = ("flagship", "test_disks", "test_rootless", "test_iso", "test_deep", "test_boot_arm64",
-                  "test_ci_containers", "test_debian_stages", "test_faults", "test_reproducible", "test_boot")
+_LONGEST_FIRST = ("flagship", "test_disks", "test_deep", "test_rootless", "test_boot_arm64", "test_ci_containers",
+                  "test_iso", "test_debian_stages", "test_boot", "test_faults", "test_registry")
+
+
+def _module_fixtures(item) -> list[str]:
+    """The module-scoped fixtures a test needs, directly or through other fixtures."""
+    return [name for name in item.fixturenames
+            if any(d.scope == "module" for d in item._fixtureinfo.name2fixturedefs.get(name, ()))]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -77,6 +83,13 @@ def pytest_collection_modifyitems(items) -> None:
         if "stage_images" in item.fixturenames:
             item.add_marker(pytest.mark.slow)
         groups[item] = next((name for name in _SHARED_ONCE if name in item.fixturenames), item.module.__name__)
+    # A module fixture a shared group's test needs is made on that group's worker; the module's other tests that
+    # need it follow it there, or a second worker makes it again (test_reproducible's three cold builds did).
+    followed = {(item.module, name): groups[item] for item in items if groups[item] in _SHARED_ONCE
+                for name in _module_fixtures(item)}
+    for item in items:
+        groups[item] = next((followed[item.module, name] for name in _module_fixtures(item)
+                             if (item.module, name) in followed), groups[item])
         item.add_marker(pytest.mark.xdist_group(groups[item]))
     rank = {name: index for index, name in enumerate(_LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(groups[item], len(rank)))
