@@ -82,23 +82,15 @@ def test_same_epoch_gives_identical_outputs(twice, assembler, tmp_path):
         assert names.isdisjoint(BUILD_RECORDS), sorted(names.intersection(BUILD_RECORDS))
 
 
-def test_the_flagship_built_in_two_stores_gives_the_same_layers_and_the_same_qcow2_and_raw_disks(builds, flagship,
-                                                                                               shared_store, tmp_path):
+def test_the_flagship_built_in_two_stores_gives_the_same_layers_and_the_same_qcow2(builds, flagship, shared_store):
     """The disk assembler's every identifier and clock, and each inode's times, follow the tree and options,
-    so two stores that built the same tree write the same disk."""
+    so two stores that built the same tree write the same disk.  (qemu-img converts the same raw disk to the same
+    qcow2, so identical qcow2 files hold identical raw disks: a raw output of each is not assembled too.)"""
     store, fresh = builds["c"]
     shared, qcow2 = flagship
     assert fresh.tree == shared.tree
     assert _layers(store, fresh.image) == _layers(shared_store, shared.image)
     assert sha256(store.parent / "out" / qcow2.name) == sha256(qcow2), "qcow2 of the same tree from two stores"
-    pipeline = json.loads(FLAGSHIP.read_text())
-    pipeline["assembler"]["options"] |= {"format": "raw", "filename": "disk.raw"}
-    digests = []
-    for name, where in (("fresh", store), ("shared", shared_store)):
-        result = run_build(pipeline, where, tmp_path / name)
-        assert result.returncode == 0 and result.ran == [], result.stderr[-3000:]
-        digests.append(sha256(tmp_path / name / "disk.raw"))
-    assert digests[0] == digests[1], "raw disks of the same tree from two stores"
 
 
 DESCRIBED = {"filename": "described.raw", "format": "raw", "size": "3G", "kernel_opts": "console=ttyS0,115200",
