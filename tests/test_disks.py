@@ -166,16 +166,33 @@ def test_the_uki_disk_boots_with_its_own_db_key_enrolled_and_grows_into_a_larger
     assert source.strip() == "/dev/vda2"
 
 
-def test_a_rootless_build_keeps_owners_and_modes_on_the_disk(examples, rootless, tmp_path):
-    """systemd-repart ran as the root of the user's namespace, so the filesystem has the tree's owners and modes:
-    group shadow's /etc/shadow, a setuid su, the user's own home."""
+@pytest.mark.parametrize("name", ["uki", "secureboot"], ids=["described-layout", "default-layout"])
+def test_a_rootless_build_keeps_owners_and_modes_on_the_disk(name, examples, rootless, tmp_path):
+    """Both ways a disk is filled (systemd-repart for a described layout, mkfs.ext4 -d for the default one) ran as
+    the root of the user's namespace, so the filesystem has the tree's owners and modes: group shadow's
+    /etc/shadow, a setuid su, the user's own home."""
     paths = ("/etc/shadow", "/usr/bin/su", "/home/debian")
     tree = rootless.podman(examples["store"], "run", "--rm", "--network=none",
-                           f"localhost/osbuild-oci/trees:{examples['uki']['tree']}", "stat", "-c", "%f %u %g",
+                           f"localhost/osbuild-oci/trees:{examples[name]['tree']}", "stat", "-c", "%f %u %g",
                            *paths).stdout.split("\n")
     in_tree = [(int(mode, 16), int(uid), int(gid)) for mode, uid, gid in (line.split() for line in tree[:3])]
     assert in_tree[:2] == [(0o100640, 0, 42), (0o104755, 0, 0)] and in_tree[2][1:] == (1000, 1000), in_tree
-    assert [qcow2_file_stat(examples["uki"]["disk"], tmp_path, path) for path in paths] == in_tree
+    assert [qcow2_file_stat(examples[name]["disk"], tmp_path, path) for path in paths] == in_tree
+
+
+def test_an_unchanged_example_copies_the_output_the_users_store_kept(examples, rootless):
+    """Built again by the user, the Secure Boot example runs nothing, the assembler's output comes from the store,
+    and it is byte-identical to the disk written the first time."""
+    again_output = rootless.home / "disks-again"
+    rootless.remove(again_output)
+    try:
+        again = rootless.build(EXAMPLES["secureboot"], examples["store"], output=again_output)
+        assert again["proc"].returncode == 0, again["proc"].stderr[-3000:]
+        assert again["ran"] == [] and [e["cached"] for e in again["events"] if e["event"] == "assembler-done"] == [True]
+        disk = examples["secureboot"]["disk"]
+        assert sha256(again_output / disk.name) == sha256(disk), "the user's store kept the output as written"
+    finally:
+        rootless.remove(again_output)
 
 
 def test_lvm_is_refused_before_anything_runs(tmp_path, stage_images):

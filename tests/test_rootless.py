@@ -1,4 +1,6 @@
-"""Rootless is the normal case: an ordinary user builds, caches, shares through a registry and boots.
+"""Rootless is the normal case: an ordinary user builds, caches and shares through a registry.
+
+The disks an ordinary user builds, and their boots, are in tests/test_disks.py and tests/test_iso.py.
 
 The suite runs as root (as CI does), so this module makes its own
 unprivileged user with `scripts/setup-host --user`, gives it a copy of the
@@ -21,15 +23,14 @@ from typing import Iterator
 
 import pytest
 
-from helpers import (LineReader, MINBASE, REPO, boot_to_login, podman, qcow2_file_stat, remove_default_images,
-                     run_build, run_dir, sha256, stage_ref, tree_run)
+from helpers import (LineReader, MINBASE, REPO, podman, remove_default_images, run_build, run_dir, stage_ref,
+                     tree_run)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="makes its own unprivileged user: run the suite as root")]
 
 # The pipelines as the user reads them: from its own copy of the checkout (the suite's may be a root's 0700 home).
 TREE_PIPELINE = Path("pipelines") / "debian-bookworm-tree.json"
-QCOW2_PIPELINE = Path("pipelines") / "debian-bookworm-qcow2.json"
 
 
 @pytest.fixture(scope="session")
@@ -119,28 +120,6 @@ def test_rootless_registry_round_trip_runs_no_stage(rootless, rootless_tree, reg
     assert state.is_dir()
     rootless.run("osbuild-oci", "store", "delete", "--store", fresh)
     assert not state.exists(), "store delete leaves no run state"
-
-
-def test_rootless_qcow2_keeps_owners_and_boots(rootless, tmp_path):
-    store, output = rootless.home / "qcow2-store", rootless.home / "qcow2-out"
-    again_output = rootless.home / "qcow2-again"
-    for made in (store, output, again_output):
-        rootless.remove(made)
-    try:
-        built = rootless.build(QCOW2_PIPELINE, store, output=output)
-        assert built["proc"].returncode == 0, built["proc"].stderr[-3000:]
-        qcow2 = output / json.loads((REPO / QCOW2_PIPELINE).read_text())["assembler"]["options"]["filename"]
-        assert qcow2_file_stat(qcow2, tmp_path, "/usr/bin/passwd") == (0o104755, 0, 0)
-        assert qcow2_file_stat(qcow2, tmp_path, "/home/debian") == (0o40755, 1000, 1000)
-        again = rootless.build(QCOW2_PIPELINE, store, output=again_output)
-        assert again["ran"] == [] and [e["cached"] for e in again["events"] if e["event"] == "assembler-done"] == [True]
-        assert sha256(again_output / qcow2.name) == sha256(qcow2), "the user's store kept the output as written"
-        console = boot_to_login(qcow2, "bios", tmp_path, cli=rootless.argv("osbuild-oci"))
-        assert "Debian GNU/Linux 12 debian-oci ttyS0" in console
-    finally:
-        rootless.run("osbuild-oci", "store", "delete", "--store", store, check=False)
-        for made in (store, output, again_output):
-            rootless.remove(made)
 
 
 class Listener:
