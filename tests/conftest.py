@@ -149,8 +149,12 @@ def nothing_left_behind(request):
     """Every store the test (or a fixture it set up) used: no container, mount or service afterwards.
 
     Then a passed test's own temporary directory goes, stores, disks and all: a whole run keeps tens of
-    gigabytes otherwise, and CI shares the disk with whatever ran on the machine before it."""
+    gigabytes otherwise, and CI shares the disk with whatever ran on the machine before it.  A test that failed,
+    or left something behind, keeps its directory for a person to read."""
     yield
+    own = request.node.funcargs.get("tmp_path")
+    if own is not None:
+        _kept_for_reading.add(own.resolve())
     stores = sorted(s for s in touched_stores if (s / "storage").is_dir())
     touched_stores.clear()
     for store in stores:
@@ -165,12 +169,10 @@ def nothing_left_behind(request):
         if (store / "storage").is_dir():
             assert user.podman(store, "ps", "--all", "--quiet").stdout.split() == [], f"containers left in {store}"
             assert _services(store) == [], f"podman service left running for {store}"
-    own = request.node.funcargs.get("tmp_path")
     if own is not None and request.node.stash.get(_passed, False):
+        _kept_for_reading.discard(own.resolve())
         _unmount_under(str(own.resolve()) + "/")
         shutil.rmtree(own, ignore_errors=True)
-    elif own is not None:
-        _kept_for_reading.add(own.resolve())
 
 
 # The directories of tests that failed: what a run keeps of itself for a person to read.
