@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from helpers import REPO, depends_closure, osbuild, podman, sbom_of, sbom_packages, store_state, tree_entry, tree_run
+from helpers import depends_closure, osbuild, podman, sbom_of, sbom_packages, store_state, tree_entry, tree_run
 
 DEBOOTSTRAP = {"name": "org.osbuild.debootstrap",
                "options": {"suite": "bookworm", "variant": "minbase", "packages": ["systemd-sysv", "locales"]}}
@@ -256,18 +256,6 @@ def test_script_failure_fails_the_build(base, build):
     assert result.returncode == 1
     assert "exited with status 3" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-@pytest.mark.slow
-def test_bookworm_tree_pipeline(build, shared_store):
-    result = build(REPO / "pipelines" / "debian-bookworm-tree.json")
-    assert result.returncode == 0, result.stderr[-3000:]
-    image = result.image
-    assert "Status: install ok installed" in tree_run(shared_store, image, "dpkg", "-s", "openssh-server")
-    assert tree_run(shared_store, image, "systemctl", "is-enabled", "ssh") == "enabled\n"
-    assert tree_file(shared_store, image, "/etc/hostname") == "debian-oci\n"
-    assert tree_run(shared_store, image, "id", "-u", "debian") == "1000\n"
-    assert tree_run(shared_store, image, "cat", "/etc/fstab").startswith("UUID=76a22bf4-f153-4541-b6c7-0332c0dfaeac\t/")
 
 
 BAD_OPTIONS = [

@@ -24,7 +24,7 @@ from typing import Iterator
 import pytest
 
 from helpers import (LineReader, MINBASE, REPO, podman, remove_default_images, run_build, run_dir, stage_ref,
-                     tree_run)
+                     tree_entry, tree_run)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="makes its own unprivileged user: run the suite as root")]
@@ -79,6 +79,12 @@ def test_tree_pipeline_as_an_ordinary_user_keeps_owners_modes_and_devices(rootle
     as_user = listing(lambda *a: rootless.podman(store, *a), image, rootless.home / "tree-export.tar")
     root_build = run_build(REPO / TREE_PIPELINE, shared_store, tmp_path / "out")
     assert root_build.returncode == 0, root_build.stderr
+    # What the pipeline asks for, in root's tree; the user's is the same outside /dev (below).
+    assert "Status: install ok installed" in tree_run(shared_store, root_build.image, "dpkg", "-s", "openssh-server")
+    assert tree_run(shared_store, root_build.image, "systemctl", "is-enabled", "ssh") == "enabled\n"
+    assert tree_entry(shared_store, root_build.image, "/etc/hostname")[1] == b"debian-oci\n"
+    assert tree_run(shared_store, root_build.image, "cat", "/etc/fstab").startswith(
+        "UUID=76a22bf4-f153-4541-b6c7-0332c0dfaeac\t/")
     as_root = listing(lambda *a: podman(shared_store, *a), root_build.image, tmp_path / "tree-export.tar")
 
     # A user namespace cannot make device nodes: the rootless tree's /dev stays empty (README: a booted
