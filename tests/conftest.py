@@ -85,10 +85,11 @@ def pytest_collection_modifyitems(items) -> None:
         groups[item] = next((name for name in _SHARED_ONCE if name in item.fixturenames), item.module.__name__)
     # A module fixture a shared group's test needs is made on that group's worker; the module's other tests that
     # need it follow it there, or a second worker makes it again (test_reproducible's three cold builds did).
+    needs = {item: _module_fixtures(item) for item in items}
     followed = {(item.module, name): groups[item] for item in items if groups[item] in _SHARED_ONCE
-                for name in _module_fixtures(item)}
+                for name in needs[item]}
     for item in items:
-        groups[item] = next((followed[item.module, name] for name in _module_fixtures(item)
+        groups[item] = next((followed[item.module, name] for name in needs[item]
                              if (item.module, name) in followed), groups[item])
         item.add_marker(pytest.mark.xdist_group(groups[item]))
     rank = {name: index for index, name in enumerate(_LONGEST_FIRST)}
